@@ -1,0 +1,121 @@
+/** A NAL unit (header byte first, no start code) and the arrival time of its first byte. */
+export interface TimedNal {
+  data: Uint8Array;
+  ts: number;
+}
+
+/** NAL units larger than this are discarded: no sane encoder emits them, and buffering is bounded. */
+export const MAX_NAL_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Splits an Annex-B byte stream that arrives in arbitrary pieces into NAL units. A NAL unit is
+ * complete when the next start code arrives, so results do not depend on how the bytes were
+ * split into messages. A piece that begins with a start code completes the pending NAL unit
+ * without copying it, which is the relay's one-NAL-per-message case.
+ *
+ * @example
+ * const s = new AnnexBSplitter();
+ * s.push(new Uint8Array([0, 0, 0, 1, 0x67, 0x42]), 10); // [] (pending until the next start code)
+ * s.push(new Uint8Array([0, 0, 1, 0x68, 0xce]), 11); // [{ data: [0x67, 0x42], ts: 10 }]
+ * s.flush(); // [{ data: [0x68, 0xce], ts: 11 }]
+ */
+export class AnnexBSplitter {
+  /** Bytes thrown away: before the first start code, or in NAL units over MAX_NAL_BYTES. */
+  discardedBytes = 0;
+  /** NAL units thrown away for exceeding MAX_NAL_BYTES. */
+  oversizedNals = 0;
+
+  #pending: Uint8Array | null = null; // bytes of the NAL unit in progress (after its start code)
+  #pendingTs = 0;
+  #inNal = false; // false until the first start code
+  #skipping = false; // inside an oversized NAL unit
+
+  push(bytes: Uint8Array, ts: number): TimedNal[] {
+    const out: TimedNal[] = [];
+    if (startCodeLength(bytes, 0) > 0 && this.#pending) {
+      this.#complete(this.#pending, out);
+      this.#pending = null;
+    }
+    let buf = bytes;
+    let pendingLen = 0;
+    if (this.#pending) {
+      pendingLen = this.#pending.length;
+      buf = new Uint8Array(pendingLen + bytes.length);
+      buf.set(this.#pending);
+      buf.set(bytes, pendingLen);
+      this.#pending = null;
+    }
+    let nalStart = 0;
+    let scan = Math.max(0, pendingLen - 3);
+    for (;;) {
+      const one = buf.indexOf(1, scan + 2);
+      if (one < 0) break;
+      if (buf[one - 1] !== 0 || buf[one - 2] !== 0) {
+        scan = one - 1;
+        continue;
+      }
+      const codeStart = one - 2;
+      if (this.#inNal && !this.#skipping) this.#complete(buf.subarray(nalStart, codeStart), out);
+      else this.discardedBytes += trimZeros(buf, nalStart, codeStart) - nalStart;
+      this.#inNal = true;
+      this.#skipping = false;
+      nalStart = one + 1;
+      // The header byte lies in this piece unless the start code straddled into it from pending bytes.
+      this.#pendingTs = ts;
+      scan = nalStart;
+    }
+    const rest = buf.subarray(nalStart);
+    if (!this.#inNal || this.#skipping) {
+      this.discardedBytes += rest.length;
+    } else if (rest.length > MAX_NAL_BYTES) {
+      this.oversizedNals++;
+      this.discardedBytes += rest.length;
+      this.#skipping = true;
+    } else {
+      // A NAL unit whose start code ended the previous piece begins in this one.
+      if (nalStart === 0 && pendingLen === 0) this.#pendingTs = ts;
+      this.#pending = rest;
+    }
+    return out;
+  }
+
+  /** Ends the stream: the pending NAL unit is complete. */
+  flush(): TimedNal[] {
+    const out: TimedNal[] = [];
+    if (this.#pending && !this.#skipping) this.#complete(this.#pending, out);
+    this.#pending = null;
+    this.#inNal = false;
+    this.#skipping = false;
+    return out;
+  }
+
+  #complete(nal: Uint8Array, out: TimedNal[]): void {
+    const end = trimZeros(nal, 0, nal.length);
+    if (end === 0) return;
+    if (end > MAX_NAL_BYTES) {
+      this.oversizedNals++;
+      this.discardedBytes += end;
+      return;
+    }
+    out.push({ data: nal.subarray(0, end), ts: this.#pendingTs });
+  }
+}
+
+/** End of b[from, to) without trailing zero bytes (trailing_zero_8bits, a 4-byte start code's zero). */
+function trimZeros(b: Uint8Array, from: number, to: number): number {
+  while (to > from && b[to - 1] === 0) to--;
+  return to;
+}
+
+/** Length of a start code (3 or 4) at `at`, or 0. */
+export function startCodeLength(b: Uint8Array, at: number): number {
+  if (b[at] !== 0 || b[at + 1] !== 0) return 0;
+  if (b[at + 2] === 1) return 3;
+  return b[at + 2] === 0 && b[at + 3] === 1 ? 4 : 0;
+}
+
+/** Splits a complete Annex-B buffer (all its NAL units end with it). */
+export function splitAnnexB(bytes: Uint8Array, ts: number): TimedNal[] {
+  const s = new AnnexBSplitter();
+  return [...s.push(bytes, ts), ...s.flush()];
+}

@@ -1,0 +1,89 @@
+import { BitReader } from "./bits.ts";
+
+/** What the recorder needs from a sequence parameter set. */
+export interface SpsInfo {
+  profile: number;
+  constraints: number;
+  level: number;
+  spsId: number;
+  width: number;
+  height: number;
+  /** RFC 6381 codec string, e.g. "avc1.42c01e". */
+  codec: string;
+}
+
+const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);
+
+/**
+ * Parses the fields of an SPS NAL unit (header byte included) up to the picture size.
+ * Throws RangeError on a truncated or malformed SPS.
+ *
+ * @example
+ * const info = parseSps(spsNal);
+ * info.width; // 854
+ */
+export function parseSps(nal: Uint8Array): SpsInfo {
+  if (nal.length < 4) throw new RangeError("SPS shorter than 4 bytes");
+  const profile = nal[1], constraints = nal[2], level = nal[3];
+  const r = new BitReader(nal, 4);
+  const spsId = r.ue();
+  if (spsId > 31) throw new RangeError(`SPS id ${spsId} out of range`);
+  let chromaFormat = 1;
+  let separateColourPlanes = 0;
+  if (HIGH_PROFILES.has(profile)) {
+    chromaFormat = r.ue();
+    if (chromaFormat > 3) throw new RangeError(`chroma_format_idc ${chromaFormat} out of range`);
+    if (chromaFormat === 3) separateColourPlanes = r.bit();
+    r.ue(); // bit_depth_luma_minus8
+    r.ue(); // bit_depth_chroma_minus8
+    r.bit(); // qpprime_y_zero_transform_bypass_flag
+    if (r.bit()) { // seq_scaling_matrix_present_flag
+      for (let i = 0; i < (chromaFormat !== 3 ? 8 : 12); i++) {
+        if (r.bit()) skipScalingList(r, i < 6 ? 16 : 64);
+      }
+    }
+  }
+  r.ue(); // log2_max_frame_num_minus4
+  const pocType = r.ue();
+  if (pocType === 0) r.ue();
+  else if (pocType === 1) {
+    r.bit();
+    r.se();
+    r.se();
+    const n = r.ue();
+    if (n > 255) throw new RangeError("too many ref frames in POC cycle");
+    for (let i = 0; i < n; i++) r.se();
+  } else if (pocType !== 2) throw new RangeError(`pic_order_cnt_type ${pocType} out of range`);
+  r.ue(); // max_num_ref_frames
+  r.bit(); // gaps_in_frame_num_value_allowed_flag
+  const widthMbs = r.ue() + 1;
+  const heightMapUnits = r.ue() + 1;
+  const frameMbsOnly = r.bit();
+  if (!frameMbsOnly) r.bit(); // mb_adaptive_frame_field_flag
+  r.bit(); // direct_8x8_inference_flag
+  let cropLeft = 0, cropRight = 0, cropTop = 0, cropBottom = 0;
+  if (r.bit()) {
+    cropLeft = r.ue();
+    cropRight = r.ue();
+    cropTop = r.ue();
+    cropBottom = r.ue();
+  }
+  const chromaArrayType = separateColourPlanes ? 0 : chromaFormat;
+  const cropUnitX = chromaArrayType === 0 ? 1 : (chromaFormat === 3 ? 1 : 2);
+  const cropUnitY = (chromaArrayType === 0 ? 1 : (chromaFormat === 1 ? 2 : 1)) * (2 - frameMbsOnly);
+  const width = widthMbs * 16 - cropUnitX * (cropLeft + cropRight);
+  const height = (2 - frameMbsOnly) * heightMapUnits * 16 - cropUnitY * (cropTop + cropBottom);
+  if (width <= 0 || height <= 0 || width > 16384 || height > 16384) {
+    throw new RangeError(`implausible picture size ${width}x${height}`);
+  }
+  const hex = (n: number) => n.toString(16).padStart(2, "0");
+  return { profile, constraints, level, spsId, width, height, codec: `avc1.${hex(profile)}${hex(constraints)}${hex(level)}` };
+}
+
+function skipScalingList(r: BitReader, size: number): void {
+  let last = 8, next = 8;
+  for (let j = 0; j < size; j++) {
+    if (next !== 0) next = (last + r.se() + 256) % 256;
+    last = next === 0 ? last : next;
+  }
+}

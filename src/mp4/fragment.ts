@@ -1,0 +1,58 @@
+import { box, concat, fullBox, u32, u64 } from "./boxes.ts";
+import { TRACK_ID } from "./init_segment.ts";
+import { ntpFromEpochMs } from "./timing.ts";
+
+/** A sample of a fragment, with its duration in media ticks. */
+export interface Sample {
+  data: Uint8Array;
+  duration: number;
+  keyframe: boolean;
+}
+
+const SYNC = 0x02000000; // sample_depends_on = 2: an IDR needs no other picture
+const NON_SYNC = 0x01010000; // depends on others, sample_is_non_sync_sample
+
+/**
+ * prft + moof + mdat for a run of samples. `decodeTime` is the first sample's time in ticks from
+ * the chunk's start; `wallMs` is the same instant on the wall clock, carried in the prft box so that
+ * a file tells its own wall-clock times without the index.
+ *
+ * @example
+ * await file.write(fragment(1, samples, 0, Date.now()));
+ */
+export function fragment(sequence: number, samples: Sample[], decodeTime: number, wallMs: number): Uint8Array {
+  const prft = fullBox("prft", 1, 0, u32(TRACK_ID), u64(ntpFromEpochMs(wallMs)), u64(decodeTime));
+  const entries = new Uint8Array(samples.length * 12);
+  const view = new DataView(entries.buffer);
+  let payload = 0;
+  samples.forEach((s, i) => {
+    view.setUint32(i * 12, s.duration);
+    view.setUint32(i * 12 + 4, s.data.length);
+    view.setUint32(i * 12 + 8, s.keyframe ? SYNC : NON_SYNC);
+    payload += s.data.length;
+  });
+  const trunFlags = 0x000001 | 0x000100 | 0x000200 | 0x000400; // offset, duration, size, flags
+  const moofSize = 8 + 16 + 8 + 16 + 20 + (20 + entries.length);
+  const moof = box(
+    "moof",
+    fullBox("mfhd", 0, 0, u32(sequence)),
+    box(
+      "traf",
+      fullBox("tfhd", 0, 0x020000, u32(TRACK_ID)), // default-base-is-moof
+      fullBox("tfdt", 1, 0, u64(decodeTime)),
+      fullBox("trun", 0, trunFlags, u32(samples.length), u32(moofSize + 8), entries),
+    ),
+  );
+  if (moof.length !== moofSize) throw new Error(`moof size ${moof.length}, expected ${moofSize}`);
+  const out = new Uint8Array(prft.length + moof.length + 8 + payload);
+  out.set(prft);
+  out.set(moof, prft.length);
+  let at = prft.length + moof.length;
+  out.set(concat([u32(8 + payload), new TextEncoder().encode("mdat")]), at);
+  at += 8;
+  for (const s of samples) {
+    out.set(s.data, at);
+    at += s.data.length;
+  }
+  return out;
+}

@@ -1,0 +1,122 @@
+import { TIMESCALE } from "./timing.ts";
+import { epochMsFromNtp } from "./timing.ts";
+
+/** What a chunk file holds up to its last complete fragment. */
+export interface ChunkScan {
+  /** Bytes up to the end of the last complete fragment (or of moov): everything after is torn. */
+  validBytes: number;
+  fragments: number;
+  frames: number;
+  /** Wall-clock ms of media time 0, from the first prft box; null if no fragment has one. */
+  startMs: number | null;
+  /** Media end of the last complete fragment, in ms from the start. */
+  endMs: number;
+  /** Width and height from the track header; 0 if moov is missing. */
+  width: number;
+  height: number;
+  /** The first sample of the first fragment is a sync sample. */
+  startsWithKeyframe: boolean;
+}
+
+/**
+ * Scans a fragmented MP4 written by the recorder and finds where its last complete fragment ends.
+ * A fragment counts only when its mdat is whole and its trun sizes add up to that mdat.
+ *
+ * @example
+ * const scan = scanChunk(await Deno.readFile(path));
+ * if (scan.validBytes < size) await Deno.truncate(path, scan.validBytes);
+ */
+export function scanChunk(bytes: Uint8Array): ChunkScan {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const result: ChunkScan = {
+    validBytes: 0, fragments: 0, frames: 0, startMs: null, endMs: 0, width: 0, height: 0,
+    startsWithKeyframe: false,
+  };
+  let at = 0;
+  let haveMoov = false;
+  let prftMs: number | null = null;
+  let moof: { frames: number; bytes: number; endTicks: number; firstSync: boolean } | null = null;
+  while (at + 8 <= bytes.length) {
+    let size = view.getUint32(at);
+    const type = fourcc(bytes, at + 4);
+    let header = 8;
+    if (size === 1) {
+      if (at + 16 > bytes.length) break;
+      size = Number(view.getBigUint64(at + 8));
+      header = 16;
+    }
+    if (size < header || at + size > bytes.length) break; // torn box
+    const body = at + header;
+    if (type === "moov") {
+      haveMoov = true;
+      result.validBytes = at + size;
+      const tkhd = findBox(bytes, body, at + size, ["trak", "tkhd"]);
+      if (tkhd >= 0) {
+        result.width = view.getUint32(tkhd + 8 + 76) >>> 16;
+        result.height = view.getUint32(tkhd + 8 + 80) >>> 16;
+      }
+    } else if (type === "prft" && haveMoov) {
+      const ntp = view.getBigUint64(body + 8);
+      const media = bytes[body] === 1 ? Number(view.getBigUint64(body + 16)) : view.getUint32(body + 16);
+      prftMs = epochMsFromNtp(ntp) - (media / TIMESCALE) * 1000;
+    } else if (type === "moof" && haveMoov) {
+      moof = parseMoof(bytes, view, body, at + size);
+    } else if (type === "mdat" && moof) {
+      if (moof.bytes !== size - header) break; // sizes disagree: treat as torn
+      if (result.fragments === 0) {
+        result.startsWithKeyframe = moof.firstSync;
+        result.startMs = prftMs;
+      }
+      result.fragments++;
+      result.frames += moof.frames;
+      result.endMs = Math.max(result.endMs, (moof.endTicks / TIMESCALE) * 1000);
+      result.validBytes = at + size;
+      moof = null;
+    }
+    at += size;
+  }
+  return result;
+}
+
+function parseMoof(bytes: Uint8Array, view: DataView, from: number, to: number) {
+  const traf = findBox(bytes, from, to, ["traf"]);
+  if (traf < 0) return null;
+  const trafEnd = traf + view.getUint32(traf);
+  const tfdt = findBox(bytes, traf + 8, trafEnd, ["tfdt"]);
+  const trun = findBox(bytes, traf + 8, trafEnd, ["trun"]);
+  if (tfdt < 0 || trun < 0) return null;
+  const base = bytes[tfdt + 8] === 1 ? Number(view.getBigUint64(tfdt + 12)) : view.getUint32(tfdt + 12);
+  const flags = view.getUint32(trun + 8) & 0xffffff;
+  const count = view.getUint32(trun + 12);
+  let p = trun + 16 + (flags & 0x1 ? 4 : 0) + (flags & 0x4 ? 4 : 0);
+  let ticks = 0, size = 0, firstSync = false;
+  for (let i = 0; i < count; i++) {
+    if (flags & 0x100) (ticks += view.getUint32(p), p += 4);
+    if (flags & 0x200) (size += view.getUint32(p), p += 4);
+    if (flags & 0x400) {
+      if (i === 0) firstSync = (view.getUint32(p) & 0x10000) === 0;
+      p += 4;
+    }
+    if (flags & 0x800) p += 4;
+  }
+  return { frames: count, bytes: size, endTicks: base + ticks, firstSync };
+}
+
+/** Offset of the box at `path` (each a child of the previous) within [from, to), or -1. */
+function findBox(bytes: Uint8Array, from: number, to: number, path: string[]): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = from;
+  while (at + 8 <= to) {
+    const size = view.getUint32(at);
+    if (size < 8 || at + size > to) return -1;
+    if (fourcc(bytes, at + 4) === path[0]) {
+      return path.length === 1 ? at : findBox(bytes, at + 8, at + size, path.slice(1));
+    }
+    at += size;
+  }
+  return -1;
+}
+
+function fourcc(bytes: Uint8Array, at: number): string {
+  return String.fromCharCode(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
+}
