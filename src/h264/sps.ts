@@ -77,7 +77,15 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     throw new RangeError(`implausible picture size ${width}x${height}`);
   }
   const hex = (n: number) => n.toString(16).padStart(2, "0");
-  return { profile, constraints, level, spsId, width, height, codec: `avc1.${hex(profile)}${hex(constraints)}${hex(level)}` };
+  return {
+    profile,
+    constraints,
+    level,
+    spsId,
+    width,
+    height,
+    codec: `avc1.${hex(profile)}${hex(constraints)}${hex(level)}`,
+  };
 }
 
 function skipScalingList(r: BitReader, size: number): void {

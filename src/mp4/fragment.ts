@@ -20,7 +20,12 @@ const NON_SYNC = 0x01010000; // depends on others, sample_is_non_sync_sample
  * @example
  * await file.write(fragment(1, samples, 0, Date.now()));
  */
-export function fragment(sequence: number, samples: Sample[], decodeTime: number, wallMs: number): Uint8Array {
+export function fragment(
+  sequence: number,
+  samples: Sample[],
+  decodeTime: number,
+  wallMs: number,
+): Uint8Array {
   const prft = fullBox("prft", 1, 0, u32(TRACK_ID), u64(ntpFromEpochMs(wallMs)), u64(decodeTime));
   const entries = new Uint8Array(samples.length * 12);
   const view = new DataView(entries.buffer);

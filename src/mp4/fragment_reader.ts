@@ -14,6 +14,8 @@ export interface ChunkScan {
   /** Width and height from the track header; 0 if moov is missing. */
   width: number;
   height: number;
+  /** RFC 6381 codec string from the avcC box, e.g. "avc1.42c01e"; "avc1" if unreadable. */
+  codec: string;
   /** The first sample of the first fragment is a sync sample. */
   startsWithKeyframe: boolean;
 }
@@ -29,7 +31,14 @@ export interface ChunkScan {
 export function scanChunk(bytes: Uint8Array): ChunkScan {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const result: ChunkScan = {
-    validBytes: 0, fragments: 0, frames: 0, startMs: null, endMs: 0, width: 0, height: 0,
+    validBytes: 0,
+    fragments: 0,
+    frames: 0,
+    startMs: null,
+    endMs: 0,
+    width: 0,
+    height: 0,
+    codec: "avc1",
     startsWithKeyframe: false,
   };
   let at = 0;
@@ -54,6 +63,13 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       if (tkhd >= 0) {
         result.width = view.getUint32(tkhd + 8 + 76) >>> 16;
         result.height = view.getUint32(tkhd + 8 + 80) >>> 16;
+      }
+      const stsd = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stsd"]);
+      // stsd: full box header, entry count, then avc1 (8-byte header, 78 bytes of visual entry), then avcC.
+      const avcC = stsd + 16 + 8 + 78;
+      if (stsd >= 0 && avcC + 12 <= at + size && fourcc(bytes, avcC + 4) === "avcC") {
+        const hex = (n: number) => n.toString(16).padStart(2, "0");
+        result.codec = `avc1.${hex(bytes[avcC + 9])}${hex(bytes[avcC + 10])}${hex(bytes[avcC + 11])}`;
       }
     } else if (type === "prft" && haveMoov) {
       const ntp = view.getBigUint64(body + 8);

@@ -5,7 +5,17 @@ import { TIMESCALE } from "./timing.ts";
 /** The track id of the single video track in every chunk. */
 export const TRACK_ID = 1;
 
-const MATRIX = concat([u32(0x10000), u32(0), u32(0), u32(0), u32(0x10000), u32(0), u32(0), u32(0), u32(0x40000000)]);
+const MATRIX = concat([
+  u32(0x10000),
+  u32(0),
+  u32(0),
+  u32(0),
+  u32(0x10000),
+  u32(0),
+  u32(0),
+  u32(0),
+  u32(0x40000000),
+]);
 
 /**
  * ftyp + moov of a fragmented MP4 with one H.264 track; the samples follow in moof+mdat pairs.
@@ -15,20 +25,65 @@ const MATRIX = concat([u32(0x10000), u32(0), u32(0), u32(0), u32(0x10000), u32(0
  */
 export function initSegment(params: ParamSets): Uint8Array {
   const { width, height } = params.info;
-  const ftyp = box("ftyp", ascii("isom"), u32(0x200), ascii("isom"), ascii("iso6"), ascii("avc1"), ascii("mp41"));
+  const ftyp = box(
+    "ftyp",
+    ascii("isom"),
+    u32(0x200),
+    ascii("isom"),
+    ascii("iso6"),
+    ascii("avc1"),
+    ascii("mp41"),
+  );
   const mvhd = fullBox(
-    "mvhd", 0, 0, u32(0), u32(0), u32(1000), u32(0), u32(0x10000), u16(0x100), zeros(10), MATRIX, zeros(24),
+    "mvhd",
+    0,
+    0,
+    u32(0),
+    u32(0),
+    u32(1000),
+    u32(0),
+    u32(0x10000),
+    u16(0x100),
+    zeros(10),
+    MATRIX,
+    zeros(24),
     u32(TRACK_ID + 1),
   );
   const tkhd = fullBox(
-    "tkhd", 0, 3, u32(0), u32(0), u32(TRACK_ID), u32(0), u32(0), zeros(8), u16(0), u16(0), u16(0), u16(0), MATRIX,
-    u32(width << 16), u32(height << 16),
+    "tkhd",
+    0,
+    3,
+    u32(0),
+    u32(0),
+    u32(TRACK_ID),
+    u32(0),
+    u32(0),
+    zeros(8),
+    u16(0),
+    u16(0),
+    u16(0),
+    u16(0),
+    MATRIX,
+    u32(width << 16),
+    u32(height << 16),
   );
   const mdhd = fullBox("mdhd", 0, 0, u32(0), u32(0), u32(TIMESCALE), u32(0), u16(0x55c4), u16(0));
   const hdlr = fullBox("hdlr", 0, 0, u32(0), ascii("vide"), zeros(12), ascii("VideoHandler\0"));
   const avc1 = box(
-    "avc1", zeros(6), u16(1), zeros(16), u16(width), u16(height), u32(0x480000), u32(0x480000), u32(0), u16(1),
-    zeros(32), u16(0x18), u16(0xffff), avcC(params),
+    "avc1",
+    zeros(6),
+    u16(1),
+    zeros(16),
+    u16(width),
+    u16(height),
+    u32(0x480000),
+    u32(0x480000),
+    u32(0),
+    u16(1),
+    zeros(32),
+    u16(0x18),
+    u16(0xffff),
+    avcC(params),
   );
   const stbl = box(
     "stbl",

@@ -1,0 +1,89 @@
+import type { Behavior } from "../src/actor.ts";
+import type { ChunkIndex } from "../src/index/chunk_index.ts";
+import { logger } from "../src/log.ts";
+import type { IndexerMsg } from "../src/messages.ts";
+import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
+import type { Metrics } from "../src/metrics.ts";
+
+export interface IndexerOptions {
+  index: ChunkIndex;
+  root: string;
+  settings: MetadataSettings;
+  metrics: Metrics;
+}
+
+/**
+ * Keeps the index in step with the files: a row when a chunk opens, its progress per fragment, and
+ * its completion in one transaction when it closes; metadata.json after every close and session end.
+ */
+export class Indexer implements Behavior<IndexerMsg> {
+  #o: IndexerOptions;
+  #log = logger("indexer");
+
+  constructor(o: IndexerOptions) {
+    this.#o = o;
+  }
+
+  async receive(msg: IndexerMsg): Promise<void> {
+    const { index, metrics } = this.#o;
+    switch (msg.type) {
+      case "session-started":
+        await index.insertSession({
+          stream: msg.stream,
+          session_id: msg.sessionId,
+          dir: msg.dir,
+          start_ms: Math.round(msg.startMs),
+          video_url: msg.videoUrl,
+        });
+        return;
+      case "chunk-opened": {
+        const c = msg.chunk;
+        await index.insertChunk({
+          stream: c.stream,
+          session_id: c.sessionId,
+          idx: c.index,
+          path: c.path,
+          start_ms: c.startMs,
+          end_ms: c.startMs,
+          frames: 0,
+          bytes: 0,
+          partial: 0,
+          codec: c.codec,
+          width: c.width,
+          height: c.height,
+          status: "recording",
+        });
+        return;
+      }
+      case "chunk-progress":
+        await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
+        return;
+      case "chunk-closed": {
+        await index.finish(
+          msg.path,
+          { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes, partial: msg.partial ? 1 : 0 },
+          "complete",
+          msg.reason,
+        );
+        const labels = { stream: msg.stream };
+        metrics.chunksSaved.inc(labels);
+        if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
+        const row = await index.chunk(msg.path);
+        if (row) metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
+        await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
+        return;
+      }
+      case "session-ended": {
+        const chunks = await index.chunks({ stream: msg.stream, sessionId: msg.sessionId });
+        const end = Math.max(msg.endMs, ...chunks.map((c) => c.end_ms));
+        await index.endSession(msg.stream, msg.sessionId, end);
+        await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
+        this.#log.info("session ended", {
+          stream: msg.stream,
+          sessionId: msg.sessionId,
+          chunks: chunks.length,
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,113 @@
+import { type Actor, createActor } from "xstate";
+import type { ActorRef, Behavior } from "../src/actor.ts";
+import { KeyframeGate } from "../src/keyframe_gate.ts";
+import { logger } from "../src/log.ts";
+import type { SegmenterMsg, WriterMsg } from "../src/messages.ts";
+import type { Metrics } from "../src/metrics.ts";
+import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/segment_machine.ts";
+import { sleep } from "../src/sleep.ts";
+
+export interface SegmenterOptions {
+  stream: string;
+  input: SegmentInput;
+  self: ActorRef<SegmenterMsg>;
+  writer: ActorRef<WriterMsg>;
+  metrics: Metrics;
+  tickMs?: number;
+}
+
+/**
+ * Runs the segment machine for one stream: feeds it frames and clock ticks, and forwards what it
+ * decides to the writer. A frame the writer's queue refuses is counted, and the frames after it
+ * are held back until the next keyframe so the chunk never holds an undecodable run.
+ */
+export class Segmenter implements Behavior<SegmenterMsg> {
+  #o: SegmenterOptions;
+  #machine: Actor<typeof segmentMachine>;
+  #gate = new KeyframeGate(false);
+  // Thrown from receive(): an error inside the machine's listener would not reach the supervisor.
+  #failure: Error | null = null;
+  #tickQueued = false;
+  #log;
+  #labels;
+
+  constructor(o: SegmenterOptions) {
+    this.#o = o;
+    this.#log = logger("segmenter", o.stream);
+    this.#labels = { stream: o.stream };
+    this.#machine = createActor(segmentMachine, { input: o.input });
+    this.#machine.on("*", (cmd) => this.#command(cmd as SegmentCommand));
+    this.#machine.start();
+  }
+
+  /** The machine's state, for /healthz. */
+  get state(): string {
+    return String(this.#machine.getSnapshot().value);
+  }
+
+  receive(msg: SegmenterMsg): void {
+    this.#handle(msg);
+    const failure = this.#failure;
+    this.#failure = null;
+    if (failure) throw failure;
+  }
+
+  #handle(msg: SegmenterMsg): void {
+    if (msg.type === "frame") this.#machine.send({ type: "FRAME", frame: msg.frame });
+    else if (msg.type === "tick") {
+      this.#tickQueued = false;
+      this.#machine.send({ type: "TICK", now: msg.now });
+    } else {
+      this.#log.warn("writer restarted: the open chunk was closed by recovery; waiting for a keyframe");
+      this.#machine.send({ type: "RESET" });
+    }
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(this.#o.tickMs ?? 200, signal);
+      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: Date.now() });
+    }
+  }
+
+  stop(): void {
+    this.#machine.send({ type: "STOP" });
+  }
+
+  close(): void {
+    this.#machine.stop();
+  }
+
+  #command(cmd: SegmentCommand): void {
+    const { writer, metrics } = this.#o;
+    switch (cmd.type) {
+      case "skip":
+        metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
+        return;
+      case "write":
+        if (!this.#gate.admit(cmd.frame)) {
+          metrics.framesSkipped.inc({ ...this.#labels, reason: "awaiting_keyframe" });
+        } else if (!writer.send({ type: "frame", frame: cmd.frame })) {
+          metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
+          this.#log.warn("writer queue full: frame dropped, waiting for the next keyframe", {
+            frameTs: cmd.frame.ts,
+          });
+          this.#gate.break();
+        }
+        return;
+      case "chunk-open":
+        this.#gate = new KeyframeGate(false);
+        this.#control(cmd);
+        return;
+      default:
+        this.#control(cmd);
+    }
+  }
+
+  /** Control messages must not be lost: a full queue here is a failure the supervisor handles. */
+  #control(cmd: Exclude<SegmentCommand, { type: "skip" | "write" }>): void {
+    if (!this.#o.writer.send(cmd)) {
+      this.#failure ??= new Error(`writer queue full: cannot deliver ${cmd.type}`);
+    }
+  }
+}

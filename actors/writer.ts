@@ -1,0 +1,258 @@
+import { join } from "node:path";
+import type { ActorRef, Behavior } from "../src/actor.ts";
+import type { Frame } from "../src/h264/frame_parser.ts";
+import { logger } from "../src/log.ts";
+import type { IndexerMsg, WriterMsg } from "../src/messages.ts";
+import type { Metrics } from "../src/metrics.ts";
+import { Fragmenter, type FragmentOut } from "../src/mp4/fragmenter.ts";
+import { initSegment } from "../src/mp4/init_segment.ts";
+import type { OpenChunks } from "../src/open_chunks.ts";
+import { sleep } from "../src/sleep.ts";
+import {
+  chunkPath,
+  fsyncDir,
+  type Layout,
+  parseChunkPath,
+  sessionDir,
+  sessionIdFor,
+  writeAll,
+} from "../src/storage.ts";
+
+export interface WriterOptions {
+  stream: string;
+  videoUrl: string;
+  layout: Layout;
+  fragmentMs: number;
+  fsyncFragments: boolean;
+  indexer: ActorRef<IndexerMsg>;
+  metrics: Metrics;
+  openChunks: OpenChunks;
+  self: ActorRef<WriterMsg>;
+  /** A session left open by a crash, which the recording may continue. */
+  resume?: { sessionId: string; dir: string } | null;
+}
+
+interface OpenChunk {
+  file: Deno.FsFile;
+  path: string;
+  sessionId: string;
+  startMs: number;
+  fragmenter: Fragmenter;
+  frames: number;
+  bytes: number;
+  endMs: number;
+}
+
+/** Fragment flush grace past FRAGMENT_DURATION_MS when no next frame has come to end the last one. */
+const DUE_GRACE_MS = 100;
+
+/**
+ * Writes one stream's chunks: fragmented MP4 files, each fragment appended (and fdatasync'd) as
+ * soon as it is complete. It alone names sessions and chunk files on disk, and never opens an
+ * existing file for writing, so no restart can overwrite a chunk.
+ */
+export class Writer implements Behavior<WriterMsg> {
+  #o: WriterOptions;
+  #log;
+  #labels;
+  #session: { id: string; dir: string } | null;
+  #chunk: OpenChunk | null = null;
+  #tickQueued = false;
+  #noChunkDrops = 0;
+
+  constructor(o: WriterOptions) {
+    this.#o = o;
+    this.#log = logger("writer", o.stream);
+    this.#labels = { stream: o.stream };
+    this.#session = o.resume ? { id: o.resume.sessionId, dir: o.resume.dir } : null;
+  }
+
+  async receive(msg: WriterMsg): Promise<void> {
+    switch (msg.type) {
+      case "session-start":
+        if (this.#session) this.#endSession(msg.ts);
+        await this.#startSession(msg.ts);
+        return;
+      case "session-end":
+        await this.#closeChunk("session-end", true);
+        if (this.#session) this.#endSession(msg.ts);
+        return;
+      case "chunk-open":
+        await this.#closeChunk("restart", true);
+        if (!this.#session) await this.#startSession(msg.frame.ts);
+        await this.#openChunk(msg.frame);
+        return;
+      case "frame":
+        return this.#frame(msg.frame);
+      case "chunk-close":
+        return this.#closeChunk(msg.reason, msg.partial, msg.endTs);
+      case "tick": {
+        this.#tickQueued = false;
+        const out = this.#chunk?.fragmenter.due(msg.now, DUE_GRACE_MS);
+        if (out) await this.#write(out);
+      }
+    }
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const every = Math.max(25, Math.floor(this.#o.fragmentMs / 4));
+    while (!signal.aborted) {
+      await sleep(every, signal);
+      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: Date.now() });
+    }
+  }
+
+  /** After a failure or at exit without a close: the file is left as is, for recovery to repair. */
+  close(): void {
+    if (!this.#chunk) return;
+    this.#o.openChunks.delete(this.#chunk.path);
+    this.#chunk.file.close();
+    this.#chunk = null;
+  }
+
+  async #startSession(ts: number): Promise<void> {
+    const { layout, stream } = this.#o;
+    const base = sessionIdFor(ts);
+    let id = base;
+    for (let n = 2; await exists(join(layout.root, sessionDir(layout, stream, id))); n++) id = `${base}_${n}`;
+    const dir = sessionDir(layout, stream, id);
+    await Deno.mkdir(join(layout.root, dir, "video_segments"), { recursive: true });
+    this.#session = { id, dir };
+    this.#log.info("session started", { sessionId: id });
+    this.#o.indexer.send({
+      type: "session-started",
+      stream,
+      sessionId: id,
+      dir,
+      startMs: ts,
+      videoUrl: this.#o.videoUrl,
+    });
+  }
+
+  #endSession(ts: number): void {
+    const s = this.#session!;
+    this.#session = null;
+    this.#log.info("session ended", { sessionId: s.id });
+    this.#o.indexer.send({ type: "session-ended", stream: this.#o.stream, sessionId: s.id, endMs: ts });
+  }
+
+  async #openChunk(frame: Frame): Promise<void> {
+    const { layout, stream } = this.#o;
+    const session = this.#session!;
+    const params = frame.params!;
+    const init = initSegment(params);
+    let index = await nextIndex(join(layout.root, session.dir, "video_segments"));
+    let file: Deno.FsFile;
+    let path: string;
+    for (;;) {
+      path = chunkPath(session.dir, index);
+      try {
+        file = await Deno.open(join(layout.root, path), { write: true, createNew: true });
+        break;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        index++;
+      }
+    }
+    this.#o.openChunks.add(path);
+    this.#chunk = {
+      file,
+      path,
+      sessionId: session.id,
+      startMs: frame.ts,
+      frames: 0,
+      bytes: 0,
+      endMs: frame.ts,
+      fragmenter: new Fragmenter({ startMs: frame.ts, fragmentMs: this.#o.fragmentMs }),
+    };
+    await writeAll(file, init);
+    await fsyncDir(join(layout.root, session.dir, "video_segments"));
+    this.#chunk.bytes = init.length;
+    const { codec, width, height } = params.info;
+    this.#log.info("chunk opened", { path, codec, width, height });
+    this.#o.indexer.send({
+      type: "chunk-opened",
+      chunk: { stream, sessionId: session.id, index, path, startMs: frame.ts, codec, width, height },
+    });
+  }
+
+  async #frame(frame: Frame): Promise<void> {
+    if (!this.#chunk) {
+      if (this.#noChunkDrops++ === 0) {
+        this.#log.warn("frame without an open chunk dropped (writer restarted?)");
+      }
+      this.#o.metrics.framesDropped.inc({ ...this.#labels, reason: "no_open_chunk" });
+      return;
+    }
+    this.#noChunkDrops = 0;
+    const out = this.#chunk.fragmenter.add(frame);
+    if (out) await this.#write(out);
+  }
+
+  async #write(out: FragmentOut): Promise<void> {
+    const c = this.#chunk!;
+    const { metrics } = this.#o;
+    await writeAll(c.file, out.bytes);
+    if (this.#o.fsyncFragments) await c.file.syncData();
+    const now = Date.now();
+    const spanMs = out.endMs - (c.endMs - c.startMs);
+    c.frames += out.frames;
+    c.bytes += out.bytes.length;
+    c.endMs = c.startMs + out.endMs;
+    metrics.framesWritten.inc(this.#labels, out.frames);
+    metrics.currentChunkSize.set(this.#labels, c.bytes);
+    if (spanMs > 0) metrics.actualFps.set(this.#labels, Math.round(out.frames * 1000 / spanMs * 100) / 100);
+    for (const arrived of out.arrivals) metrics.writeLatency.observe(this.#labels, (now - arrived) / 1000);
+    this.#o.indexer.send({
+      type: "chunk-progress",
+      path: c.path,
+      endMs: c.endMs,
+      frames: c.frames,
+      bytes: c.bytes,
+    });
+  }
+
+  async #closeChunk(reason: string, partial: boolean, endTs?: number): Promise<void> {
+    const c = this.#chunk;
+    if (!c) return;
+    const out = c.fragmenter.finish(endTs);
+    if (out) await this.#write(out);
+    await c.file.sync();
+    c.file.close();
+    this.#chunk = null;
+    this.#o.openChunks.delete(c.path);
+    this.#o.metrics.currentChunkSize.set(this.#labels, 0);
+    this.#log.info("chunk closed", { path: c.path, reason, partial, frames: c.frames, bytes: c.bytes });
+    this.#o.indexer.send({
+      type: "chunk-closed",
+      stream: this.#o.stream,
+      sessionId: c.sessionId,
+      path: c.path,
+      endMs: c.endMs,
+      frames: c.frames,
+      bytes: c.bytes,
+      partial,
+      reason,
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** One past the highest chunk number in a session's folder. */
+async function nextIndex(dir: string): Promise<number> {
+  let max = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    const parsed = parseChunkPath(`s/video_segments/${entry.name}`);
+    if (parsed) max = Math.max(max, parsed.index);
+  }
+  return max + 1;
+}

@@ -1,0 +1,167 @@
+import { type Level, LEVELS } from "./log.ts";
+
+export interface StreamConfig {
+  name: string;
+  url: string;
+}
+
+export interface Config {
+  streams: StreamConfig[];
+  storagePath: string;
+  chunkSeconds: number;
+  idleSeconds: number;
+  minChunkFrames: number;
+  sessionIdleSeconds: number;
+  fragmentMs: number;
+  httpHost: string;
+  httpPort: number;
+  metricsPort: number;
+  logLevel: Level;
+  /** No message (not even a pong) for this long means the relay is dead: reconnect. */
+  streamTimeoutSeconds: number;
+  reconnectMaxSeconds: number;
+  supervisorMaxRestarts: number;
+  supervisorWindowSeconds: number;
+  /** Frames one stream may have queued between actors before new ones are dropped (and counted). */
+  queueFrames: number;
+  /** fdatasync after every fragment, so a power cut loses at most the fragment in progress. */
+  fsyncFragments: boolean;
+}
+
+/** A configuration value that is refused: the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const v = Number(raw.trim());
+  if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return def;
+  if (["1", "true", "yes", "on"].includes(raw)) return true;
+  if (["0", "false", "no", "off"].includes(raw)) return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(env[name])}`);
+}
+
+function wsUrl(name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `expected a ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new ConfigError(name, `expected a ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
+
+const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+function streamsFromFile(path: string, readTextFile: (p: string) => string): StreamConfig[] | null {
+  let text: string;
+  try {
+    text = readTextFile(path);
+  } catch (e) {
+    throw new ConfigError("CONFIG_FILE", `cannot read ${path}: ${e instanceof Error ? e.message : e}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError("CONFIG_FILE", `${path} is not JSON: ${e instanceof Error ? e.message : e}`);
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new ConfigError("CONFIG_FILE", `${path} must hold a JSON object`);
+  }
+  const streams = (doc as { streams?: unknown }).streams;
+  if (streams === undefined) return null;
+  if (!Array.isArray(streams) || streams.length === 0) {
+    throw new ConfigError("CONFIG_FILE", `streams must be a non-empty array of {name, url}`);
+  }
+  const seen = new Set<string>();
+  return streams.map((s, i) => {
+    const where = `streams[${i}]`;
+    if (typeof s !== "object" || s === null) {
+      throw new ConfigError("CONFIG_FILE", `${where} must be {name, url}`);
+    }
+    const { name, url } = s as { name?: unknown; url?: unknown };
+    if (typeof name !== "string" || !STREAM_NAME.test(name)) {
+      throw new ConfigError(
+        "CONFIG_FILE",
+        `${where}.name must be 1-64 letters, digits, _ or - (got ${JSON.stringify(name)})`,
+      );
+    }
+    if (seen.has(name)) {
+      throw new ConfigError("CONFIG_FILE", `${where}.name ${JSON.stringify(name)} is used twice`);
+    }
+    seen.add(name);
+    if (typeof url !== "string") {
+      throw new ConfigError("CONFIG_FILE", `${where}.url must be a ws:// or wss:// URL`);
+    }
+    return { name, url: wsUrl(`CONFIG_FILE ${where}.url`, url) };
+  });
+}
+
+/**
+ * Reads and validates the configuration from environment variables (and CONFIG_FILE for several
+ * streams). Throws ConfigError naming the first bad variable.
+ *
+ * @example
+ * const config = loadConfig(Deno.env.toObject());
+ */
+export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.readTextFileSync): Config {
+  const level = (env.LOG_LEVEL ?? "info").trim().toLowerCase() || "info";
+  if (!LEVELS.includes(level as Level)) {
+    throw new ConfigError(
+      "LOG_LEVEL",
+      `expected one of ${LEVELS.join(", ")}, got ${JSON.stringify(env.LOG_LEVEL)}`,
+    );
+  }
+  const fileStreams = env.CONFIG_FILE ? streamsFromFile(env.CONFIG_FILE, readTextFile) : null;
+  const url = env.VIDEO_STREAM_URL || "ws://127.0.0.1:5001/ws/video/consume";
+  const storagePath = env.STORAGE_PATH ?? "./recordings";
+  if (storagePath.trim() === "") throw new ConfigError("STORAGE_PATH", "must not be empty");
+  const httpHost = env.HTTP_HOST ?? "127.0.0.1";
+  if (!/^[A-Za-z0-9.:\-\[\]]+$/.test(httpHost)) {
+    throw new ConfigError("HTTP_HOST", `expected a host name or IP address, got ${JSON.stringify(httpHost)}`);
+  }
+  const config: Config = {
+    streams: fileStreams ?? [{ name: "default", url: wsUrl("VIDEO_STREAM_URL", url) }],
+    storagePath,
+    chunkSeconds: int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
+    idleSeconds: int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),
+    minChunkFrames: int(env, "MIN_CHUNK_FRAMES", 30, 1, 1_000_000),
+    sessionIdleSeconds: int(env, "SESSION_IDLE_TIMEOUT_SECONDS", 300, 1, 7 * 86_400),
+    fragmentMs: int(env, "FRAGMENT_DURATION_MS", 1000, 100, 60_000),
+    httpHost,
+    httpPort: int(env, "HTTP_PORT", 8080, 0, 65_535),
+    metricsPort: int(env, "METRICS_PORT", 8005, 0, 65_535),
+    logLevel: level as Level,
+    streamTimeoutSeconds: int(env, "STREAM_TIMEOUT_SECONDS", 15, 1, 3600),
+    reconnectMaxSeconds: int(env, "RECONNECT_MAX_SECONDS", 30, 1, 3600),
+    supervisorMaxRestarts: int(env, "SUPERVISOR_MAX_RESTARTS", 5, 0, 1000),
+    supervisorWindowSeconds: int(env, "SUPERVISOR_WINDOW_SECONDS", 60, 1, 86_400),
+    queueFrames: int(env, "QUEUE_FRAMES", 600, 10, 100_000),
+    fsyncFragments: bool(env, "FSYNC_FRAGMENTS", true),
+  };
+  if (config.idleSeconds >= config.sessionIdleSeconds) {
+    throw new ConfigError(
+      "VIDEO_IDLE_TIMEOUT_SECONDS",
+      `must be less than SESSION_IDLE_TIMEOUT_SECONDS (${config.sessionIdleSeconds}), got ${config.idleSeconds}`,
+    );
+  }
+  return config;
+}

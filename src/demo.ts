@@ -1,0 +1,62 @@
+/**
+ * `deno task demo`: a relay-like source looping a bundled H.264 stream, and the recorder reading it,
+ * so a new user sees chunks appear in ./recordings with nothing else set up.
+ *
+ * DEMO_SOURCE: "fixture" (the drone recording in ../shared/fixtures), "pattern" (ffmpeg's testsrc2,
+ * 1280x720 at 30 fps), or a path to an Annex-B .h264 file. Default: the fixture if present, else the
+ * pattern. DEMO_FPS paces a file (default 30; the fixture plays at its 14.7 fps).
+ */
+import { resolveFfmpeg, testPattern } from "./ffmpeg.ts";
+import { logger } from "./log.ts";
+import { runRecorder } from "./main.ts";
+import { sourceFrames, startRelay } from "./relay.ts";
+
+const FIXTURE = new URL("../../shared/fixtures/drone-854x480-baseline.h264", import.meta.url);
+const FIXTURE_FPS = 7359 / 500;
+
+async function loadSource(
+  env: Record<string, string>,
+): Promise<{ h264: Uint8Array; fps: number; name: string }> {
+  const choice = env.DEMO_SOURCE ?? "";
+  const fps = Number(env.DEMO_FPS) || 0;
+  if (choice === "fixture" || (choice === "" && await exists(FIXTURE))) {
+    return { h264: await Deno.readFile(FIXTURE), fps: fps || FIXTURE_FPS, name: "drone fixture (854x480)" };
+  }
+  if (choice === "pattern" || choice === "") {
+    const ffmpeg = await resolveFfmpeg(env);
+    if (!ffmpeg) {
+      console.error(
+        "skyreel demo: no fixture at ../shared/fixtures and no ffmpeg (set FFMPEG_PATH or install ffmpeg)",
+      );
+      Deno.exit(2);
+    }
+    const h264 = await testPattern(ffmpeg, {
+      width: 1280,
+      height: 720,
+      fps: 30,
+      seconds: 10,
+      gop: 30,
+      bitrateKbps: 4000,
+    });
+    return { h264, fps: fps || 30, name: "ffmpeg testsrc2 (1280x720)" };
+  }
+  return { h264: await Deno.readFile(choice), fps: fps || 30, name: choice };
+}
+
+async function exists(path: URL): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+const env = Deno.env.toObject();
+const source = await loadSource(env);
+const relay = startRelay({
+  frames: sourceFrames(source.h264),
+  port: Number(env.DEMO_PORT ?? 5001),
+  intervalMs: () => 1000 / source.fps,
+  loops: Infinity,
+});
+logger("demo").info("demo source streaming", { source: source.name, fps: source.fps, url: relay.url });
+await runRecorder(
+  { VIDEO_CHUNK_DURATION_SECONDS: "10", ...env, VIDEO_STREAM_URL: relay.url },
+  () => relay.close(),
+);

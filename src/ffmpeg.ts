@@ -1,0 +1,96 @@
+import { createRequire } from "node:module";
+
+/**
+ * The ffmpeg binary: FFMPEG_PATH, else ffmpeg-static's binary if its install step put one there
+ * (it downloads, so it is often absent), else `ffmpeg` on PATH. Null when none runs.
+ *
+ * @example
+ * const ffmpeg = await resolveFfmpeg();
+ * if (!ffmpeg) console.error("clips need ffmpeg");
+ */
+export async function resolveFfmpeg(env = Deno.env.toObject()): Promise<string | null> {
+  const candidates = [env.FFMPEG_PATH, staticBinary(), "ffmpeg"].filter((c): c is string => !!c);
+  for (const bin of candidates) {
+    try {
+      const { success } = await new Deno.Command(bin, { args: ["-version"], stdout: "null", stderr: "null" })
+        .output();
+      if (success) return bin;
+    } catch {
+      // not there: try the next one
+    }
+  }
+  return null;
+}
+
+function staticBinary(): string | undefined {
+  try {
+    const path = createRequire(import.meta.url)("ffmpeg-static") as string | null;
+    if (path) Deno.statSync(path);
+    return path ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface TestPatternOptions {
+  width: number;
+  height: number;
+  fps: number;
+  seconds: number;
+  /** Frames between IDR pictures. */
+  gop: number;
+  bitrateKbps: number;
+}
+
+/**
+ * Encodes ffmpeg's testsrc2 pattern as an Annex-B H.264 stream (baseline-like: no B-frames).
+ *
+ * @example
+ * const h264 = await testPattern(ffmpeg, { width: 1280, height: 720, fps: 30, seconds: 10, gop: 30, bitrateKbps: 4000 });
+ */
+export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promise<Uint8Array> {
+  const { success, stdout, stderr } = await new Deno.Command(ffmpeg, {
+    args: [
+      "-hide_banner",
+      "-loglevel",
+      "error",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=${o.width}x${o.height}:rate=${o.fps}`,
+      "-t",
+      String(o.seconds),
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-tune",
+      "zerolatency",
+      "-bf",
+      "0",
+      "-g",
+      String(o.gop),
+      "-keyint_min",
+      String(o.gop),
+      "-sc_threshold",
+      "0",
+      "-pix_fmt",
+      "yuv420p",
+      "-b:v",
+      `${o.bitrateKbps}k`,
+      "-maxrate",
+      `${o.bitrateKbps}k`,
+      "-bufsize",
+      `${o.bitrateKbps}k`,
+      "-bsf:v",
+      "h264_mp4toannexb",
+      "-f",
+      "h264",
+      "-",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffmpeg test pattern failed: ${new TextDecoder().decode(stderr)}`);
+  return stdout;
+}

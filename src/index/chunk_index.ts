@@ -1,0 +1,121 @@
+import { Kysely, type Selectable } from "kysely";
+import type { ChunkStatus, ChunkTable, Schema, SessionTable } from "./schema.ts";
+import { migrate } from "./schema.ts";
+import { nodeSqliteDialect } from "./sqlite_dialect.ts";
+
+export type ChunkRow = Selectable<ChunkTable>;
+export type SessionRow = Selectable<SessionTable>;
+export type NewChunk = Omit<ChunkRow, "id" | "close_reason">;
+export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status">;
+
+/** What a chunk holds once closed, read back or recovered. */
+export interface ChunkFacts {
+  end_ms: number;
+  frames: number;
+  bytes: number;
+  partial: number;
+}
+
+/**
+ * The persisted index of sessions and chunks: the recorder's source of truth for what is on disk.
+ * One connection, so one writer; callers are the indexer actor and recovery, never both at once.
+ *
+ * @example
+ * const index = await ChunkIndex.open("recordings/index.db");
+ * await index.insertChunk({ ...chunk, status: "recording" });
+ */
+export class ChunkIndex {
+  private constructor(readonly db: Kysely<Schema>) {}
+
+  static async open(path: string): Promise<ChunkIndex> {
+    const db = new Kysely<Schema>({ dialect: nodeSqliteDialect(path) });
+    await migrate(db);
+    return new ChunkIndex(db);
+  }
+
+  close(): Promise<void> {
+    return this.db.destroy();
+  }
+
+  async insertSession(s: NewSession): Promise<void> {
+    await this.db.insertInto("sessions").values({ ...s, end_ms: null, status: "open" })
+      .onConflict((oc) => oc.columns(["stream", "session_id"]).doNothing()).execute();
+  }
+
+  async endSession(stream: string, sessionId: string, endMs: number): Promise<void> {
+    await this.db.updateTable("sessions").set({ end_ms: Math.round(endMs), status: "ended" })
+      .where("stream", "=", stream).where("session_id", "=", sessionId).execute();
+  }
+
+  getSession(stream: string, sessionId: string): Promise<SessionRow | undefined> {
+    return this.db.selectFrom("sessions").selectAll().where("stream", "=", stream)
+      .where("session_id", "=", sessionId).executeTakeFirst();
+  }
+
+  openSessions(): Promise<SessionRow[]> {
+    return this.db.selectFrom("sessions").selectAll().where("status", "=", "open").orderBy("start_ms")
+      .execute();
+  }
+
+  /** A stream's newest open session and where its video ends: what a restarted recording continues. */
+  async openSessionOf(
+    stream: string,
+  ): Promise<{ sessionId: string; dir: string; lastFrameMs: number } | null> {
+    const row = await this.db.selectFrom("sessions as s")
+      .leftJoin(
+        "chunks as c",
+        (j) => j.onRef("c.stream", "=", "s.stream").onRef("c.session_id", "=", "s.session_id"),
+      )
+      .select((eb) => ["s.session_id", "s.dir", "s.start_ms", eb.fn.max("c.end_ms").as("last_end")])
+      .where("s.stream", "=", stream).where("s.status", "=", "open")
+      .groupBy(["s.session_id", "s.dir", "s.start_ms"]).orderBy("s.start_ms", "desc").executeTakeFirst();
+    if (!row) return null;
+    return {
+      sessionId: row.session_id,
+      dir: row.dir,
+      lastFrameMs: Math.max(row.start_ms, Number(row.last_end ?? 0)),
+    };
+  }
+
+  async insertChunk(c: NewChunk): Promise<void> {
+    await this.db.insertInto("chunks").values({
+      ...c,
+      start_ms: Math.round(c.start_ms),
+      end_ms: Math.round(c.end_ms),
+    })
+      .execute();
+  }
+
+  /** A fragment of an open chunk was written: the chunk is readable up to `end_ms`. */
+  async progress(path: string, facts: Omit<ChunkFacts, "partial">): Promise<void> {
+    await this.db.updateTable("chunks").set({ ...facts, end_ms: Math.round(facts.end_ms) })
+      .where("path", "=", path).where("status", "=", "recording").execute();
+  }
+
+  /** Completes a chunk row in one statement (one transaction). */
+  async finish(path: string, facts: ChunkFacts, status: ChunkStatus, reason: string): Promise<void> {
+    await this.db.updateTable("chunks")
+      .set({ ...facts, end_ms: Math.round(facts.end_ms), status, close_reason: reason })
+      .where("path", "=", path).execute();
+  }
+
+  async setStatus(path: string, status: ChunkStatus): Promise<void> {
+    await this.db.updateTable("chunks").set({ status }).where("path", "=", path).execute();
+  }
+
+  async deleteChunk(path: string): Promise<void> {
+    await this.db.deleteFrom("chunks").where("path", "=", path).execute();
+  }
+
+  chunk(path: string): Promise<ChunkRow | undefined> {
+    return this.db.selectFrom("chunks").selectAll().where("path", "=", path).executeTakeFirst();
+  }
+
+  chunks(where: { status?: ChunkStatus; stream?: string; sessionId?: string } = {}): Promise<ChunkRow[]> {
+    let q = this.db.selectFrom("chunks").selectAll();
+    if (where.status) q = q.where("status", "=", where.status);
+    if (where.stream) q = q.where("stream", "=", where.stream);
+    if (where.sessionId) q = q.where("session_id", "=", where.sessionId);
+    return q.orderBy("stream").orderBy("start_ms").orderBy("idx").execute();
+  }
+}

@@ -1,0 +1,92 @@
+import { type Generated, Kysely, sql } from "kysely";
+
+export type ChunkStatus = "recording" | "complete" | "recovered" | "missing";
+
+export interface SessionTable {
+  id: Generated<number>;
+  stream: string;
+  session_id: string;
+  /** Folder of the session, relative to STORAGE_PATH. */
+  dir: string;
+  start_ms: number;
+  end_ms: number | null;
+  video_url: string;
+  status: "open" | "ended";
+}
+
+export interface ChunkTable {
+  id: Generated<number>;
+  stream: string;
+  session_id: string;
+  idx: number;
+  /** File, relative to STORAGE_PATH. */
+  path: string;
+  start_ms: number;
+  end_ms: number;
+  frames: number;
+  bytes: number;
+  partial: number;
+  codec: string;
+  width: number;
+  height: number;
+  status: ChunkStatus;
+  close_reason: string | null;
+}
+
+export interface Schema {
+  sessions: SessionTable;
+  chunks: ChunkTable;
+}
+
+const VERSION = 1;
+
+/**
+ * Creates the tables on a new index; an index from a newer version is refused rather than
+ * misread.
+ *
+ * @example
+ * await migrate(db);
+ */
+export async function migrate(db: Kysely<Schema>): Promise<void> {
+  const { rows } = await sql<{ user_version: number }>`PRAGMA user_version`.execute(db);
+  const version = rows[0]?.user_version ?? 0;
+  if (version > VERSION) {
+    throw new Error(`index schema version ${version} is newer than this build's ${VERSION}`);
+  }
+  if (version === VERSION) return;
+  await db.schema.createTable("sessions").ifNotExists()
+    .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+    .addColumn("stream", "text", (c) => c.notNull())
+    .addColumn("session_id", "text", (c) => c.notNull())
+    .addColumn("dir", "text", (c) => c.notNull())
+    .addColumn("start_ms", "integer", (c) => c.notNull())
+    .addColumn("end_ms", "integer")
+    .addColumn("video_url", "text", (c) => c.notNull())
+    .addColumn("status", "text", (c) => c.notNull())
+    .addUniqueConstraint("sessions_stream_session", ["stream", "session_id"])
+    .execute();
+  await db.schema.createTable("chunks").ifNotExists()
+    .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+    .addColumn("stream", "text", (c) => c.notNull())
+    .addColumn("session_id", "text", (c) => c.notNull())
+    .addColumn("idx", "integer", (c) => c.notNull())
+    .addColumn("path", "text", (c) => c.notNull().unique())
+    .addColumn("start_ms", "integer", (c) => c.notNull())
+    .addColumn("end_ms", "integer", (c) => c.notNull())
+    .addColumn("frames", "integer", (c) => c.notNull())
+    .addColumn("bytes", "integer", (c) => c.notNull())
+    .addColumn("partial", "integer", (c) => c.notNull())
+    .addColumn("codec", "text", (c) => c.notNull())
+    .addColumn("width", "integer", (c) => c.notNull())
+    .addColumn("height", "integer", (c) => c.notNull())
+    .addColumn("status", "text", (c) => c.notNull())
+    .addColumn("close_reason", "text")
+    .execute();
+  await db.schema.createIndex("chunks_stream_start").ifNotExists().on("chunks").columns([
+    "stream",
+    "start_ms",
+  ])
+    .execute();
+  await db.schema.createIndex("chunks_status").ifNotExists().on("chunks").column("status").execute();
+  await sql.raw(`PRAGMA user_version = ${VERSION}`).execute(db);
+}

@@ -1,0 +1,45 @@
+/** Entry point of `deno task start`: the recorder, configured from the environment. */
+import { ConfigError, loadConfig } from "./config.ts";
+import { logger, setLogLevel } from "./log.ts";
+import { startService } from "./service.ts";
+
+const SHUTDOWN_DEADLINE_MS = 5000;
+
+/**
+ * Runs the recorder until SIGINT/SIGTERM (exit 0 after a clean stop, within 5 s) or an
+ * escalation (exit 70). A bad configuration prints one line naming the variable and exits 2.
+ *
+ * @example
+ * await runRecorder(Deno.env.toObject());
+ */
+export async function runRecorder(
+  env: Record<string, string | undefined>,
+  onStop?: () => Promise<void>,
+): Promise<never> {
+  try {
+    const config = loadConfig(env);
+    setLogLevel(config.logLevel);
+    const service = await startService(config);
+    const log = logger("main");
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => {
+        log.info("shutting down", { signal });
+        const deadline = setTimeout(() => {
+          log.error("shutdown took longer than 5 s; exiting");
+          Deno.exit(1);
+        }, SHUTDOWN_DEADLINE_MS);
+        Deno.unrefTimer(deadline);
+        service.stop();
+      });
+    }
+    const code = await service.done;
+    await onStop?.();
+    Deno.exit(code);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`skyreel: invalid configuration: ${e.message}`);
+    Deno.exit(2);
+  }
+}
+
+if (import.meta.main) await runRecorder(Deno.env.toObject());

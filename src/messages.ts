@@ -1,0 +1,67 @@
+/**
+ * Every message that crosses between actors. Actors own their state and talk only through these.
+ * Per stream: connection -> segmenter -> writer -> indexer (shared by all streams).
+ */
+import type { Frame } from "./h264/frame_parser.ts";
+import type { CloseReason } from "./segment_machine.ts";
+
+export type { Frame };
+
+/** To a stream's segmenter. */
+export type SegmenterMsg =
+  | { type: "frame"; frame: Frame }
+  | { type: "tick"; now: number }
+  /** The writer restarted and its open chunk is gone: wait for the next keyframe. */
+  | { type: "writer-reset" };
+
+/** To a stream's writer, in the order the segmenter decided them. */
+export type WriterMsg =
+  | { type: "session-start"; ts: number }
+  | { type: "session-end"; ts: number; reason: "idle" | "shutdown" }
+  | { type: "chunk-open"; frame: Frame }
+  | { type: "frame"; frame: Frame }
+  | { type: "chunk-close"; reason: CloseReason | "restart"; partial: boolean; endTs?: number }
+  | { type: "tick"; now: number };
+
+/** A chunk file as the writer opened it. */
+export interface ChunkOpened {
+  stream: string;
+  sessionId: string;
+  index: number;
+  /** Relative to STORAGE_PATH. */
+  path: string;
+  startMs: number;
+  codec: string;
+  width: number;
+  height: number;
+}
+
+/** To the indexer. */
+export type IndexerMsg =
+  | {
+    type: "session-started";
+    stream: string;
+    sessionId: string;
+    dir: string;
+    startMs: number;
+    videoUrl: string;
+  }
+  | { type: "session-ended"; stream: string; sessionId: string; endMs: number }
+  | { type: "chunk-opened"; chunk: ChunkOpened }
+  | { type: "chunk-progress"; path: string; endMs: number; frames: number; bytes: number }
+  | {
+    type: "chunk-closed";
+    stream: string;
+    sessionId: string;
+    path: string;
+    endMs: number;
+    frames: number;
+    bytes: number;
+    partial: boolean;
+    reason: string;
+  };
+
+/** Bytes a message holds in a mailbox: frames count, control messages do not. */
+export function messageBytes(msg: { type: string; frame?: Frame }): number {
+  return msg.frame ? msg.frame.data.length : 0;
+}

@@ -1,0 +1,83 @@
+import { basename, join } from "node:path";
+import type { ChunkIndex, ChunkRow, SessionRow } from "./index/chunk_index.ts";
+import { writeFileAtomic } from "./storage.ts";
+
+export interface MetadataSettings {
+  chunkSeconds: number;
+  idleSeconds: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const seconds = (ms: number) => Math.round(ms) / 1000;
+const fps = (frames: number, ms: number) => ms > 0 ? Math.round((frames * 1000 / ms) * 100) / 100 : 0;
+
+/**
+ * The content of a session's metadata.json, from its index rows. Chunks that are gone from disk
+ * stay listed with their status, so the file tells what was recorded and what is left.
+ *
+ * @example
+ * await writeFileAtomic(path, JSON.stringify(buildMetadata(session, chunks, settings, Date.now()), null, 2));
+ */
+export function buildMetadata(
+  session: SessionRow,
+  chunks: ChunkRow[],
+  settings: MetadataSettings,
+  now: number,
+) {
+  const kept = chunks.filter((c) => c.status !== "missing");
+  const totalFrames = kept.reduce((n, c) => n + c.frames, 0);
+  const mediaMs = kept.reduce((n, c) => n + (c.end_ms - c.start_ms), 0);
+  const meta: Record<string, unknown> = {
+    session_id: session.session_id,
+    stream: session.stream,
+    start_time: iso(session.start_ms),
+    video_url: session.video_url,
+    chunk_duration_seconds: settings.chunkSeconds,
+    idle_timeout_seconds: settings.idleSeconds,
+    codec: chunks[0] ? `h264 (${chunks[0].codec})` : "h264",
+    chunks: chunks.map((c) => ({
+      index: c.idx,
+      filename: basename(c.path),
+      start_time: iso(c.start_ms),
+      duration: seconds(c.end_ms - c.start_ms),
+      frame_count: c.frames,
+      average_fps: fps(c.frames, c.end_ms - c.start_ms),
+      size_bytes: c.bytes,
+      partial: c.partial === 1,
+      status: c.status,
+      width: c.width,
+      height: c.height,
+    })),
+    partial_chunks: chunks.filter((c) => c.partial === 1).map((c) => c.idx),
+    total_frames: totalFrames,
+    estimated_fps: fps(totalFrames, mediaMs),
+    last_updated: iso(now),
+  };
+  if (session.status === "ended" && session.end_ms !== null) {
+    meta.end_time = iso(session.end_ms);
+    meta.duration = seconds(session.end_ms - session.start_ms);
+    meta.total_chunks = kept.length;
+    meta.total_size_bytes = kept.reduce((n, c) => n + c.bytes, 0);
+  }
+  return meta;
+}
+
+/**
+ * Rewrites a session's metadata.json from the index, atomically.
+ *
+ * @example
+ * await writeSessionMetadata(index, "recordings", "default", "20261121_140210", settings);
+ */
+export async function writeSessionMetadata(
+  index: ChunkIndex,
+  root: string,
+  stream: string,
+  sessionId: string,
+  settings: MetadataSettings,
+): Promise<void> {
+  const session = await index.getSession(stream, sessionId);
+  if (!session) return;
+  const chunks = await index.chunks({ stream, sessionId });
+  const meta = buildMetadata(session, chunks, settings, Date.now());
+  await writeFileAtomic(join(root, session.dir, "metadata.json"), JSON.stringify(meta, null, 2) + "\n");
+}

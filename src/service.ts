@@ -1,0 +1,200 @@
+import { join } from "node:path";
+import { Connection } from "../actors/connection.ts";
+import { Indexer } from "../actors/indexer.ts";
+import { Segmenter } from "../actors/segmenter.ts";
+import { Writer } from "../actors/writer.ts";
+import { Mailbox } from "./actor.ts";
+import { type Config, ConfigError } from "./config.ts";
+import { json, serveHttp } from "./http.ts";
+import { ChunkIndex } from "./index/chunk_index.ts";
+import { logger } from "./log.ts";
+import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "./messages.ts";
+import { Metrics } from "./metrics.ts";
+import { OpenChunks } from "./open_chunks.ts";
+import { recover, type RecoveryOptions } from "./recovery.ts";
+import { Supervisor } from "./supervisor.ts";
+
+export interface Service {
+  httpPort: number;
+  metricsPort: number;
+  metrics: Metrics;
+  index: ChunkIndex;
+  supervisor: Supervisor;
+  /** Graceful stop: open chunks closed complete, index and metadata updated. Resolves with the exit code. */
+  stop(): Promise<number>;
+  /** Resolves with the exit code when the service has stopped (after stop() or an escalation). */
+  done: Promise<number>;
+}
+
+const MAILBOX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Starts the recorder: recovery from the index, then the actors under the supervisor (the indexer,
+ * then per stream its writer, segmenter and connection), then the HTTP and metrics endpoints.
+ *
+ * @example
+ * const service = await startService(loadConfig(Deno.env.toObject()));
+ * Deno.addSignalListener("SIGTERM", () => service.stop());
+ * Deno.exit(await service.done);
+ */
+export async function startService(config: Config): Promise<Service> {
+  const log = logger("service");
+  const root = config.storagePath;
+  try {
+    await Deno.mkdir(root, { recursive: true });
+  } catch (e) {
+    throw new ConfigError("STORAGE_PATH", `cannot create ${root}: ${e instanceof Error ? e.message : e}`);
+  }
+  const index = await ChunkIndex.open(join(root, "index.db"));
+  const metrics = new Metrics();
+  const openChunks = new OpenChunks();
+  const layout = { root, multiStream: config.streams.length > 1 };
+  const settings = { chunkSeconds: config.chunkSeconds, idleSeconds: config.idleSeconds };
+  const recovery: RecoveryOptions = {
+    index,
+    layout,
+    settings,
+    metrics,
+    openChunks,
+    defaultStream: config.streams[0].name,
+    videoUrlOf: (name) => config.streams.find((s) => s.name === name)?.url ?? "",
+  };
+  const initial = await recover(recovery);
+
+  const supervisor = new Supervisor({
+    maxRestarts: config.supervisorMaxRestarts,
+    windowMs: config.supervisorWindowSeconds * 1000,
+    onRestart: (actor, stream) => metrics.actorRestarts.inc({ actor, stream: stream ?? "" }),
+  });
+  const indexerBox = new Mailbox<IndexerMsg>(100_000);
+  supervisor.register({
+    name: "indexer",
+    mailbox: indexerBox,
+    create: () => new Indexer({ index, root, settings, metrics }),
+    afterRestart: async () => void await recover(recovery),
+  });
+  const queues: { actor: string; stream: string; box: Mailbox<any> }[] = [{
+    actor: "indexer",
+    stream: "",
+    box: indexerBox,
+  }];
+  for (const stream of config.streams) {
+    const writerBox = new Mailbox<WriterMsg>(config.queueFrames, MAILBOX_BYTES, messageBytes);
+    const segmenterBox = new Mailbox<SegmenterMsg>(config.queueFrames, MAILBOX_BYTES, messageBytes);
+    queues.push({ actor: "writer", stream: stream.name, box: writerBox });
+    queues.push({ actor: "segmenter", stream: stream.name, box: segmenterBox });
+    let writerResume = initial.resumable.get(stream.name) ?? null;
+    let segmenterResume = writerResume;
+    supervisor.register({
+      name: "writer",
+      stream: stream.name,
+      mailbox: writerBox,
+      create: () =>
+        new Writer({
+          stream: stream.name,
+          videoUrl: stream.url,
+          layout,
+          fragmentMs: config.fragmentMs,
+          fsyncFragments: config.fsyncFragments,
+          indexer: indexerBox,
+          metrics,
+          openChunks,
+          self: writerBox,
+          resume: writerResume,
+        }),
+      afterRestart: async () => {
+        writerResume = (await recover({ ...recovery, stream: stream.name })).resumable.get(stream.name) ??
+          null;
+        segmenterBox.send({ type: "writer-reset" });
+      },
+    });
+    supervisor.register({
+      name: "segmenter",
+      stream: stream.name,
+      mailbox: segmenterBox,
+      create: () =>
+        new Segmenter({
+          stream: stream.name,
+          self: segmenterBox,
+          writer: writerBox,
+          metrics,
+          input: {
+            chunkMs: config.chunkSeconds * 1000,
+            idleMs: config.idleSeconds * 1000,
+            minFrames: config.minChunkFrames,
+            sessionIdleMs: config.sessionIdleSeconds * 1000,
+            resume: segmenterResume,
+          },
+        }),
+      afterRestart: async () => {
+        segmenterResume = await index.openSessionOf(stream.name);
+      },
+    });
+    supervisor.register({
+      name: "connection",
+      stream: stream.name,
+      mailbox: new Mailbox<never>(1),
+      create: () =>
+        new Connection({
+          stream,
+          segmenter: segmenterBox,
+          metrics,
+          timeoutMs: config.streamTimeoutSeconds * 1000,
+          reconnectMaxMs: config.reconnectMaxSeconds * 1000,
+        }),
+    });
+  }
+  await supervisor.start();
+
+  const listen = (
+    variable: string,
+    name: string,
+    port: number,
+    handler: (req: Request) => Response | Promise<Response>,
+  ) => {
+    try {
+      return serveHttp(name, config.httpHost, port, handler);
+    } catch (e) {
+      throw new ConfigError(
+        variable,
+        `cannot listen on ${config.httpHost}:${port}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
+  };
+  const notFound = (req: Request) =>
+    json({ error: `no route for ${req.method} ${new URL(req.url).pathname}` }, 404);
+  const api = listen("HTTP_PORT", "http", config.httpPort, (req) => {
+    if (new URL(req.url).pathname !== "/healthz") return notFound(req);
+    const actors = supervisor.health();
+    const down = actors.some((a) => a.state !== "running");
+    return json({ status: down ? "down" : "ok", actors }, down ? 503 : 200);
+  });
+  const metricsServer = listen("METRICS_PORT", "metrics", config.metricsPort, async (req) => {
+    if (new URL(req.url).pathname !== "/metrics") return notFound(req);
+    for (const q of queues) metrics.queueSize.set({ actor: q.actor, stream: q.stream }, q.box.size);
+    return new Response(await metrics.registry.metrics(), {
+      headers: { "content-type": metrics.registry.contentType },
+    });
+  });
+
+  const done = supervisor.done.then(async (code) => {
+    await api.shutdown();
+    await metricsServer.shutdown();
+    await index.close();
+    log.info("stopped", { exitCode: code });
+    return code;
+  });
+  log.info("recording", { streams: config.streams.map((s) => s.name), storage: root });
+  return {
+    httpPort: api.port,
+    metricsPort: metricsServer.port,
+    metrics,
+    index,
+    supervisor,
+    stop: () => {
+      supervisor.shutdown();
+      return done;
+    },
+    done,
+  };
+}

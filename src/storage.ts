@@ -1,0 +1,76 @@
+import { dirname, join } from "node:path";
+
+/** Where a stream's sessions live: directly under STORAGE_PATH with one stream, else under its name. */
+export interface Layout {
+  root: string;
+  multiStream: boolean;
+}
+
+/**
+ * A session id: the UTC time of its first frame, `YYYYMMDD_HHMMSS`.
+ *
+ * @example
+ * sessionIdFor(Date.UTC(2026, 10, 21, 14, 2, 10)); // "20261121_140210"
+ */
+export function sessionIdFor(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19).replace(/-|:/g, "").replace("T", "_");
+}
+
+/** A session's folder, relative to the storage root. */
+export function sessionDir(layout: Layout, stream: string, sessionId: string): string {
+  return layout.multiStream ? join(stream, sessionId) : sessionId;
+}
+
+/** A chunk's file, relative to the storage root: `<session>/video_segments/chunk_0001.mp4`. */
+export function chunkPath(dir: string, index: number): string {
+  return join(dir, "video_segments", `chunk_${String(index).padStart(4, "0")}.mp4`);
+}
+
+const CHUNK_FILE = /^(?:(?<stream>[^/]+)\/)?(?<session>[^/]+)\/video_segments\/chunk_(?<index>\d+)\.mp4$/;
+
+/** The parts of a chunk path written by `chunkPath`, or null for any other file. */
+export function parseChunkPath(rel: string): { stream?: string; sessionId: string; index: number } | null {
+  const m = CHUNK_FILE.exec(rel);
+  if (!m?.groups) return null;
+  return { stream: m.groups.stream, sessionId: m.groups.session, index: Number(m.groups.index) };
+}
+
+/** fsync a directory, so that names created or renamed in it survive a power cut. */
+export async function fsyncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+/**
+ * Replaces a file atomically: readers see the old or the new content, never a part.
+ *
+ * @example
+ * await writeFileAtomic("rec/20261121_140210/metadata.json", JSON.stringify(meta));
+ */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      await writeAll(file, new TextEncoder().encode(text));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(tmp, path);
+    await fsyncDir(dirname(path));
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Writes all of `bytes` (a single write may be short). */
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += await file.write(bytes.subarray(at));
+}
