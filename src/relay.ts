@@ -120,7 +120,7 @@ export function startRelay(o: RelayOptions): Relay {
         const sps = frame.nals.filter((n) => nalType(n.subarray(4)) === NalType.sps);
         const pps = frame.nals.filter((n) => nalType(n.subarray(4)) === NalType.pps);
         if (sps.length && pps.length) cache = concatBytes([sps[0], pps[0]]);
-        const sentAt = Date.now();
+        const sentAt = performance.timeOrigin + performance.now();
         if (o.mode === "au") broadcast(concatBytes(frame.nals));
         else for (const nal of frame.nals) broadcast(nal);
         o.onFrame?.(i++, sentAt, frame);

@@ -2,7 +2,7 @@ import { BitReader } from "./bits.ts";
 import { isFirstSliceOfPicture, isSlice, NalType, nalType } from "./nal.ts";
 import type { TimedNal } from "./annexb.ts";
 
-/** One coded picture: the NAL units of an access unit and the arrival time of its first byte. */
+/** One coded picture: its NAL units, and the arrival time of its first byte (parameter sets aside). */
 export interface AccessUnit {
   ts: number;
   nals: Uint8Array[];
@@ -27,6 +27,7 @@ export class AccessUnitAssembler {
   badNals = 0;
   #cur: AccessUnit | null = null;
   #hasSlice = false;
+  #timed = false;
 
   push(nal: TimedNal): AccessUnit | null {
     const b = nal.data;
@@ -41,6 +42,12 @@ export class AccessUnitAssembler {
       (this.#hasSlice && isSlice(type) && isFirstSliceOfPicture(b));
     if (startsNew) done = this.flush();
     if (!this.#cur) this.#cur = { ts: nal.ts, nals: [], idr: false, corrupt: false };
+    // Parameter sets carry no picture time: the relay resends its cached ones on connect, long
+    // before the next picture. The unit's time is the arrival of its first other NAL unit.
+    if (!this.#timed && type !== NalType.sps && type !== NalType.pps) {
+      this.#cur.ts = nal.ts;
+      this.#timed = true;
+    }
     this.#cur.nals.push(b);
     if (isSlice(type)) {
       this.#hasSlice = true;
@@ -59,6 +66,7 @@ export class AccessUnitAssembler {
     if (!au || !this.#hasSlice) return null;
     this.#cur = null;
     this.#hasSlice = false;
+    this.#timed = false;
     return au;
   }
 }

@@ -33,7 +33,8 @@ export class AnnexBSplitter {
   push(bytes: Uint8Array, ts: number): TimedNal[] {
     const out: TimedNal[] = [];
     if (startCodeLength(bytes, 0) > 0 && this.#pending) {
-      this.#complete(this.#pending, out);
+      if (this.#inNal && !this.#skipping) this.#complete(this.#pending, out);
+      else this.discardedBytes += trimZeros(this.#pending, 0, this.#pending.length);
       this.#pending = null;
     }
     let buf = bytes;
@@ -66,7 +67,10 @@ export class AnnexBSplitter {
     }
     const rest = buf.subarray(nalStart);
     if (!this.#inNal || this.#skipping) {
-      this.discardedBytes += rest.length;
+      // Bytes outside any NAL unit are dropped, but for a start code that the next piece may complete.
+      const keep = Math.min(2, rest.length);
+      this.discardedBytes += trimZeros(rest, 0, rest.length - keep);
+      this.#pending = keep > 0 ? rest.slice(rest.length - keep) : null;
     } else if (rest.length > MAX_NAL_BYTES) {
       this.oversizedNals++;
       this.discardedBytes += rest.length;
@@ -82,7 +86,7 @@ export class AnnexBSplitter {
   /** Ends the stream: the pending NAL unit is complete. */
   flush(): TimedNal[] {
     const out: TimedNal[] = [];
-    if (this.#pending && !this.#skipping) this.#complete(this.#pending, out);
+    if (this.#pending && this.#inNal && !this.#skipping) this.#complete(this.#pending, out);
     this.#pending = null;
     this.#inNal = false;
     this.#skipping = false;

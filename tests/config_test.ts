@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { ROOT, SERVICE_FLAGS } from "./helpers.ts";
+
+Deno.test("defaults", () => {
+  const c = loadConfig({});
+  assert.deepEqual(c.streams, [{ name: "default", url: "ws://127.0.0.1:5001/ws/video/consume" }]);
+  assert.deepEqual(
+    [c.storagePath, c.chunkSeconds, c.idleSeconds, c.minChunkFrames, c.sessionIdleSeconds, c.fragmentMs],
+    ["./recordings", 60, 10, 30, 300, 1000],
+  );
+  assert.deepEqual([c.httpHost, c.httpPort, c.metricsPort, c.logLevel], ["127.0.0.1", 8080, 8005, "info"]);
+});
+
+Deno.test("several streams from CONFIG_FILE", () => {
+  const file = JSON.stringify({
+    streams: [{ name: "cam1", url: "ws://a:1/x" }, { name: "cam2", url: "wss://b/y" }],
+  });
+  const c = loadConfig({ CONFIG_FILE: "f.json" }, () => file);
+  assert.deepEqual(c.streams.map((s) => s.name), ["cam1", "cam2"]);
+  const bad = (doc: unknown) => () => loadConfig({ CONFIG_FILE: "f.json" }, () => JSON.stringify(doc));
+  assert.throws(bad({ streams: [] }), /CONFIG_FILE: streams must be a non-empty array/);
+  assert.throws(bad({ streams: [{ name: "a/b", url: "ws://x" }] }), /streams\[0\]\.name/);
+  assert.throws(bad({ streams: [{ name: "a", url: "ws://x" }, { name: "a", url: "ws://y" }] }), /used twice/);
+  assert.throws(bad({ streams: [{ name: "a", url: "http://x" }] }), /streams\[0\]\.url: expected a ws/);
+  assert.throws(
+    () => loadConfig({ CONFIG_FILE: "f.json" }, () => "{oops"),
+    /CONFIG_FILE: f\.json is not JSON/,
+  );
+  assert.throws(
+    () =>
+      loadConfig({ CONFIG_FILE: "missing.json" }, () => {
+        throw new Deno.errors.NotFound("no such file");
+      }),
+    /CONFIG_FILE: cannot read missing\.json/,
+  );
+});
+
+const BAD: [string, string][] = [
+  ["VIDEO_STREAM_URL", "http://relay/ws"],
+  ["VIDEO_STREAM_URL", "not a url"],
+  ["VIDEO_CHUNK_DURATION_SECONDS", "abc"],
+  ["VIDEO_CHUNK_DURATION_SECONDS", "0"],
+  ["VIDEO_IDLE_TIMEOUT_SECONDS", "-5"],
+  ["VIDEO_IDLE_TIMEOUT_SECONDS", "400"], // not less than the session idle timeout
+  ["MIN_CHUNK_FRAMES", "1.5"],
+  ["SESSION_IDLE_TIMEOUT_SECONDS", "forever"],
+  ["FRAGMENT_DURATION_MS", "10"],
+  ["HTTP_HOST", "bad host!"],
+  ["HTTP_PORT", "70000"],
+  ["METRICS_PORT", "http"],
+  ["LOG_LEVEL", "loud"],
+  ["STORAGE_PATH", ""],
+  ["FSYNC_FRAGMENTS", "maybe"],
+  ["CONFIG_FILE", "/nonexistent/streams.json"],
+];
+
+Deno.test("each bad value is refused with one line naming the variable, exit code 2", async () => {
+  for (const [name, value] of BAD) {
+    assert.throws(
+      () => loadConfig({ [name]: value }),
+      (e: unknown) => e instanceof ConfigError && e.variable === name,
+    );
+  }
+  // The real entry point, as `deno task start` runs it.
+  for (const [name, value] of BAD) {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVICE_FLAGS, join(ROOT, "src/main.ts")],
+      env: { [name]: value, STORAGE_PATH: name === "STORAGE_PATH" ? value : "/nonexistent-never-created" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(stderr).trim();
+    assert.equal(code, 2, `${name}=${value}: exit ${code}, stderr ${err}`);
+    assert.equal(err.split("\n").length, 1, err);
+    assert.match(err, new RegExp(`^skyreel: invalid configuration: ${name}`));
+    assert.equal(new TextDecoder().decode(stdout), "");
+  }
+});

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { AnnexBSplitter, splitAnnexB } from "../src/h264/annexb.ts";
+import { BitReader } from "../src/h264/bits.ts";
+import { type Frame, FrameParser } from "../src/h264/frame_parser.ts";
+import { parseSps } from "../src/h264/sps.ts";
+import { sourceFrames } from "../src/relay.ts";
+import { FIXTURE, pattern, rng } from "./helpers.ts";
+
+const fixture = await Deno.readFile(FIXTURE);
+
+function parseAll(messages: Uint8Array[]): { frames: Frame[]; parser: FrameParser } {
+  const parser = new FrameParser();
+  const frames = messages.flatMap((m, i) => parser.message(m, i));
+  frames.push(...parser.end());
+  return { frames, parser };
+}
+
+/** What must not depend on how bytes were split: count, keyframes, sample bytes. */
+function summary(frames: Frame[]) {
+  return {
+    count: frames.length,
+    keyframes: frames.flatMap((f, i) => f.keyframe ? [i] : []),
+    bytes: frames.map((f) => f.data.length),
+    corrupt: frames.filter((f) => f.corrupt).length,
+  };
+}
+
+Deno.test("the fixture assembles into 144 frames with 1 keyframe from its 1,008 slice NAL units", () => {
+  const nals = splitAnnexB(fixture, 0);
+  const slices = nals.filter((n) => [1, 5].includes(n.data[0] & 0x1f));
+  assert.equal(slices.length, 1008); // 7 IDR + 1,001 non-IDR (the fixture's README)
+  const { frames, parser } = parseAll([fixture]);
+  assert.equal(frames.length, 144);
+  assert.deepEqual(frames.flatMap((f, i) => f.keyframe ? [i] : []), [0]);
+  assert.equal(frames[0].params?.info.width, 854);
+  assert.equal(frames[0].params?.info.height, 480);
+  assert.equal(frames[0].params?.info.codec, "avc1.42c01e");
+  assert.deepEqual(parser.counts, { badNals: 0, badPackets: 0, discardedBytes: 0, oversizedNals: 0 });
+});
+
+Deno.test("AU assembly is the same for one NAL per message, one AU per message and random splits", () => {
+  const reference = summary(parseAll([fixture]).frames);
+  const aus = sourceFrames(fixture);
+  const perNal = aus.flatMap((a) => a.nals);
+  assert.equal(perNal.length, 1011);
+  assert.deepEqual(summary(parseAll(perNal).frames), reference);
+  const perAu = aus.map((a) => Uint8Array.from(a.nals.flatMap((n) => [...n])));
+  assert.deepEqual(summary(parseAll(perAu).frames), reference);
+  for (const seed of [1, 2, 3]) {
+    const r = rng(seed);
+    const pieces: Uint8Array[] = [];
+    for (let at = 0; at < fixture.length;) {
+      const n = 1 + Math.floor(r() * 5000);
+      pieces.push(fixture.subarray(at, at + n));
+      at += n;
+    }
+    assert.deepEqual(summary(parseAll(pieces).frames), reference, `seed ${seed}`);
+  }
+  // Splits inside start codes: every byte its own message.
+  const bytewise = Array.from(fixture.subarray(0, 200_000), (b) => Uint8Array.of(b));
+  const partial = summary(parseAll([fixture.subarray(0, 200_000)]).frames);
+  assert.deepEqual(summary(parseAll(bytewise).frames), partial);
+});
+
+Deno.test("a frame's timestamp is the arrival of its first byte, parameter sets aside", () => {
+  const perNal = sourceFrames(fixture).flatMap((a) => a.nals);
+  const parser = new FrameParser();
+  const frames = perNal.flatMap((m, i) => parser.message(m, 1000 + i));
+  frames.push(...parser.end());
+  // Messages: SPS, PPS, SEI, 7 slices for frame 0, then 7 per frame. The relay's cached SPS+PPS
+  // come on connect, long before the picture: frame 0 is timed by its SEI.
+  assert.equal(frames[0].ts, 1002);
+  assert.equal(frames[1].ts, 1000 + 10);
+  assert.equal(frames[143].ts, 1000 + 10 + 142 * 7);
+});
+
+Deno.test("producer packets: framing detected per message, timestamps from the producer's clock", () => {
+  const aus = sourceFrames(fixture).slice(0, 10);
+  const header = (type: number, ts: bigint, payload: Uint8Array, frame: boolean) => {
+    const size = (frame ? 21 : 13) + payload.length;
+    const b = new Uint8Array(size);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, size);
+    b[4] = type;
+    v.setBigUint64(5, ts);
+    if (frame) v.setUint32(13, payload.length);
+    b.set(payload, frame ? 21 : 13);
+    return b;
+  };
+  const messages: Uint8Array[] = [];
+  const nalType = (n: Uint8Array) => n[4] & 0x1f;
+  const first = aus[0].nals;
+  messages.push(header(1, 0n, first.find((n) => nalType(n) === 7)!, false));
+  messages.push(header(2, 0n, first.find((n) => nalType(n) === 8)!, false));
+  messages.push(header(5, 0n, new TextEncoder().encode("{}"), false));
+  aus.forEach((au, i) => {
+    const body = Uint8Array.from(au.nals.filter((n) => ![7, 8].includes(nalType(n))).flatMap((n) => [...n]));
+    messages.push(header(i === 0 ? 3 : 4, 5_000_000n + BigInt(i) * 66_667n, body, true));
+  });
+  const parser = new FrameParser();
+  const frames = messages.flatMap((m) => parser.message(m, 70_000));
+  assert.equal(frames.length, 10);
+  assert.equal(frames[0].keyframe, true);
+  assert.deepEqual(frames.map((f) => Math.round((f.ts - 70_000) * 1000)), aus.map((_, i) => i * 66_667));
+  const reference = summary(parseAll(sourceFrames(fixture).slice(0, 10).flatMap((a) => a.nals)).frames);
+  assert.deepEqual(summary(frames).bytes, reference.bytes);
+  // A packet whose data_size overflows the message is refused and counted, not parsed.
+  const bad = header(4, 0n, new Uint8Array(8), true);
+  new DataView(bad.buffer).setUint32(13, 1000);
+  assert.deepEqual(parser.message(bad, 0), []);
+  assert.equal(parser.counts.badPackets, 1);
+});
+
+Deno.test("bad NAL units are counted and the picture marked corrupt", () => {
+  const aus = sourceFrames(fixture);
+  const truncated = Uint8Array.of(0, 0, 0, 1, 0x41); // a P slice cut after its header byte
+  const forbidden = Uint8Array.of(0, 0, 0, 1, 0xc1, 0x9a, 0x00, 0x01);
+  const { frames, parser } = parseAll([...aus[0].nals, ...aus[1].nals, truncated, forbidden, ...aus[2].nals]);
+  assert.equal(parser.counts.badNals, 2);
+  // The truncated slice cannot tell which picture it belongs to: the one in progress is not decodable.
+  assert.deepEqual(frames.map((f) => f.corrupt), [false, true, false]);
+});
+
+Deno.test("oversized NAL units are discarded without buffering them whole", () => {
+  const s = new AnnexBSplitter();
+  const big = new Uint8Array(9 * 1024 * 1024).fill(0xab);
+  big.set([0, 0, 0, 1, 0x41]);
+  assert.deepEqual(s.push(big, 0), []);
+  const after = s.push(Uint8Array.of(0, 0, 1, 0x41, 0x9a), 1);
+  assert.equal(after.length, 0);
+  assert.equal(s.oversizedNals, 1);
+  assert.ok(s.discardedBytes >= 9 * 1024 * 1024 - 5);
+  assert.deepEqual([...s.flush()[0].data], [0x41, 0x9a]);
+});
+
+Deno.test("SPS of a 1280x720 ffmpeg stream parses to its size (cropping applied)", async () => {
+  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 1, gop: 30, bitrateKbps: 2000 });
+  const sps = splitAnnexB(h264, 0).find((n) => (n.data[0] & 0x1f) === 7)!;
+  const info = parseSps(sps.data);
+  assert.deepEqual([info.width, info.height], [1280, 720]);
+});
+
+Deno.test("BitReader skips emulation-prevention bytes and refuses to read past the end", () => {
+  const r = new BitReader(Uint8Array.of(0x00, 0x00, 0x03, 0x01, 0x80));
+  assert.equal(r.bits(16), 0);
+  assert.equal(r.bits(8), 0x01); // the 0x03 was skipped
+  assert.equal(r.ue(), 0);
+  assert.throws(() => r.bits(8), RangeError);
+});

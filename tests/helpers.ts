@@ -1,0 +1,212 @@
+/** Shared by the tests: the real service as a subprocess, ffmpeg-made streams, ffprobe's verdict. */
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/ffmpeg.ts";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
+/** The flags of `deno task start`, so tests run the service as users do. */
+export const SERVICE_FLAGS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run",
+  "--allow-sys",
+];
+
+export async function ffmpegPath(): Promise<string> {
+  const bin = await resolveFfmpeg();
+  if (!bin) throw new Error("tests need ffmpeg: set FFMPEG_PATH or install it (apt-get install -y ffmpeg)");
+  return bin;
+}
+
+const patterns = new Map<string, Promise<Uint8Array>>();
+
+/** An ffmpeg testsrc2 H.264 stream, made once per options in a test run. */
+export function pattern(o: TestPatternOptions): Promise<Uint8Array> {
+  const key = JSON.stringify(o);
+  if (!patterns.has(key)) patterns.set(key, ffmpegPath().then((bin) => testPattern(bin, o)));
+  return patterns.get(key)!;
+}
+
+/** A seeded PRNG (mulberry32), so random tests repeat. */
+export function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export type LogLine = Record<string, unknown> & { level: string; actor: string; msg: string };
+
+/** The recorder running as its own process, with its JSON log lines collected as they come. */
+export class ServiceProcess {
+  readonly logs: LogLine[] = [];
+  readonly stderr: string[] = [];
+  #child: Deno.ChildProcess;
+  #waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  #reading: Promise<void>;
+  readonly status: Promise<Deno.CommandStatus>;
+
+  constructor(env: Record<string, string>, entry = "src/main.ts") {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SERVICE_FLAGS, join(ROOT, entry)],
+      env: { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    this.#reading = Promise.all([
+      this.#lines(this.#child.stdout, true),
+      this.#lines(this.#child.stderr, false),
+    ])
+      .then(() => {});
+    this.status = this.#child.status;
+  }
+
+  async #lines(stream: ReadableStream<Uint8Array>, json: boolean): Promise<void> {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!json) {
+          this.stderr.push(line);
+          continue;
+        }
+        let parsed: LogLine;
+        try {
+          parsed = JSON.parse(line);
+        } catch {
+          this.stderr.push(line);
+          continue;
+        }
+        this.logs.push(parsed);
+        this.#waiters = this.#waiters.filter((w) => !(w.pred(parsed) && (w.resolve(parsed), true)));
+      }
+    }
+  }
+
+  /** The first log line (past or future) that matches; rejects if the process exits first. */
+  waitForLog(pred: (l: LogLine) => boolean, what = "log line"): Promise<LogLine> {
+    const seen = this.logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ pred, resolve });
+      this.status.then((s) =>
+        reject(new Error(`service exited (${s.code}) before ${what}; stderr: ${this.stderr.join("\n")}`))
+      );
+    });
+  }
+
+  async port(actor: "http" | "metrics"): Promise<number> {
+    const l = await this.waitForLog((l) => l.actor === actor && l.msg === "listening", `${actor} listening`);
+    return l.port as number;
+  }
+
+  async metrics(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${await this.port("metrics")}/metrics`);
+    return await res.text();
+  }
+
+  /** Sum of a metric's samples whose labels contain `labels`. */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return sumMetric(await this.metrics(), name, labels);
+  }
+
+  signal(sig: Deno.Signal): void {
+    try {
+      this.#child.kill(sig);
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e; // already exited
+    }
+  }
+
+  async exit(): Promise<Deno.CommandStatus> {
+    const s = await this.status;
+    await this.#reading;
+    return s;
+  }
+}
+
+export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    if (Object.entries(labels).some(([k, v]) => !line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+export interface ProbedFrame {
+  ptsMs: number;
+  key: boolean;
+}
+
+/** Packets of a file as ffprobe reads them (presentation time in ms, keyframe flag). */
+export async function probeFrames(path: string): Promise<ProbedFrame[]> {
+  const { stdout, success, stderr } = await new Deno.Command("ffprobe", {
+    args: [
+      "-v",
+      "error",
+      "-select_streams",
+      "v",
+      "-show_entries",
+      "packet=pts_time,flags",
+      "-of",
+      "csv=p=0",
+      path,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffprobe ${path}: ${new TextDecoder().decode(stderr)}`);
+  return new TextDecoder().decode(stdout).trim().split("\n").filter(Boolean).map((l) => {
+    const [pts, flags] = l.split(",");
+    return { ptsMs: Number(pts) * 1000, key: flags.startsWith("K") };
+  });
+}
+
+/** ffmpeg's errors when decoding the whole file (empty: it decodes cleanly). */
+export async function decodeErrors(path: string): Promise<string> {
+  const { stderr } = await new Deno.Command(await ffmpegPath(), {
+    // passthrough timing: the null muxer would otherwise force a constant frame rate on real arrival times
+    args: ["-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-"],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(stderr).trim();
+}
+
+/** The index's rows, read directly (the service must have exited). */
+export function indexRows(
+  storage: string,
+): { sessions: Record<string, any>[]; chunks: Record<string, any>[] } {
+  const db = new DatabaseSync(join(storage, "index.db"), { readOnly: true });
+  try {
+    const spread = (rows: unknown[]) => rows.map((r) => ({ ...(r as object) })) as Record<string, any>[];
+    return {
+      sessions: spread(db.prepare("SELECT * FROM sessions ORDER BY start_ms").all()),
+      chunks: spread(db.prepare("SELECT * FROM chunks ORDER BY stream, start_ms").all()),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** Uniform intervals between lo and hi ms from a seeded PRNG: a jittered frame rate. */
+export function jitter(seed: number, lo: number, hi: number): (i: number) => number {
+  const r = rng(seed);
+  return () => lo + r() * (hi - lo);
+}
+
+/** Wall-clock now with sub-millisecond resolution. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}

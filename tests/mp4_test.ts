@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { FrameParser } from "../src/h264/frame_parser.ts";
+import { scanChunk } from "../src/mp4/fragment_reader.ts";
+import { Fragmenter } from "../src/mp4/fragmenter.ts";
+import { initSegment } from "../src/mp4/init_segment.ts";
+import { decodeErrors, FIXTURE, jitter, probeFrames } from "./helpers.ts";
+
+const frames = (() => {
+  const p = new FrameParser();
+  return [...p.message(Deno.readFileSync(FIXTURE), 0), ...p.end()];
+})();
+
+/** The fixture's frames at jittered arrival times, through the fragmenter, into one file. */
+function mux(fragmentMs: number, times: number[]) {
+  const f = new Fragmenter({ startMs: times[0], fragmentMs });
+  const parts = [initSegment(frames[0].params!)];
+  const fragmentFrames: number[] = [];
+  frames.forEach((fr, i) => {
+    const out = f.add({ ...fr, ts: times[i] });
+    if (out) (parts.push(out.bytes), fragmentFrames.push(out.frames));
+  });
+  const last = f.finish();
+  if (last) (parts.push(last.bytes), fragmentFrames.push(last.frames));
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) (bytes.set(p, at), at += p.length);
+  return { bytes, fragmentFrames, boundaries: parts.map((p) => p.length) };
+}
+
+const arrivals = (() => {
+  const step = jitter(7, 55, 80);
+  const t = [1_795_000_000_000.25];
+  for (let i = 1; i < frames.length; i++) t.push(t[i - 1] + step(i));
+  return t;
+})();
+
+Deno.test("each sample's presentation time is its frame's own timestamp (ffprobe)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { bytes } = mux(1000, arrivals);
+    const path = join(dir, "c.mp4");
+    await Deno.writeFile(path, bytes);
+    const probed = await probeFrames(path);
+    assert.equal(probed.length, 144);
+    assert.deepEqual(probed.map((p) => p.key).indexOf(true), 0);
+    probed.forEach((p, i) => assert.ok(Math.abs(p.ptsMs - (arrivals[i] - arrivals[0])) < 0.02, `frame ${i}`));
+    assert.equal(await decodeErrors(path), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fragments hold the frames of at most FRAGMENT_DURATION_MS", () => {
+  const { fragmentFrames } = mux(500, arrivals);
+  assert.equal(fragmentFrames.reduce((a, b) => a + b), 144);
+  let i = 0;
+  for (const n of fragmentFrames) {
+    assert.ok(arrivals[i + n - 1] - arrivals[i] < 500, `fragment starting at frame ${i}`);
+    i += n;
+  }
+});
+
+Deno.test("a scan finds the last complete fragment of a torn file and its wall-clock times", () => {
+  const { bytes, fragmentFrames, boundaries } = mux(1000, arrivals);
+  const full = scanChunk(bytes);
+  assert.equal(full.frames, 144);
+  assert.equal(full.validBytes, bytes.length);
+  assert.ok(Math.abs(full.startMs! - arrivals[0]) < 0.001);
+  assert.equal(full.startsWithKeyframe, true);
+  assert.deepEqual([full.width, full.height, full.codec], [854, 480, "avc1.42c01e"]);
+  const endOfThird = boundaries.slice(0, 4).reduce((a, b) => a + b); // init + 3 fragments
+  for (const cut of [endOfThird, endOfThird + 1, endOfThird + 200, endOfThird + boundaries[4] - 1]) {
+    const torn = scanChunk(bytes.subarray(0, cut));
+    assert.equal(torn.validBytes, endOfThird, `cut at ${cut}`);
+    assert.equal(torn.frames, fragmentFrames.slice(0, 3).reduce((a, b) => a + b));
+  }
+  assert.equal(scanChunk(bytes.subarray(0, boundaries[0] - 1)).validBytes, 0);
+  assert.equal(scanChunk(bytes.subarray(0, boundaries[0])).frames, 0);
+});
+
+Deno.test("a pause longer than the gap limit starts a new fragment instead of stretching the last frame", () => {
+  const times = arrivals.map((t, i) => i >= 50 ? t + 5000 : t);
+  const { bytes, fragmentFrames } = mux(1000, times);
+  assert.equal(fragmentFrames.reduce((a, b) => a + b), 144);
+  const scan = scanChunk(bytes);
+  assert.ok(Math.abs(scan.endMs - (times[143] - times[0]) - (times[143] - times[142])) < 0.05);
+});
