@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { scanChunk } from "../src/mp4/fragment_reader.ts";
 import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
-import { decodeErrors, indexRows, jitter, nowMs, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
+import { decodeErrors, indexRows, jitter, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
 
 const CHUNK_SECONDS = 3;
 
