@@ -41,8 +41,8 @@ export interface RelayOptions {
   loops?: number;
   /** "nal": one NAL unit per message, as the relay does; "au": one access unit per message. */
   mode?: "nal" | "au";
-  /** Start pacing when the first consumer connects, so it misses nothing (tests, benchmark). */
-  startOnClient?: boolean;
+  /** Start pacing once this many consumers are connected, so they miss nothing (tests, benchmark). */
+  startAfterClients?: number;
   /** Called when frame i (counting across loops) has been sent, with its wall-clock send time. */
   onFrame?(i: number, sentAt: number, frame: SourceFrame): void;
 }
@@ -54,7 +54,7 @@ export interface Relay {
   readonly clients: number;
   /** Resolves when every frame has been sent (never, with infinite loops). */
   finished: Promise<void>;
-  /** Waits for a consumer before pacing starts (the live stream is not held back afterwards). */
+  /** Resolves when `startAfterClients` consumers (default 1) have connected. */
   waitForClient(): Promise<void>;
   close(): Promise<void>;
 }
@@ -77,8 +77,9 @@ export function startRelay(o: RelayOptions): Relay {
   });
   let cache = concatBytes(paramSets.slice(0, 2));
   const abort = new AbortController();
-  let clientArrived: () => void;
-  const firstClient = new Promise<void>((r) => (clientArrived = r));
+  let clientsArrived: () => void;
+  const enoughClients = new Promise<void>((r) => (clientsArrived = r));
+  let connected = 0;
   const server = Deno.serve(
     { hostname: o.hostname ?? "127.0.0.1", port: o.port ?? 0, onListen: () => {} },
     (req) => {
@@ -90,7 +91,7 @@ export function startRelay(o: RelayOptions): Relay {
       socket.onopen = () => {
         sockets.add(socket);
         socket.send(cache);
-        clientArrived();
+        if (++connected >= (o.startAfterClients ?? 1)) clientsArrived();
       };
       socket.onmessage = (e) => {
         if (e.data === "ping") socket.send("pong");
@@ -107,9 +108,9 @@ export function startRelay(o: RelayOptions): Relay {
   const finished = (async () => {
     const loops = o.loops ?? 1;
     let i = 0;
-    if (o.startOnClient) {
+    if (o.startAfterClients) {
       await Promise.race([
-        firstClient,
+        enoughClients,
         new Promise((r) => abort.signal.addEventListener("abort", r)),
       ]);
     }
@@ -135,7 +136,7 @@ export function startRelay(o: RelayOptions): Relay {
       return sockets.size;
     },
     finished,
-    waitForClient: () => firstClient,
+    waitForClient: () => enoughClients,
     async close() {
       abort.abort();
       await finished;

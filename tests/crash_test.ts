@@ -16,7 +16,7 @@ Deno.test("SIGKILL mid-chunk: the torn chunk is recovered with every frame up to
     frames: sourceFrames(h264),
     intervalMs: jitter(9, 1000 / 30, 1000 / 25),
     loops: Infinity,
-    startOnClient: true,
+    startAfterClients: 1,
     onFrame: (i, at) => {
       sent.push(at);
       if (i === 100) reached();

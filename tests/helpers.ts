@@ -119,6 +119,10 @@ export class ServiceProcess {
     return sumMetric(await this.metrics(), name, labels);
   }
 
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   signal(sig: Deno.Signal): void {
     try {
       this.#child.kill(sig);

@@ -13,7 +13,7 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
   const relay = startRelay({
     frames,
     intervalMs: jitter(42, 1000 / 30, 1000 / 25), // 25-30 fps, never a fixed rate
-    startOnClient: true,
+    startAfterClients: 1,
     onFrame: (_i, at, frame) => sent.push({ at, frame }),
   });
   const storage = await Deno.makeTempDir();

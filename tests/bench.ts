@@ -1,0 +1,208 @@
+/**
+ * `deno task bench`: the recorder against ffmpeg's copy-remux on the same input, in one run.
+ *
+ * 1. Throughput: K 1280x720 ~4 Mbit/s streams through the real WebSocket path, faster than real time.
+ *    CPU-seconds per stream-hour for the recorder and for `ffmpeg -f h264 -i - -c copy` to fragmented
+ *    MP4, their ratio, frames/s per core, frame-arrival-to-written latency (p50/p99), peak RSS.
+ * 2. Real time: N 720p30 streams for S seconds; every frame sent must be written.
+ *
+ * BENCH_STREAMS (4), BENCH_SPEED (8), BENCH_REALTIME_STREAMS (20), BENCH_REALTIME_SECONDS (15).
+ */
+import { join } from "node:path";
+import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
+import { ffmpegPath, pattern, ServiceProcess, sumMetric } from "./helpers.ts";
+
+const env = Deno.env.toObject();
+const K = Number(env.BENCH_STREAMS ?? 4);
+const SPEED = Number(env.BENCH_SPEED ?? 8);
+const RT_STREAMS = Number(env.BENCH_REALTIME_STREAMS ?? 20);
+const RT_SECONDS = Number(env.BENCH_REALTIME_SECONDS ?? 15);
+const FPS = 30;
+const CLOCK_TICKS = 100; // Linux USER_HZ
+
+function procCpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
+}
+
+function peakRssMb(pid: number): number {
+  const line = Deno.readTextFileSync(`/proc/${pid}/status`).split("\n").find((l) => l.startsWith("VmHWM:"))!;
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+/** A quantile from Prometheus histogram buckets (linear within a bucket). */
+function quantile(metrics: string, name: string, q: number): number {
+  const buckets = new Map<number, number>();
+  for (const line of metrics.split("\n")) {
+    const m = line.match(new RegExp(`^${name}_bucket\\{le="([^"]+)".*\\} (\\d+)`)) ??
+      line.match(new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\d+)`));
+    if (!m) continue;
+    const le = m[1] === "+Inf" ? Infinity : Number(m[1]);
+    buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
+  }
+  const sorted = [...buckets.entries()].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)![1];
+  let prevLe = 0, prevCount = 0;
+  for (const [le, count] of sorted) {
+    if (count >= q * total) {
+      if (le === Infinity) return prevLe;
+      return prevLe + (le - prevLe) * ((q * total - prevCount) / Math.max(1, count - prevCount));
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return NaN;
+}
+
+async function until(pred: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    if (await pred()) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
+/** Records `streams` copies of `frames` played `loops` times at `interval` ms per frame. */
+async function record(frames: SourceFrame[], streams: number, loops: number, interval: number) {
+  const relay = startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
+  const storage = await Deno.makeTempDir({ prefix: "skyreel-bench-" });
+  const config = join(storage, "streams.json");
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      streams: Array.from({ length: streams }, (_, i) => ({ name: `s${i + 1}`, url: relay.url })),
+    }),
+  );
+  const service = new ServiceProcess({
+    CONFIG_FILE: config,
+    STORAGE_PATH: join(storage, "rec"),
+    LOG_LEVEL: "info", // the ports are read from the "listening" lines
+    QUEUE_FRAMES: "2000",
+  });
+  try {
+    await relay.waitForClient();
+    const cpu0 = procCpuSeconds(service.pid);
+    const t0 = performance.now();
+    await relay.finished;
+    await relay.close();
+    const expected = streams * frames.length * loops;
+    const done = await until(
+      async () => (await service.metric("storage_video_frames_written_total")) >= expected,
+      30_000,
+    );
+    const wall = (performance.now() - t0) / 1000;
+    const cpu = procCpuSeconds(service.pid) - cpu0;
+    const metrics = await service.metrics();
+    const rss = peakRssMb(service.pid);
+    service.signal("SIGTERM");
+    await service.exit();
+    return {
+      expected,
+      written: sumMetric(metrics, "storage_video_frames_written_total"),
+      dropped: sumMetric(metrics, "storage_frames_dropped_total"),
+      skipped: sumMetric(metrics, "storage_frames_skipped_total"),
+      complete: done,
+      cpu,
+      wall,
+      rss,
+      p50: quantile(metrics, "storage_frame_write_latency_seconds", 0.5),
+      p99: quantile(metrics, "storage_frame_write_latency_seconds", 0.99),
+    };
+  } finally {
+    service.signal("SIGKILL");
+    await service.exit();
+    await relay.close();
+    await Deno.remove(storage, { recursive: true });
+  }
+}
+
+async function ffmpegCopy(h264: Uint8Array, loops: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "skyreel-bench-ff-" });
+  try {
+    const input = join(dir, "in.h264");
+    const file = await Deno.open(input, { write: true, create: true });
+    for (let i = 0; i < loops; i++) await file.write(h264);
+    file.close();
+    const { stderr, success } = await new Deno.Command(await ffmpegPath(), {
+      args: [
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-f",
+        "h264",
+        "-framerate",
+        String(FPS),
+        "-i",
+        input,
+        "-c",
+        "copy",
+        "-movflags",
+        "frag_keyframe+empty_moov+default_base_moof",
+        "-frag_duration",
+        "1000000",
+        "-f",
+        "mp4",
+        join(dir, "out.mp4"),
+      ],
+      stderr: "piped",
+      stdout: "null",
+    }).output();
+    const text = new TextDecoder().decode(stderr);
+    if (!success) throw new Error(text);
+    const m = text.match(/utime=([\d.]+)s stime=([\d.]+)s/);
+    if (!m) throw new Error(`no -benchmark line in: ${text}`);
+    return Number(m[1]) + Number(m[2]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const fmt = (n: number, d = 1) => n.toFixed(d);
+const h264 = await pattern({ width: 1280, height: 720, fps: FPS, seconds: 20, gop: FPS, bitrateKbps: 4000 });
+const frames = sourceFrames(h264);
+const mbps = h264.length * 8 / 20 / 1e6;
+console.log(`input: 1280x720 ${FPS} fps, ${frames.length} frames (20 s), ${fmt(mbps, 2)} Mbit/s`);
+
+const loops = 2;
+const mediaSeconds = (frames.length * loops) / FPS;
+const throughput = await record(frames, K, loops, 1000 / FPS / SPEED);
+const ffCpu = await ffmpegCopy(h264, loops);
+const recPerHour = throughput.cpu / (K * mediaSeconds) * 3600;
+const ffPerHour = ffCpu / mediaSeconds * 3600;
+console.log(
+  `\n1. throughput: ${K} streams x ${mediaSeconds} s at ${SPEED}x real time (wall ${fmt(throughput.wall)} s)`,
+);
+console.log(
+  `   frames written ${throughput.written}/${throughput.expected}, dropped ${throughput.dropped}, skipped ${throughput.skipped}`,
+);
+console.log(`   recorder CPU: ${fmt(throughput.cpu, 2)} s = ${fmt(recPerHour)} CPU-s per stream-hour`);
+console.log(`   ffmpeg -c copy to fMP4: ${fmt(ffCpu, 2)} s = ${fmt(ffPerHour)} CPU-s per stream-hour`);
+console.log(`   ratio recorder/ffmpeg per frame: ${fmt(recPerHour / ffPerHour, 2)}x (target <= 2x)`);
+console.log(`   frames/s per core: ${fmt(throughput.written / throughput.cpu, 0)}`);
+console.log(
+  `   arrival-to-written latency: p50 ${fmt(throughput.p50 * 1000, 0)} ms, p99 ${
+    fmt(throughput.p99 * 1000, 0)
+  } ms`,
+);
+console.log(`   peak RSS ${fmt(throughput.rss, 0)} MB`);
+
+const rtLoops = Math.max(1, Math.round(RT_SECONDS / 20));
+const rtFrames = frames.slice(0, Math.min(frames.length, RT_SECONDS * FPS));
+const realtime = await record(rtFrames, RT_STREAMS, rtLoops, 1000 / FPS);
+console.log(`\n2. real time: ${RT_STREAMS} streams x ${fmt(rtFrames.length * rtLoops / FPS, 0)} s of 720p30`);
+console.log(
+  `   frames written ${realtime.written}/${realtime.expected}, dropped ${realtime.dropped}, lost ${
+    realtime.expected - realtime.written
+  }`,
+);
+console.log(
+  `   recorder CPU ${fmt(realtime.cpu, 2)} s over ${fmt(realtime.wall, 1)} s wall = ${
+    fmt(100 * realtime.cpu / realtime.wall, 0)
+  }% of one core`,
+);
+console.log(
+  `   latency p50 ${fmt(realtime.p50 * 1000, 0)} ms, p99 ${fmt(realtime.p99 * 1000, 0)} ms; peak RSS ${
+    fmt(realtime.rss, 0)
+  } MB (target < 200)`,
+);
