@@ -20,6 +20,8 @@ export interface Service {
   metrics: Metrics;
   index: ChunkIndex;
   supervisor: Supervisor;
+  /** Every actor's mailbox, for queue metrics and fault-injection tests. */
+  mailboxes: { actor: string; stream: string; box: Mailbox<any> }[];
   /** Graceful stop: open chunks closed complete, index and metadata updated. Resolves with the exit code. */
   stop(): Promise<number>;
   /** Resolves with the exit code when the service has stopped (after stop() or an escalation). */
@@ -191,6 +193,7 @@ export async function startService(config: Config): Promise<Service> {
     metrics,
     index,
     supervisor,
+    mailboxes: queues,
     stop: () => {
       supervisor.shutdown();
       return done;

@@ -158,6 +158,42 @@ async function ffmpegCopy(h264: Uint8Array, loops: number): Promise<number> {
   }
 }
 
+/**
+ * The floor of any recorder on this runtime: a Deno process that receives the same WebSocket traffic
+ * and does nothing with it (run as `bench.ts --bare URL STREAMS`; prints its CPU seconds).
+ */
+if (Deno.args[0] === "--bare") {
+  const [url, streams] = [Deno.args[1], Number(Deno.args[2])];
+  await Promise.all(Array.from({ length: streams }, () =>
+    new Promise<void>((resolve) => {
+      const ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      ws.onmessage = () => {};
+      ws.onclose = () => resolve();
+    })));
+  console.log(procCpuSeconds(Deno.pid));
+  Deno.exit(0);
+}
+
+async function bareFloor(
+  frames: SourceFrame[],
+  streams: number,
+  loops: number,
+  interval: number,
+): Promise<number> {
+  const relay = startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL(import.meta.url).pathname, "--bare", relay.url, String(streams)],
+    stdout: "piped",
+  }).spawn();
+  await relay.waitForClient();
+  const startCpu = procCpuSeconds(child.pid);
+  await relay.finished;
+  await relay.close();
+  const out = await child.output();
+  return Number(new TextDecoder().decode(out.stdout).trim()) - startCpu;
+}
+
 const fmt = (n: number, d = 1) => n.toFixed(d);
 const h264 = await pattern({ width: 1280, height: 720, fps: FPS, seconds: 20, gop: FPS, bitrateKbps: 4000 });
 const frames = sourceFrames(h264);
@@ -168,6 +204,8 @@ const loops = 2;
 const mediaSeconds = (frames.length * loops) / FPS;
 const throughput = await record(frames, K, loops, 1000 / FPS / SPEED);
 const ffCpu = await ffmpegCopy(h264, loops);
+const floorCpu = await bareFloor(frames, K, loops, 1000 / FPS / SPEED);
+const floorPerHour = floorCpu / (K * mediaSeconds) * 3600;
 const recPerHour = throughput.cpu / (K * mediaSeconds) * 3600;
 const ffPerHour = ffCpu / mediaSeconds * 3600;
 console.log(
@@ -179,6 +217,11 @@ console.log(
 console.log(`   recorder CPU: ${fmt(throughput.cpu, 2)} s = ${fmt(recPerHour)} CPU-s per stream-hour`);
 console.log(`   ffmpeg -c copy to fMP4: ${fmt(ffCpu, 2)} s = ${fmt(ffPerHour)} CPU-s per stream-hour`);
 console.log(`   ratio recorder/ffmpeg per frame: ${fmt(recPerHour / ffPerHour, 2)}x (target <= 2x)`);
+console.log(
+  `   floor: a Deno WebSocket client that only receives: ${fmt(floorPerHour)} CPU-s per stream-hour = ${
+    fmt(floorPerHour / ffPerHour, 2)
+  }x ffmpeg; recorder/floor ${fmt(recPerHour / floorPerHour, 2)}x`,
+);
 console.log(`   frames/s per core: ${fmt(throughput.written / throughput.cpu, 0)}`);
 console.log(
   `   arrival-to-written latency: p50 ${fmt(throughput.p50 * 1000, 0)} ms, p99 ${
