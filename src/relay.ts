@@ -127,6 +127,9 @@ export function startRelay(o: RelayOptions): Relay {
         o.onFrame?.(i++, sentAt, frame);
       }
     }
+    // send() only queues the write: yield once so the last frame leaves before the caller's next
+    // work (which would otherwise delay it and skew its send time).
+    await sleep(0);
   })();
   log.debug("relay listening", { port });
   return {
