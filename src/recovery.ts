@@ -68,7 +68,8 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
     }
   }
 
-  for await (const rel of chunkFiles(root)) {
+  // In name order, so that a rebuilt session starts at its first chunk.
+  for (const rel of (await Array.fromAsync(chunkFiles(root))).sort()) {
     if (known.has(rel) || o.openChunks.has(rel)) continue;
     const parsed = parseChunkPath(rel);
     if (!parsed) continue;
