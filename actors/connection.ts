@@ -16,12 +16,6 @@ export interface ConnectionOptions {
   reconnectMaxMs: number;
 }
 
-/** Connection state, shown in /healthz. */
-export interface ConnectionStatus {
-  connected: boolean;
-  since: number | null;
-}
-
 const RECONNECT_BASE_MS = 250;
 
 /**
@@ -31,7 +25,6 @@ const RECONNECT_BASE_MS = 250;
  * every third of the timeout; a relay that sends nothing at all for the timeout is dropped.
  */
 export class Connection implements Behavior<never> {
-  readonly status: ConnectionStatus = { connected: false, since: null };
   #o: ConnectionOptions;
   #log;
   #labels;
@@ -63,6 +56,7 @@ export class Connection implements Behavior<never> {
     const { stream, metrics, timeoutMs } = this.#o;
     return new Promise<boolean>((resolve) => {
       let gotData = false;
+      let connected = false;
       let lastMessage = performance.now();
       let wall0 = Date.now(), mono0 = performance.now();
       const parser = new FrameParser();
@@ -79,7 +73,7 @@ export class Connection implements Behavior<never> {
             this.#log.warn("corrupt frame dropped; waiting for the next keyframe", { frameTs: frame.ts });
             gate.break();
           } else if (!gate.admit(frame)) {
-            metrics.framesSkipped.inc({ ...this.#labels, reason: "awaiting_keyframe" });
+            metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
           } else if (!this.#o.segmenter.send({ type: "frame", frame })) {
             if (dropping++ === 0) this.#log.warn("segmenter queue full: dropping frames until it drains");
             metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
@@ -107,9 +101,10 @@ export class Connection implements Behavior<never> {
         clearInterval(watchdog);
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
-        if (this.status.connected) this.#log.warn("disconnected", { url: stream.url });
-        this.status.connected = false;
-        this.status.since = Date.now();
+        if (connected) {
+          this.#log.warn("disconnected", { url: stream.url });
+          metrics.streamConnected.set(this.#labels, 0);
+        }
         if (ws.readyState === WebSocket.CLOSED) resolve(gotData);
         else {
           ws.addEventListener("close", () => resolve(gotData));
@@ -133,8 +128,8 @@ export class Connection implements Behavior<never> {
         wall0 = Date.now();
         mono0 = performance.now();
         lastMessage = mono0;
-        this.status.connected = true;
-        this.status.since = wall0;
+        connected = true;
+        metrics.streamConnected.set(this.#labels, 1);
         if (this.#connections++ > 0) metrics.reconnects.inc(this.#labels);
         this.#log.info("connected", { url: stream.url, connection: this.#connections });
       };

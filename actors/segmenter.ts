@@ -40,11 +40,6 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     this.#machine.start();
   }
 
-  /** The machine's state, for /healthz. */
-  get state(): string {
-    return String(this.#machine.getSnapshot().value);
-  }
-
   receive(msg: SegmenterMsg): void {
     this.#handle(msg);
     const failure = this.#failure;
@@ -86,7 +81,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
         return;
       case "write":
         if (!this.#gate.admit(cmd.frame)) {
-          metrics.framesSkipped.inc({ ...this.#labels, reason: "awaiting_keyframe" });
+          metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
         } else if (!writer.send({ type: "frame", frame: cmd.frame })) {
           metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
           this.#log.warn("writer queue full: frame dropped, waiting for the next keyframe", {

@@ -1,7 +1,7 @@
 /** Entry point of `deno task start`: the recorder, configured from the environment. */
 import { ConfigError, loadConfig } from "./config.ts";
 import { logger, setLogLevel } from "./log.ts";
-import { startService } from "./service.ts";
+import { type Service, startService } from "./service.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
 
@@ -19,8 +19,10 @@ export async function runRecorder(
   try {
     const config = loadConfig(env);
     setLogLevel(config.logLevel);
-    const service = await startService(config);
     const log = logger("main");
+    // Listen before starting: a signal during start-up must stop cleanly, not kill the process.
+    let service: Service | null = null;
+    let stopRequested = false;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(signal, () => {
         log.info("shutting down", { signal });
@@ -29,9 +31,12 @@ export async function runRecorder(
           Deno.exit(1);
         }, SHUTDOWN_DEADLINE_MS);
         Deno.unrefTimer(deadline);
-        service.stop();
+        stopRequested = true;
+        service?.stop();
       });
     }
+    service = await startService(config);
+    if (stopRequested) service.stop();
     const code = await service.done;
     await onStop?.();
     Deno.exit(code);

@@ -3,7 +3,7 @@
  * Per stream: connection -> segmenter -> writer -> indexer (shared by all streams).
  */
 import type { Frame } from "./h264/frame_parser.ts";
-import type { CloseReason } from "./segment_machine.ts";
+import type { SegmentCommand } from "./segment_machine.ts";
 
 export type { Frame };
 
@@ -14,13 +14,10 @@ export type SegmenterMsg =
   /** The writer restarted and its open chunk is gone: wait for the next keyframe. */
   | { type: "writer-reset" };
 
-/** To a stream's writer, in the order the segmenter decided them. */
+/** To a stream's writer: the segment machine's decisions in order, the frames, and its own clock tick. */
 export type WriterMsg =
-  | { type: "session-start"; ts: number }
-  | { type: "session-end"; ts: number; reason: "idle" | "shutdown" }
-  | { type: "chunk-open"; frame: Frame }
+  | Exclude<SegmentCommand, { type: "write" | "skip" }>
   | { type: "frame"; frame: Frame }
-  | { type: "chunk-close"; reason: CloseReason | "restart"; partial: boolean; endTs?: number }
   | { type: "tick"; now: number };
 
 /** A chunk file as the writer opened it. */

@@ -19,6 +19,7 @@ export class Metrics {
   readonly framesDropped;
   readonly badInput;
   readonly reconnects;
+  readonly streamConnected;
   readonly textMessages;
   readonly actorRestarts;
   readonly chunkDuration;
@@ -67,6 +68,9 @@ export class Metrics {
         "stream",
       ],
     );
+    this.streamConnected = gauge("storage_stream_connected", "1 while the relay connection is open", [
+      "stream",
+    ]);
     this.reconnects = counter("storage_reconnects_total", "Connections to the relay re-established", [
       "stream",
     ]);

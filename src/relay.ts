@@ -50,8 +50,6 @@ export interface RelayOptions {
 export interface Relay {
   url: string;
   port: number;
-  /** Clients currently connected. */
-  readonly clients: number;
   /** Resolves when every frame has been sent (never, with infinite loops). */
   finished: Promise<void>;
   /** Resolves when `startAfterClients` consumers (default 1) have connected. */
@@ -135,9 +133,6 @@ export function startRelay(o: RelayOptions): Relay {
   return {
     url: `ws://${o.hostname ?? "127.0.0.1"}:${port}/ws/video/consume`,
     port,
-    get clients() {
-      return sockets.size;
-    },
     finished,
     waitForClient: () => enoughClients,
     async close() {
