@@ -31,10 +31,6 @@ export class Mailbox<M> implements ActorRef<M> {
     return this.#items.length - this.#head;
   }
 
-  get bytes(): number {
-    return this.#bytes;
-  }
-
   send(msg: M): boolean {
     if (this.#closed) return false;
     const cost = this.sizeOf(msg);

@@ -13,10 +13,6 @@ export class KeyframeGate {
     this.#broken = startBroken;
   }
 
-  get broken(): boolean {
-    return this.#broken;
-  }
-
   /** True when the frame may pass: a keyframe, or any frame while the chain is intact. */
   admit(frame: { keyframe: boolean }): boolean {
     if (frame.keyframe) this.#broken = false;

@@ -4,20 +4,7 @@ import { loadConfig } from "../src/config.ts";
 import { setLogLevel } from "../src/log.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
 import { startService } from "../src/service.ts";
-import { decodeErrors, indexRows, pattern, probeFrames, sumMetric } from "./helpers.ts";
-
-/** Polls a condition the service reaches on its own (bounded). */
-async function until(
-  pred: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!(await pred())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { decodeErrors, indexRows, pattern, probeFrames, sumMetric, until } from "./helpers.ts";
 
 Deno.test("a writer restart replays recovery and recording goes on; an indexer restart leaves open chunks alone", async () => {
   setLogLevel("error");

@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { type Behavior, Mailbox } from "../src/actor.ts";
 import { ESCALATION_EXIT_CODE, Supervisor } from "../src/supervisor.ts";
+import { until } from "./helpers.ts";
 
 type Msg = { n: number; boom?: boolean };
-
-/** Waits for a state change the supervisor makes on its own schedule (bounded). */
-async function until(pred: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!pred()) {
-    if (performance.now() > end) throw new Error("condition not reached");
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
 
 function counterSpec(name: string, seen: number[], created: { count: number }) {
   const mailbox = new Mailbox<Msg>(100);
@@ -52,7 +44,7 @@ Deno.test("a failed actor alone is restarted, keeps its mailbox, and health show
   a.mailbox.send({ n: 2, boom: true });
   a.mailbox.send({ n: 3 });
   b.mailbox.send({ n: 10 });
-  await until(() => sup.health()[0].restarts === 1 && sup.health()[0].state === "running");
+  await until(() => sup.health()[0].restarts === 1 && sup.health()[0].state === "running", "restart");
   await sup.shutdown(); // drains: message 3 reaches the restarted instance
   assert.deepEqual(seenA, [1, 3]);
   assert.deepEqual(seenB, [10]);
@@ -103,7 +95,7 @@ Deno.test("a failing run() loop is a failure too, and the backoff grows", async 
     }),
   });
   await sup.start();
-  await until(() => runs === 4);
+  await until(() => runs === 4, "fourth run");
   const gaps = starts.slice(1).map((t, i) => t - starts[i]);
   assert.ok(gaps[0] >= 20 && gaps[1] >= 40 && gaps[2] >= 80, `gaps ${gaps.map(Math.round)}`);
   await sup.shutdown();
