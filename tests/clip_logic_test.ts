@@ -10,7 +10,17 @@ Deno.test("timestamps: compact local and UTC forms, ISO 8601 with fractions and 
   assert.equal(parseTimestamp("2026-11-21T14:02:10.5Z"), utc + 500);
   assert.equal(parseTimestamp("2026-11-21T16:02:10.250+02:00"), utc + 250);
   assert.equal(parseTimestamp("2026-11-21T09:02:10-0500"), utc);
-  for (const bad of ["", "yesterday", "2026-02-30_10-00-00Z", "2026-02-30T10:00:00Z", "2026-11-21 14:02:10", "2026-11-21_25-00-00Z", "1700000000"]) {
+  for (
+    const bad of [
+      "",
+      "yesterday",
+      "2026-02-30_10-00-00Z",
+      "2026-02-30T10:00:00Z",
+      "2026-11-21 14:02:10",
+      "2026-11-21_25-00-00Z",
+      "1700000000",
+    ]
+  ) {
     assert.equal(parseTimestamp(bad), null, bad);
   }
   assert.equal(formatCompact(utc + 999), "2026-11-21_14-02-10Z");
@@ -20,8 +30,20 @@ Deno.test("timestamps: compact local and UTC forms, ISO 8601 with fractions and 
 Deno.test("ranges: sorted, merged across gaps up to the tolerance, empty chunks ignored", () => {
   const c = (start_ms: number, end_ms: number, frames = 10) => ({ start_ms, end_ms, frames, bytes: 100 });
   // Gaps: 0, 1100 (too long), 1000 (exactly the tolerance: joins), 2000.
-  const ranges = mergeRanges([c(5100, 6000), c(0, 2000), c(2000, 4000), c(4900, 5000, 0), c(7000, 7500), c(9500, 9900)], 1000);
-  assert.deepEqual(ranges.map((r) => [r.from, r.to, r.chunks, r.frames]), [[0, 4000, 2, 20], [5100, 7500, 2, 20], [9500, 9900, 1, 10]]);
+  const ranges = mergeRanges([
+    c(5100, 6000),
+    c(0, 2000),
+    c(2000, 4000),
+    c(4900, 5000, 0),
+    c(7000, 7500),
+    c(9500, 9900),
+  ], 1000);
+  assert.deepEqual(ranges.map((r) => [r.from, r.to, r.chunks, r.frames]), [[0, 4000, 2, 20], [
+    5100,
+    7500,
+    2,
+    20,
+  ], [9500, 9900, 1, 10]]);
   assert.deepEqual(nearestRanges(ranges, 8000, 8500).map((r) => r.from), [5100, 9500]);
   assert.deepEqual(nearestRanges(ranges, -100, -50).map((r) => r.from), [0]);
 });

@@ -24,7 +24,9 @@ export interface Range {
  * // [{ from: 0, to: 90_000, frames: 2700, bytes: 2, chunks: 2 }]
  */
 export function mergeRanges(chunks: ChunkSpan[], maxGapMs: number): Range[] {
-  const sorted = chunks.filter((c) => c.frames > 0 && c.end_ms > c.start_ms).sort((a, b) => a.start_ms - b.start_ms);
+  const sorted = chunks.filter((c) => c.frames > 0 && c.end_ms > c.start_ms).sort((a, b) =>
+    a.start_ms - b.start_ms
+  );
   const out: Range[] = [];
   for (const c of sorted) {
     const last = out[out.length - 1];

@@ -1,5 +1,15 @@
-import { TIMESCALE } from "./timing.ts";
-import { epochMsFromNtp } from "./timing.ts";
+import { epochMsFromNtp, TIMESCALE } from "./timing.ts";
+
+/** A sample of a chunk file: where its bytes are and when it plays. */
+export interface SampleRef {
+  /** File offset of the sample's bytes. */
+  offset: number;
+  size: number;
+  /** Decode (= presentation) time and duration, in ticks from the chunk's start. */
+  time: number;
+  duration: number;
+  key: boolean;
+}
 
 /** What a chunk file holds up to its last complete fragment. */
 export interface ChunkScan {
@@ -18,6 +28,11 @@ export interface ChunkScan {
   codec: string;
   /** The first sample of the first fragment is a sync sample. */
   startsWithKeyframe: boolean;
+  /** Every sample of the complete fragments, in order. */
+  samples: SampleRef[];
+  /** End of ftyp+moov (the init segment), and the stsd box's offset and size within it (-1 if none). */
+  initEnd: number;
+  stsd: { offset: number; size: number } | null;
 }
 
 /**
@@ -40,11 +55,14 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
     height: 0,
     codec: "avc1",
     startsWithKeyframe: false,
+    samples: [],
+    initEnd: 0,
+    stsd: null,
   };
   let at = 0;
   let haveMoov = false;
   let prftMs: number | null = null;
-  let moof: { frames: number; bytes: number; endTicks: number; firstSync: boolean } | null = null;
+  let moof: ReturnType<typeof parseMoof> = null;
   while (at + 8 <= bytes.length) {
     let size = view.getUint32(at);
     const type = fourcc(bytes, at + 4);
@@ -58,13 +76,14 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
     const body = at + header;
     if (type === "moov") {
       haveMoov = true;
-      result.validBytes = at + size;
+      result.validBytes = result.initEnd = at + size;
       const tkhd = findBox(bytes, body, at + size, ["trak", "tkhd"]);
       if (tkhd >= 0) {
         result.width = view.getUint32(tkhd + 8 + 76) >>> 16;
         result.height = view.getUint32(tkhd + 8 + 80) >>> 16;
       }
       const stsd = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stsd"]);
+      if (stsd >= 0) result.stsd = { offset: stsd, size: view.getUint32(stsd) };
       // stsd: full box header, entry count, then avc1 (8-byte header, 78 bytes of visual entry), then avcC.
       const avcC = stsd + 16 + 8 + 78;
       if (stsd >= 0 && avcC + 12 <= at + size && fourcc(bytes, avcC + 4) === "avcC") {
@@ -76,15 +95,16 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       const media = bytes[body] === 1 ? Number(view.getBigUint64(body + 16)) : view.getUint32(body + 16);
       prftMs = epochMsFromNtp(ntp) - (media / TIMESCALE) * 1000;
     } else if (type === "moof" && haveMoov) {
-      moof = parseMoof(bytes, view, body, at + size);
+      moof = parseMoof(bytes, view, at, at + size);
     } else if (type === "mdat" && moof) {
       if (moof.bytes !== size - header) break; // sizes disagree: treat as torn
       if (result.fragments === 0) {
-        result.startsWithKeyframe = moof.firstSync;
+        result.startsWithKeyframe = moof.samples[0]?.key ?? false;
         result.startMs = prftMs;
       }
       result.fragments++;
-      result.frames += moof.frames;
+      result.frames += moof.samples.length;
+      result.samples.push(...moof.samples);
       result.endMs = Math.max(result.endMs, (moof.endTicks / TIMESCALE) * 1000);
       result.validBytes = at + size;
       moof = null;
@@ -94,8 +114,9 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
   return result;
 }
 
-function parseMoof(bytes: Uint8Array, view: DataView, from: number, to: number) {
-  const traf = findBox(bytes, from, to, ["traf"]);
+/** The samples a moof describes; `moofStart` is the moof box's offset (data offsets count from it). */
+function parseMoof(bytes: Uint8Array, view: DataView, moofStart: number, moofEnd: number) {
+  const traf = findBox(bytes, moofStart + 8, moofEnd, ["traf"]);
   if (traf < 0) return null;
   const trafEnd = traf + view.getUint32(traf);
   const tfdt = findBox(bytes, traf + 8, trafEnd, ["tfdt"]);
@@ -104,18 +125,23 @@ function parseMoof(bytes: Uint8Array, view: DataView, from: number, to: number) 
   const base = bytes[tfdt + 8] === 1 ? Number(view.getBigUint64(tfdt + 12)) : view.getUint32(tfdt + 12);
   const flags = view.getUint32(trun + 8) & 0xffffff;
   const count = view.getUint32(trun + 12);
-  let p = trun + 16 + (flags & 0x1 ? 4 : 0) + (flags & 0x4 ? 4 : 0);
-  let ticks = 0, size = 0, firstSync = false;
+  let p = trun + 16;
+  let offset = moofStart + (flags & 0x1 ? view.getInt32((p += 4) - 4) : 0);
+  if (flags & 0x4) p += 4;
+  const samples: SampleRef[] = [];
+  let time = base, bytesTotal = 0;
   for (let i = 0; i < count; i++) {
-    if (flags & 0x100) (ticks += view.getUint32(p), p += 4);
-    if (flags & 0x200) (size += view.getUint32(p), p += 4);
-    if (flags & 0x400) {
-      if (i === 0) firstSync = (view.getUint32(p) & 0x10000) === 0;
-      p += 4;
-    }
+    let duration = 0, size = 0, key = true;
+    if (flags & 0x100) (duration = view.getUint32(p), p += 4);
+    if (flags & 0x200) (size = view.getUint32(p), p += 4);
+    if (flags & 0x400) (key = (view.getUint32(p) & 0x10000) === 0, p += 4);
     if (flags & 0x800) p += 4;
+    samples.push({ offset, size, time, duration, key });
+    offset += size;
+    time += duration;
+    bytesTotal += size;
   }
-  return { frames: count, bytes: size, endTicks: base + ticks, firstSync };
+  return { samples, bytes: bytesTotal, endTicks: time };
 }
 
 /** Offset of the box at `path` (each a child of the previous) within [from, to), or -1. */

@@ -1,0 +1,197 @@
+import { join } from "node:path";
+import { concat, u32, u64 } from "../mp4/boxes.ts";
+import { fragment, type Sample } from "../mp4/fragment.ts";
+import { type SampleRef, scanChunk } from "../mp4/fragment_reader.ts";
+import { ftyp, movie, type SampleTables } from "../mp4/init_segment.ts";
+import { toMs, toTicks } from "../mp4/timing.ts";
+import { writeAll } from "../storage.ts";
+import type { ClipPlan } from "./plan.ts";
+
+/** A planned chunk as read back: its samples in the clip, with their wall-clock start times. */
+interface ReadChunk {
+  bytes: Uint8Array;
+  samples: SampleRef[];
+  /** Wall-clock ms of each sample. */
+  wall: number[];
+  width: number;
+  height: number;
+  sampleEntry: Uint8Array;
+}
+
+/** Where the clip's playback starts and ends, and how many frames it shows. */
+export interface ClipSummary {
+  startMs: number;
+  endMs: number;
+  frames: number;
+  bytes: number;
+}
+
+const FRAGMENT_MS = 1000;
+
+/**
+ * Reads a chunk and keeps the samples of [from, to): in the clip's first chunk from the keyframe
+ * at or before `from` (decoded, not shown), and every sample that starts before `to`.
+ */
+async function readChunk(
+  root: string,
+  path: string,
+  from: number,
+  to: number,
+  first: boolean,
+): Promise<ReadChunk> {
+  const bytes = await Deno.readFile(join(root, path));
+  const scan = scanChunk(bytes);
+  if (scan.startMs === null || !scan.stsd) throw new Error(`${path} has no readable fragments`);
+  const startMs = scan.startMs;
+  const wallOf = (s: SampleRef) => startMs + toMs(s.time);
+  let begin = 0;
+  if (first) {
+    for (let i = 0; i < scan.samples.length && wallOf(scan.samples[i]) <= from; i++) {
+      if (scan.samples[i].key) begin = i;
+    }
+  } else {
+    while (
+      begin < scan.samples.length && wallOf(scan.samples[begin]) + toMs(scan.samples[begin].duration) <= from
+    ) begin++;
+  }
+  let end = begin;
+  while (end < scan.samples.length && wallOf(scan.samples[end]) < to) end++;
+  const samples = scan.samples.slice(begin, end);
+  const sampleEntry = bytes.subarray(scan.stsd.offset + 16, scan.stsd.offset + scan.stsd.size);
+  return { bytes, samples, wall: samples.map(wallOf), width: scan.width, height: scan.height, sampleEntry };
+}
+
+/** The edit that shows [from, to) of a clip whose first sample is at `firstWall` and last ends at `lastEnd`. */
+function edit(from: number, to: number, firstWall: number, lastEnd: number) {
+  const shownFrom = Math.max(from, firstWall);
+  return {
+    mediaTime: toTicks(shownFrom - firstWall),
+    durationMs: Math.max(0, Math.min(to, lastEnd) - shownFrom),
+  };
+}
+
+/**
+ * The clip as fragmented MP4, produced chunk by chunk: the first bytes go out after the first
+ * chunk is read, long before the last one is. Timestamps keep the recorded spacing (gaps stay gaps).
+ *
+ * @example
+ * return new Response(ReadableStream.from(fragmentedClip(root, plan, from, to)));
+ */
+export async function* fragmentedClip(
+  root: string,
+  plan: ClipPlan,
+  from: number,
+  to: number,
+): AsyncGenerator<Uint8Array> {
+  let clipStart = 0;
+  let sequence = 0;
+  for (const [i, c] of plan.chunks.entries()) {
+    const chunk = await readChunk(root, c.path, from, to, i === 0);
+    if (chunk.samples.length === 0) continue;
+    if (sequence === 0) {
+      clipStart = chunk.wall[0];
+      const lastEnd = plan.chunks.at(-1)!.end_ms;
+      const moov = movie({
+        width: chunk.width,
+        height: chunk.height,
+        sampleEntry: chunk.sampleEntry,
+        edit: edit(from, plan.stopped ? Math.min(to, plan.stopped.at) : to, clipStart, lastEnd),
+      });
+      yield concat([ftyp(), moov]);
+    }
+    let run: Sample[] = [];
+    let runStart = 0;
+    const flush = () => {
+      const out = fragment(++sequence, run, toTicks(chunk.wall[runStart] - clipStart), chunk.wall[runStart]);
+      run = [];
+      return out;
+    };
+    for (let s = 0; s < chunk.samples.length; s++) {
+      const ref = chunk.samples[s];
+      if (run.length > 0 && chunk.wall[s] - chunk.wall[runStart] >= FRAGMENT_MS) yield flush();
+      if (run.length === 0) runStart = s;
+      run.push({
+        data: chunk.bytes.subarray(ref.offset, ref.offset + ref.size),
+        duration: ref.duration,
+        keyframe: ref.key,
+      });
+    }
+    if (run.length > 0) yield flush();
+  }
+}
+
+/**
+ * Writes the clip as a faststart MP4 (moov before mdat) to `file`. Two passes over the chunks:
+ * the first builds the sample tables, the second copies the samples; one chunk is in memory at a time.
+ *
+ * @example
+ * const summary = await faststartClip(root, plan, from, to, file);
+ */
+export async function faststartClip(
+  root: string,
+  plan: ClipPlan,
+  from: number,
+  to: number,
+  file: Deno.FsFile,
+  onProgress: (fraction: number) => void = () => {},
+): Promise<ClipSummary> {
+  const parts: { path: string; refs: SampleRef[] }[] = [];
+  const tables: SampleTables = { durations: [], sizes: [], sync: [], chunks: [] };
+  let entry: Uint8Array | null = null, width = 0, height = 0, firstWall = 0, lastWall = 0, lastEnd = 0;
+  for (const [i, c] of plan.chunks.entries()) {
+    const chunk = await readChunk(root, c.path, from, to, i === 0);
+    if (chunk.samples.length === 0) continue;
+    if (!entry) {
+      entry = chunk.sampleEntry.slice();
+      width = chunk.width;
+      height = chunk.height;
+      firstWall = chunk.wall[0];
+    } else {
+      // The previous sample lasts until this one: the recorded spacing, gaps included.
+      tables.durations[tables.durations.length - 1] = Math.max(1, toTicks(chunk.wall[0] - lastWall));
+    }
+    for (const s of chunk.samples) {
+      tables.durations.push(s.duration);
+      tables.sizes.push(s.size);
+      if (s.key) tables.sync.push(tables.sizes.length);
+    }
+    tables.chunks.push({ offset: 0, samples: chunk.samples.length });
+    lastWall = chunk.wall.at(-1)!;
+    lastEnd = lastWall + toMs(chunk.samples.at(-1)!.duration);
+    parts.push({ path: c.path, refs: chunk.samples });
+  }
+  if (!entry) throw new Error("no frames in the range");
+  const payload = tables.sizes.reduce((a, b) => a + b, 0);
+  const large = payload + 8 > 0xffffffff;
+  const mdatHeader = large ? 16 : 8;
+  const options = { width, height, sampleEntry: entry, tables, edit: edit(from, to, firstWall, lastEnd) };
+  // Offsets do not change the moov's size (stco or co64 is decided by the payload): measure, then fill.
+  const head = ftyp().length + movie(options).length;
+  let offset = head + mdatHeader;
+  for (const [k, p] of parts.entries()) {
+    tables.chunks[k].offset = offset;
+    offset += p.refs.reduce((a, s) => a + s.size, 0);
+  }
+  await writeAll(file, concat([ftyp(), movie(options)]));
+  const mdat = new TextEncoder().encode("mdat");
+  await writeAll(file, large ? concat([u32(1), mdat, u64(payload + 16)]) : concat([u32(payload + 8), mdat]));
+  for (const [k, p] of parts.entries()) {
+    const bytes = await Deno.readFile(join(root, p.path));
+    // Samples of one fragment are contiguous in the chunk file: copy them in runs.
+    for (let a = 0; a < p.refs.length;) {
+      let b = a + 1;
+      while (b < p.refs.length && p.refs[b].offset === p.refs[b - 1].offset + p.refs[b - 1].size) b++;
+      await writeAll(file, bytes.subarray(p.refs[a].offset, p.refs[b - 1].offset + p.refs[b - 1].size));
+      a = b;
+    }
+    onProgress((k + 1) / parts.length);
+  }
+  const e = options.edit;
+  const startMs = firstWall + toMs(e.mediaTime);
+  return {
+    startMs,
+    endMs: startMs + e.durationMs,
+    frames: tables.sizes.length,
+    bytes: head + mdatHeader + payload,
+  };
+}

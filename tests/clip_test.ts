@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { faststartClip, fragmentedClip } from "../src/clip/mux.ts";
+import { planClip } from "../src/clip/plan.ts";
+import { sourceFrames, startRelay } from "../src/relay.ts";
+import { decodeErrors, indexRows, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
+
+/** Records a 720p pattern (keyframe every 30 frames, one frame every 15 ms) into 2-second chunks. */
+async function recording(): Promise<{ storage: string; chunks: Record<string, any>[]; sent: number[] }> {
+  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 2000 });
+  const sent: number[] = [];
+  const relay = startRelay({
+    frames: sourceFrames(h264),
+    intervalMs: () => 15,
+    startAfterClients: 1,
+    onFrame: (_i, at) => sent.push(at),
+  });
+  const storage = await Deno.makeTempDir();
+  const service = new ServiceProcess({
+    VIDEO_STREAM_URL: relay.url,
+    STORAGE_PATH: storage,
+    VIDEO_CHUNK_DURATION_SECONDS: "2",
+  });
+  await relay.finished;
+  await relay.close();
+  await service.waitForLog((l) => l.msg === "disconnected");
+  service.signal("SIGTERM");
+  assert.equal((await service.exit()).code, 0);
+  return { storage, chunks: indexRows(storage).chunks, sent };
+}
+
+async function probeDuration(path: string): Promise<number> {
+  const { stdout } = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+    stdout: "piped",
+  }).output();
+  return Number(new TextDecoder().decode(stdout).trim()) * 1000;
+}
+
+Deno.test("clips across a chunk boundary: exact length, keyframe start, clean decode, both formats", async () => {
+  const { storage, chunks, sent } = await recording();
+  try {
+    assert.ok(chunks.length >= 3, `${chunks.length} chunks`);
+    const frameMs = 15;
+    const from = chunks[0].start_ms + 700, to = chunks[1].start_ms + 900;
+    const plan = planClip(chunks as any, from, to, 1000);
+    assert.deepEqual(plan.chunks.map((c) => c.path), [chunks[0].path, chunks[1].path]);
+    assert.deepEqual(plan.gaps, []);
+
+    const saved = join(storage, "clip.mp4");
+    const file = await Deno.open(saved, { write: true, createNew: true });
+    const summary = await faststartClip(storage, plan, from, to, file);
+    file.close();
+    assert.equal(await decodeErrors(saved), "");
+    const duration = await probeDuration(saved);
+    assert.ok(Math.abs(duration - (to - from)) <= frameMs, `duration ${duration} for ${to - from}`);
+    assert.ok(Math.abs(summary.startMs - from) < 1);
+    const probed = await probeFrames(saved);
+    assert.equal(probed[0].key, true);
+    // Every frame from the keyframe at or before `from` to the last one starting before `to`.
+    const lastBeforeFrom = sent.filter((t) => t <= from).length - 1;
+    const firstKey = Math.floor(lastBeforeFrom / 30) * 30; // a keyframe every 30 frames
+    assert.equal(probed.length, sent.filter((t) => t < to).length - firstKey);
+    assert.deepEqual(
+      boxTypes(await Deno.readFile(saved)),
+      ["ftyp", "moov", "mdat"],
+      "faststart: moov before mdat",
+    );
+
+    const fmp4 = join(storage, "clip_f.mp4");
+    const parts: Uint8Array[] = [];
+    for await (const p of fragmentedClip(storage, plan, from, to)) parts.push(p);
+    await Deno.writeFile(fmp4, new Uint8Array(parts.flatMap((p) => [...p])));
+    assert.equal(await decodeErrors(fmp4), "");
+    assert.ok(parts.length > 3, "streamed in pieces");
+    assert.deepEqual((await probeFrames(fmp4)).length, probed.length);
+  } finally {
+    await Deno.remove(storage, { recursive: true });
+  }
+});
+
+function boxTypes(bytes: Uint8Array): string[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: string[] = [];
+  for (let at = 0; at + 8 <= bytes.length; at += view.getUint32(at)) {
+    out.push(String.fromCharCode(...bytes.subarray(at + 4, at + 8)));
+    if (view.getUint32(at) < 8) break;
+  }
+  return out;
+}
