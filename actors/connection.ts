@@ -17,6 +17,8 @@ export interface ConnectionOptions {
 }
 
 const RECONNECT_BASE_MS = 250;
+/** Silence after which the frame in progress is complete (the relay sends a frame's NAL units together). */
+const FRAME_END_SILENCE_MS = 250;
 
 /**
  * The WebSocket client of the relay's consumer endpoint. It timestamps each message on arrival
@@ -99,6 +101,7 @@ export class Connection implements Behavior<never> {
         if (finished) return;
         finished = true;
         clearInterval(watchdog);
+        clearInterval(pauseCheck);
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
         if (connected) {
@@ -123,6 +126,11 @@ export class Connection implements Behavior<never> {
         }
         ws.send("ping");
       }, Math.max(50, Math.floor(timeoutMs / 3)));
+      // A frame is known complete only when the next one begins; a pause ends it too, so the last
+      // frame before a pause is recorded in its chunk instead of waiting for the stream to resume.
+      const pauseCheck = setInterval(() => {
+        if (performance.now() - lastMessage >= FRAME_END_SILENCE_MS) deliver(parser.end());
+      }, FRAME_END_SILENCE_MS / 2);
 
       ws.onopen = () => {
         wall0 = Date.now();

@@ -3,6 +3,7 @@ import type { ChunkIndex } from "../src/index/chunk_index.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg } from "../src/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
+import type { IndexEvents } from "../src/index/index_events.ts";
 import type { Metrics } from "../src/metrics.ts";
 
 export interface IndexerOptions {
@@ -10,6 +11,7 @@ export interface IndexerOptions {
   root: string;
   settings: MetadataSettings;
   metrics: Metrics;
+  events: IndexEvents;
 }
 
 /**
@@ -25,6 +27,11 @@ export class Indexer implements Behavior<IndexerMsg> {
   }
 
   async receive(msg: IndexerMsg): Promise<void> {
+    await this.#apply(msg);
+    if (msg.type !== "session-started" && msg.type !== "chunk-opened") this.#o.events.changed(msg.stream);
+  }
+
+  async #apply(msg: IndexerMsg): Promise<void> {
     const { index, metrics } = this.#o;
     switch (msg.type) {
       case "session-started":

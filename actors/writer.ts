@@ -205,6 +205,7 @@ export class Writer implements Behavior<WriterMsg> {
     for (const arrived of out.arrivals) metrics.writeLatency.observe(this.#labels, (now - arrived) / 1000);
     this.#o.indexer.send({
       type: "chunk-progress",
+      stream: this.#o.stream,
       path: c.path,
       endMs: c.endMs,
       frames: c.frames,

@@ -26,6 +26,14 @@ export interface Config {
   queueFrames: number;
   /** fdatasync after every fragment, so a power cut loses at most the fragment in progress. */
   fsyncFragments: boolean;
+  /** Where saved clips go (outside retention). */
+  uploadPath: string;
+  /** Largest clip `fetch` returns inline (base64); larger ones are streamed from /api/clip. */
+  fetchMaxBytes: number;
+  /** Bearer token required by every endpoint but /healthz and /metrics; null: none. */
+  apiToken: string | null;
+  /** Chunks this close in time form one recorded range. */
+  rangeGapMs: number;
 }
 
 /** A configuration value that is refused: the message names the variable and what it accepts. */
@@ -156,6 +164,10 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     supervisorWindowSeconds: int(env, "SUPERVISOR_WINDOW_SECONDS", 60, 1, 86_400),
     queueFrames: int(env, "QUEUE_FRAMES", 600, 10, 100_000),
     fsyncFragments: bool(env, "FSYNC_FRAGMENTS", true),
+    uploadPath: env.UPLOAD_PATH || "./uploads",
+    fetchMaxBytes: int(env, "FETCH_MAX_BYTES", 32 * 1024 * 1024, 1024, 2 ** 31),
+    apiToken: env.API_TOKEN || null,
+    rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),
   };
   if (config.idleSeconds >= config.sessionIdleSeconds) {
     throw new ConfigError(

@@ -45,7 +45,7 @@ export type IndexerMsg =
   }
   | { type: "session-ended"; stream: string; sessionId: string; endMs: number }
   | { type: "chunk-opened"; chunk: ChunkOpened }
-  | { type: "chunk-progress"; path: string; endMs: number; frames: number; bytes: number }
+  | { type: "chunk-progress"; stream: string; path: string; endMs: number; frames: number; bytes: number }
   | {
     type: "chunk-closed";
     stream: string;

@@ -6,7 +6,9 @@ import { Writer } from "../actors/writer.ts";
 import { Mailbox } from "./actor.ts";
 import { type Config, ConfigError } from "./config.ts";
 import { json, serveHttp } from "./http.ts";
+import { ClipApi } from "./clip/api.ts";
 import { ChunkIndex } from "./index/chunk_index.ts";
+import { IndexEvents } from "./index/index_events.ts";
 import { logger } from "./log.ts";
 import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "./messages.ts";
 import { Metrics } from "./metrics.ts";
@@ -50,6 +52,7 @@ export async function startService(config: Config): Promise<Service> {
   const index = await ChunkIndex.open(join(root, "index.db"));
   const metrics = new Metrics();
   const openChunks = new OpenChunks();
+  const events = new IndexEvents();
   const layout = { root, multiStream: config.streams.length > 1 };
   const settings = { chunkSeconds: config.chunkSeconds, idleSeconds: config.idleSeconds };
   const recovery: RecoveryOptions = {
@@ -72,7 +75,7 @@ export async function startService(config: Config): Promise<Service> {
   supervisor.register({
     name: "indexer",
     mailbox: indexerBox,
-    create: () => new Indexer({ index, root, settings, metrics }),
+    create: () => new Indexer({ index, root, settings, metrics, events }),
     afterRestart: async () => void await recover(recovery),
   });
   const queues: { actor: string; stream: string; box: Mailbox<any> }[] = [{
@@ -165,8 +168,19 @@ export async function startService(config: Config): Promise<Service> {
   };
   const notFound = (req: Request) =>
     json({ error: `no route for ${req.method} ${new URL(req.url).pathname}` }, 404);
+  const clips = new ClipApi({
+    index,
+    events,
+    storagePath: root,
+    uploadPath: config.uploadPath,
+    streams: config.streams.map((s) => s.name),
+    fetchMaxBytes: config.fetchMaxBytes,
+    rangeGapMs: config.rangeGapMs,
+    apiToken: config.apiToken,
+    storageLimitGb: null,
+  });
   const api = listen("HTTP_PORT", "http", config.httpPort, (req) => {
-    if (new URL(req.url).pathname !== "/healthz") return notFound(req);
+    if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
     const actors = supervisor.health();
     const down = actors.some((a) => a.state !== "running");
     return json({ status: down ? "down" : "ok", actors }, down ? 503 : 200);

@@ -47,3 +47,32 @@ Deno.test("ranges: sorted, merged across gaps up to the tolerance, empty chunks 
   assert.deepEqual(nearestRanges(ranges, 8000, 8500).map((r) => r.from), [5100, 9500]);
   assert.deepEqual(nearestRanges(ranges, -100, -50).map((r) => r.from), [0]);
 });
+
+Deno.test("request fields: missing, unparseable, reversed ranges and unsafe labels are refused by name", async () => {
+  const { ApiError, clipRange, saveLabels } = await import("../src/clip/request.ts");
+  const refused = (fn: () => unknown, pattern: RegExp) =>
+    assert.throws(fn, (e: unknown) => e instanceof ApiError && e.status === 400 && pattern.test(e.message));
+  refused(() => clipRange({ to: "2026-11-21_14-02-10Z" }), /missing "from"/);
+  refused(() => clipRange({ from: "2026-11-21_14-02-10Z" }), /missing "to"/);
+  refused(
+    () => clipRange({ from: "noon", to: "2026-11-21_14-02-10Z" }),
+    /"from" is not a timestamp.*YYYY-MM-DD_HH-MM-SS/,
+  );
+  refused(
+    () => clipRange({ from: "2026-11-21_14-02-10Z", to: "2026-11-21_14-02-10Z" }),
+    /"from" must be before "to"/,
+  );
+  assert.deepEqual(clipRange({ from: "2026-11-21_14-02-10Z", to: "2026-11-21T14:02:11Z" }), {
+    from: Date.UTC(2026, 10, 21, 14, 2, 10),
+    to: Date.UTC(2026, 10, 21, 14, 2, 11),
+  });
+  for (const bad of ["../x", "a/b", "a\\b", "a\0b", "x".repeat(101), ""]) {
+    refused(() => saveLabels({ metadata: bad }), /"metadata"/);
+    refused(() => saveLabels({ tags: ["ok", bad] }), /"tags\[1\]"/);
+  }
+  refused(() => saveLabels({ tags: "flight" }), /"tags" must be an array/);
+  assert.deepEqual(saveLabels({ metadata: "survey", tags: ["zeta", "alpha"] }), {
+    metadata: "survey",
+    tags: ["alpha", "zeta"],
+  });
+});

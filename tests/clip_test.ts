@@ -69,11 +69,17 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
 
     const fmp4 = join(storage, "clip_f.mp4");
     const parts: Uint8Array[] = [];
-    for await (const p of fragmentedClip(storage, plan, from, to)) parts.push(p);
+    const clip = await fragmentedClip(storage, plan, from, to);
+    assert.ok(
+      clip.startMs <= from && from - clip.startMs < 30 * frameMs,
+      "starts at the keyframe before from",
+    );
+    for await (const p of clip.pieces) parts.push(p);
     await Deno.writeFile(fmp4, new Uint8Array(parts.flatMap((p) => [...p])));
     assert.equal(await decodeErrors(fmp4), "");
     assert.ok(parts.length > 3, "streamed in pieces");
     assert.deepEqual((await probeFrames(fmp4)).length, probed.length);
+    assert.ok(Math.abs(await probeDuration(fmp4) - (to - clip.startMs)) <= frameMs);
   } finally {
     await Deno.remove(storage, { recursive: true });
   }

@@ -72,52 +72,52 @@ function edit(from: number, to: number, firstWall: number, lastEnd: number) {
 
 /**
  * The clip as fragmented MP4, produced chunk by chunk: the first bytes go out after the first
- * chunk is read, long before the last one is. Timestamps keep the recorded spacing (gaps stay gaps).
+ * chunk is read, long before the last one is. It starts at the keyframe at or before `from`
+ * (`startMs`): players ignore edit lists in fragmented files. Timestamps keep the recorded
+ * spacing (gaps stay gaps).
  *
  * @example
- * return new Response(ReadableStream.from(fragmentedClip(root, plan, from, to)));
+ * const clip = await fragmentedClip(root, plan, from, to);
+ * return new Response(ReadableStream.from(clip.pieces), { headers: { "x-clip-from": iso(clip.startMs) } });
  */
-export async function* fragmentedClip(
+export async function fragmentedClip(
   root: string,
   plan: ClipPlan,
   from: number,
   to: number,
-): AsyncGenerator<Uint8Array> {
-  let clipStart = 0;
-  let sequence = 0;
-  for (const [i, c] of plan.chunks.entries()) {
-    const chunk = await readChunk(root, c.path, from, to, i === 0);
-    if (chunk.samples.length === 0) continue;
-    if (sequence === 0) {
-      clipStart = chunk.wall[0];
-      const lastEnd = plan.chunks.at(-1)!.end_ms;
-      const moov = movie({
-        width: chunk.width,
-        height: chunk.height,
-        sampleEntry: chunk.sampleEntry,
-        edit: edit(from, plan.stopped ? Math.min(to, plan.stopped.at) : to, clipStart, lastEnd),
-      });
-      yield concat([ftyp(), moov]);
+): Promise<{ startMs: number; pieces: AsyncGenerator<Uint8Array> }> {
+  const first = await readChunk(root, plan.chunks[0].path, from, to, true);
+  if (first.samples.length === 0) throw new Error(`${plan.chunks[0].path} has no frames before ${to}`);
+  const clipStart = first.wall[0];
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    yield concat([
+      ftyp(),
+      movie({ width: first.width, height: first.height, sampleEntry: first.sampleEntry }),
+    ]);
+    let sequence = 0;
+    for (let i = 0; i < plan.chunks.length; i++) {
+      const chunk = i === 0 ? first : await readChunk(root, plan.chunks[i].path, from, to, false);
+      let run: Sample[] = [];
+      let runStart = 0;
+      for (let s = 0; s <= chunk.samples.length; s++) {
+        const cut = s === chunk.samples.length ||
+          (run.length > 0 && chunk.wall[s] - chunk.wall[runStart] >= FRAGMENT_MS);
+        if (cut && run.length > 0) {
+          yield fragment(++sequence, run, toTicks(chunk.wall[runStart] - clipStart), chunk.wall[runStart]);
+          run = [];
+        }
+        if (s === chunk.samples.length) break;
+        if (run.length === 0) runStart = s;
+        const ref = chunk.samples[s];
+        run.push({
+          data: chunk.bytes.subarray(ref.offset, ref.offset + ref.size),
+          duration: ref.duration,
+          keyframe: ref.key,
+        });
+      }
     }
-    let run: Sample[] = [];
-    let runStart = 0;
-    const flush = () => {
-      const out = fragment(++sequence, run, toTicks(chunk.wall[runStart] - clipStart), chunk.wall[runStart]);
-      run = [];
-      return out;
-    };
-    for (let s = 0; s < chunk.samples.length; s++) {
-      const ref = chunk.samples[s];
-      if (run.length > 0 && chunk.wall[s] - chunk.wall[runStart] >= FRAGMENT_MS) yield flush();
-      if (run.length === 0) runStart = s;
-      run.push({
-        data: chunk.bytes.subarray(ref.offset, ref.offset + ref.size),
-        duration: ref.duration,
-        keyframe: ref.key,
-      });
-    }
-    if (run.length > 0) yield flush();
   }
+  return { startMs: clipStart, pieces: pieces() };
 }
 
 /**

@@ -1,0 +1,356 @@
+import { Buffer } from "node:buffer";
+import { timingSafeEqual } from "node:crypto";
+import { statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { ChunkIndex, ChunkRow } from "../index/chunk_index.ts";
+import type { IndexEvents } from "../index/index_events.ts";
+import { json } from "../http.ts";
+import { logger } from "../log.ts";
+import { fsyncDir } from "../storage.ts";
+import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
+import { type ClipPlan, planClip } from "./plan.ts";
+import { mergeRanges, nearestRanges, type Range } from "./ranges.ts";
+import { ApiError, clipRange, saveLabels } from "./request.ts";
+import { formatCompact, formatIso } from "./timestamps.ts";
+
+export interface ClipApiOptions {
+  index: ChunkIndex;
+  events: IndexEvents;
+  storagePath: string;
+  uploadPath: string;
+  /** Stream names; the first is the default. */
+  streams: string[];
+  fetchMaxBytes: number;
+  rangeGapMs: number;
+  apiToken: string | null;
+  storageLimitGb: number | null;
+}
+
+export interface Job {
+  id: string;
+  state: "pending" | "running" | "done" | "failed";
+  progress: number;
+  filename: string;
+  created: string;
+  error?: string;
+  gaps?: { from: string; to: string }[];
+}
+
+const MAX_BODY = 64 * 1024;
+const GIB = 2 ** 30;
+
+/**
+ * The clip commands (`POST /command`: get-storage-state, fetch, save) and the streaming endpoints
+ * (`GET /api/clip`, `/api/ranges`, `/api/jobs/<id>`). Everything is read from the index and the
+ * chunk files; nothing here writes to the recording.
+ */
+export class ClipApi {
+  #o: ClipApiOptions;
+  #jobs = new Map<string, Job>();
+  #log = logger("clips");
+
+  constructor(o: ClipApiOptions) {
+    this.#o = o;
+  }
+
+  async handle(req: Request): Promise<Response> {
+    try {
+      await this.#authorize(req);
+      const url = new URL(req.url);
+      if (req.method === "POST" && url.pathname === "/command") return await this.#command(req);
+      if (req.method === "GET" && url.pathname === "/api/clip") {
+        return await this.#streamClip(url.searchParams);
+      }
+      if (req.method === "GET" && url.pathname === "/api/ranges") return await this.#ranges(url.searchParams);
+      const job = url.pathname.match(/^\/api\/jobs\/([\w-]+)$/);
+      if (req.method === "GET" && job) {
+        const found = this.#jobs.get(job[1]);
+        if (!found) throw new ApiError(404, `no job ${job[1]}`);
+        return json(found);
+      }
+      throw new ApiError(404, `no route for ${req.method} ${url.pathname}`);
+    } catch (e) {
+      if (e instanceof ApiError) return json({ error: e.message, ...e.details }, e.status);
+      throw e;
+    }
+  }
+
+  async #authorize(req: Request): Promise<void> {
+    const token = this.#o.apiToken;
+    if (!token) return;
+    const given = req.headers.get("authorization")?.match(/^Bearer (.+)$/)?.[1] ?? "";
+    // Compare digests: equal length, and the time does not depend on where the strings differ.
+    const digest = async (s: string) =>
+      Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+    if (!timingSafeEqual(await digest(given), await digest(token))) {
+      throw new ApiError(401, "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)");
+    }
+  }
+
+  async #command(req: Request): Promise<Response> {
+    const body = await readJson(req);
+    switch (body.command) {
+      case "get-storage-state":
+        return json(await this.#storageState(body));
+      case "fetch":
+        return await this.#fetch(body);
+      case "save":
+        return await this.#save(body);
+      case undefined:
+        throw new ApiError(400, `missing "command"`);
+      default:
+        throw new ApiError(
+          400,
+          `unknown "command": ${JSON.stringify(body.command)}; use get-storage-state, fetch or save`,
+        );
+    }
+  }
+
+  #stream(value: unknown): string {
+    if (value === undefined || value === null) return this.#o.streams[0];
+    if (typeof value !== "string" || !this.#o.streams.includes(value)) {
+      throw new ApiError(
+        400,
+        `unknown "stream": ${JSON.stringify(value)}; streams: ${this.#o.streams.join(", ")}`,
+      );
+    }
+    return value;
+  }
+
+  async #rows(stream: string): Promise<ChunkRow[]> {
+    return (await this.#o.index.chunks({ stream })).filter((c) => c.status !== "missing" && c.frames > 0);
+  }
+
+  async #rangesOf(stream: string): Promise<Range[]> {
+    return mergeRanges(await this.#rows(stream), this.#o.rangeGapMs);
+  }
+
+  async #storageState(body: Record<string, unknown>) {
+    const ranges = await this.#rangesOf(this.#stream(body.stream));
+    const all = (await this.#o.index.chunks()).filter((c) => c.status !== "missing");
+    let indexBytes = 0;
+    for (const f of ["index.db", "index.db-wal"]) {
+      indexBytes += await Deno.stat(join(this.#o.storagePath, f)).then((s) => s.size, () => 0);
+    }
+    const fs = statfsSync(this.#o.storagePath);
+    const round = (n: number) => Math.round(n * 1000) / 1000;
+    return {
+      command: "get-storage-state",
+      stored_video: ranges.map((r) => ({ from: formatCompact(r.from), to: formatCompact(r.to) })),
+      disk_usage: {
+        storage_path: this.#o.storagePath,
+        storage_used_gb: round((all.reduce((n, c) => n + c.bytes, 0) + indexBytes) / GIB),
+        storage_limit_gb: this.#o.storageLimitGb,
+        device_storage_remaining_gb: round(fs.bavail * fs.bsize / GIB),
+      },
+    };
+  }
+
+  async #ranges(params: URLSearchParams): Promise<Response> {
+    const stream = this.#stream(params.get("stream") ?? undefined);
+    const ranges = await this.#rangesOf(stream);
+    return json({
+      stream,
+      ranges: ranges.map((r) => ({
+        from: formatIso(r.from),
+        to: formatIso(r.to),
+        from_compact: formatCompact(r.from),
+        to_compact: formatCompact(r.to),
+        frames: r.frames,
+        bytes: r.bytes,
+        chunks: r.chunks,
+      })),
+    });
+  }
+
+  /** The clip's plan, or a 404 naming the nearest recorded ranges. */
+  async #plan(fields: Record<string, unknown>) {
+    const stream = this.#stream(fields.stream);
+    const { from, to } = clipRange(fields);
+    const rows = await this.#rows(stream);
+    const plan = planClip(rows, from, to, this.#o.rangeGapMs);
+    if (plan.chunks.length === 0) {
+      const nearest = nearestRanges(mergeRanges(rows, this.#o.rangeGapMs), from, to);
+      throw new ApiError(
+        404,
+        `no recorded video of "${stream}" between ${formatCompact(from)} and ${formatCompact(to)}`,
+        {
+          nearest: nearest.map((r) => ({ from: formatCompact(r.from), to: formatCompact(r.to) })),
+        },
+      );
+    }
+    return { stream, from, to, plan };
+  }
+
+  async #fetch(body: Record<string, unknown>): Promise<Response> {
+    const { from, to, plan } = await this.#plan(body);
+    const clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for await (const part of clip.pieces) {
+      size += part.length;
+      if (size > this.#o.fetchMaxBytes) {
+        const query = `from=${encodeURIComponent(String(body.from))}&to=${
+          encodeURIComponent(String(body.to))
+        }`;
+        throw new ApiError(
+          413,
+          `the clip is over FETCH_MAX_BYTES (${this.#o.fetchMaxBytes} bytes): stream it with GET /api/clip?${query}`,
+        );
+      }
+      parts.push(part);
+    }
+    return json({
+      command: "fetch",
+      video: Buffer.concat(parts).toString("base64"),
+      ...describe(plan, clip.startMs, to),
+    });
+  }
+
+  async #streamClip(params: URLSearchParams): Promise<Response> {
+    const fields = Object.fromEntries(params);
+    const { from, to, plan } = await this.#plan(fields);
+    const clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+    const info = describe(plan, clip.startMs, to);
+    return new Response(ReadableStream.from(clip.pieces), {
+      headers: {
+        "content-type": "video/mp4",
+        "x-clip-from": info.from_iso,
+        "x-clip-to": info.to_iso,
+        "x-clip-gaps": JSON.stringify(info.gaps),
+        ...(info.stopped ? { "x-clip-stopped": JSON.stringify(info.stopped) } : {}),
+      },
+    });
+  }
+
+  async #save(body: Record<string, unknown>): Promise<Response> {
+    const stream = this.#stream(body.stream);
+    const { from, to } = clipRange(body);
+    if (to > Date.now()) throw new ApiError(400, `"to" is in the future: ${formatCompact(to)}`);
+    const { metadata, tags } = saveLabels(body);
+    const dir = join(this.#o.uploadPath, ...tags.map((t) => `tag=${t}`));
+    const base = `${stream}_${formatCompact(from).slice(0, -1)}${metadata ? `_${metadata}` : ""}`;
+    if (body.async === true) {
+      await this.#plan(body); // a range with no video at all is refused now, not later
+      const job: Job = {
+        id: crypto.randomUUID(),
+        state: "pending",
+        progress: 0,
+        filename: "",
+        created: formatIso(Date.now()),
+      };
+      this.#jobs.set(job.id, job);
+      this.#waitForVideo(stream, to)
+        .then(async () => {
+          job.state = "running";
+          const { filename, plan } = await this.#writeClip(dir, base, body, (p) => (job.progress = p));
+          job.filename = filename;
+          job.gaps = describe(plan, from, to).gaps;
+          job.state = "done";
+          job.progress = 1;
+        })
+        .catch((e) => {
+          job.state = "failed";
+          job.error = e instanceof Error ? e.message : String(e);
+          this.#log.warn("async save failed", { job: job.id, error: job.error });
+        });
+      return json({ command: "save", status: "async", job_id: job.id, job_url: `/api/jobs/${job.id}` });
+    }
+    const { filename, plan } = await this.#writeClip(dir, base, body, () => {});
+    return json({ command: "save", filename, ...describe(plan, from, to) });
+  }
+
+  /** Resolves once the index holds `to` (its fragment written) or the stream stopped recording. */
+  #waitForVideo(stream: string, to: number): Promise<void> {
+    const ready = async () => {
+      const rows = await this.#o.index.chunks({ stream });
+      return rows.some((c) => c.end_ms >= to && c.status !== "missing") ||
+        !rows.some((c) => c.status === "recording");
+    };
+    return new Promise((resolve, reject) => {
+      let checking = false;
+      const check = () => {
+        if (checking) return;
+        checking = true;
+        ready().then((ok) => {
+          checking = false;
+          if (ok) {
+            off();
+            resolve();
+          }
+        }, (e) => (off(), reject(e)));
+      };
+      const off = this.#o.events.listen((s) => s === stream && check());
+      check();
+    });
+  }
+
+  /** Plans and writes a faststart clip under a temporary name, then renames it into place. */
+  async #writeClip(
+    dir: string,
+    base: string,
+    body: Record<string, unknown>,
+    onProgress: (p: number) => void,
+  ) {
+    const { from, to, plan } = await this.#plan(body);
+    await Deno.mkdir(dir, { recursive: true });
+    let name = `${base}.mp4`;
+    for (let n = 2; await Deno.stat(join(dir, name)).then(() => true, () => false); n++) {
+      name = `${base}_${n}.mp4`;
+    }
+    const tmp = join(dir, `.${name}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+    let summary: ClipSummary;
+    try {
+      const file = await Deno.open(tmp, { write: true, createNew: true });
+      try {
+        summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
+        await file.sync();
+      } finally {
+        file.close();
+      }
+      await Deno.rename(tmp, join(dir, name));
+      await fsyncDir(dirname(join(dir, name)));
+    } finally {
+      await Deno.remove(tmp).catch(() => {});
+    }
+    const filename = join(dir, name).slice(this.#o.uploadPath.length).replace(/^\/+/, "");
+    this.#log.info("clip saved", { filename, frames: summary.frames, bytes: summary.bytes });
+    return { filename, plan, summary };
+  }
+}
+
+/** Where a clip starts (`from`: its first shown frame) and ends, its gaps and an early stop, in both time formats. */
+function describe(plan: ClipPlan, from: number, to: number) {
+  const start = Math.max(from, plan.chunks[0].start_ms);
+  const end = Math.min(to, plan.stopped?.at ?? to, plan.chunks.at(-1)!.end_ms);
+  return {
+    from: formatCompact(start),
+    to: formatCompact(end),
+    from_iso: formatIso(start),
+    to_iso: formatIso(end),
+    gaps: plan.gaps.map((g) => ({ from: formatIso(g.from), to: formatIso(g.to) })),
+    ...(plan.stopped ? { stopped: { at: formatIso(plan.stopped.at), reason: plan.stopped.reason } } : {}),
+  };
+}
+
+/** The request body as a JSON object, at most 64 KiB. */
+async function readJson(req: Request): Promise<Record<string, unknown>> {
+  if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY) throw new ApiError(400, "body over 64 KiB");
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body ?? ReadableStream.from([])) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new ApiError(400, "body over 64 KiB");
+    chunks.push(chunk);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(Buffer.concat(chunks)));
+  } catch {
+    throw new ApiError(400, "body is not JSON");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new ApiError(400, "body must be a JSON object");
+  }
+  return body as Record<string, unknown>;
+}
