@@ -3,7 +3,7 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { formatCompact } from "../src/clip/timestamps.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
-import { decodeErrors, pattern, probeFrames, ServiceProcess, until } from "./helpers.ts";
+import { decodeErrors, indexRows, pattern, probeFrames, ServiceProcess, until } from "./helpers.ts";
 
 const TOKEN = "s3cret-token";
 const FRAME_MS = 100;
@@ -176,6 +176,23 @@ Deno.test("clip commands over HTTP against a real recording: ranges, fetch, save
       const start = Date.parse(z.body.from_iso);
       assert.ok(start <= from && from - start < 1000 + FRAME_MS, `starts ${from - start} ms early`);
       assert.ok(Math.abs(clip.duration - (to - start)) <= FRAME_MS, `${clip.duration} ms`);
+    });
+
+    await t.step("a clip exactly on chunk boundaries holds exactly those chunks' frames", async () => {
+      const chunks = indexRows(join(storage, "rec")).chunks;
+      for (const c of chunks.slice(0, 2)) { // each over FETCH_MAX_BYTES: streamed
+        const query = `from=${new Date(c.start_ms).toISOString()}&to=${new Date(c.end_ms).toISOString()}`;
+        const res = await fetch(`${base}/api/clip?${query}`, { headers: auth });
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("x-clip-gaps"), "[]");
+        assert.equal(Date.parse(res.headers.get("x-clip-from")!), c.start_ms);
+        const path = await Deno.makeTempFile({ dir: storage, suffix: ".mp4" });
+        await Deno.writeFile(path, new Uint8Array(await res.arrayBuffer()));
+        assert.equal(await decodeErrors(path), "");
+        const frames = await probeFrames(path);
+        assert.equal(frames.length, c.frames, c.path);
+        assert.equal(frames[0].key, true);
+      }
     });
 
     await t.step(
