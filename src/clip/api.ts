@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { statfsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import type { ChunkIndex, ChunkRow } from "../index/chunk_index.ts";
 import type { IndexEvents } from "../index/index_events.ts";
 import { json } from "../http.ts";
@@ -313,7 +313,7 @@ export class ClipApi {
     } finally {
       await Deno.remove(tmp).catch(() => {});
     }
-    const filename = join(dir, name).slice(this.#o.uploadPath.length).replace(/^\/+/, "");
+    const filename = relative(this.#o.uploadPath, join(dir, name));
     this.#log.info("clip saved", { filename, frames: summary.frames, bytes: summary.bytes });
     return { filename, plan, summary };
   }
