@@ -80,9 +80,20 @@ Deno.test("request fields: missing, unparseable, reversed ranges and unsafe labe
 Deno.test("clip plan: overlapping chunks in order, gaps inside the range, a stop at a resolution change", async () => {
   const { planClip } = await import("../src/clip/plan.ts");
   const c = (path: string, start_ms: number, end_ms: number, width = 1280) => ({
-    path, start_ms, end_ms, frames: 10, codec: "avc1.42c01f", width, height: 720,
+    path,
+    start_ms,
+    end_ms,
+    frames: 10,
+    codec: "avc1.42c01f",
+    width,
+    height: 720,
   });
-  const rows = [c("c3", 20_000, 30_000, 640), c("c1", 0, 10_000), c("c2", 12_000, 20_000), c("c0", -10_000, -5_000)];
+  const rows = [
+    c("c3", 20_000, 30_000, 640),
+    c("c1", 0, 10_000),
+    c("c2", 12_000, 20_000),
+    c("c0", -10_000, -5_000),
+  ];
   const plan = planClip(rows, 5000, 25_000, 1000);
   assert.deepEqual(plan.chunks.map((x) => x.path), ["c1", "c2"]);
   assert.deepEqual(plan.gaps, [{ from: 10_000, to: 12_000 }]);
