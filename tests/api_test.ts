@@ -3,7 +3,15 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { formatCompact } from "../src/clip/timestamps.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
-import { decodeErrors, indexRows, pattern, probeFrames, ServiceProcess, until } from "./helpers.ts";
+import {
+  decodeErrors,
+  indexRows,
+  pattern,
+  probeDurationMs,
+  probeFrames,
+  ServiceProcess,
+  until,
+} from "./helpers.ts";
 
 const TOKEN = "s3cret-token";
 const FRAME_MS = 100;
@@ -15,14 +23,6 @@ function localCompact(ms: number): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}_${p(d.getHours())}-${
     p(d.getMinutes())
   }-${p(d.getSeconds())}`;
-}
-
-async function probeDurationMs(path: string): Promise<number> {
-  const { stdout } = await new Deno.Command("ffprobe", {
-    args: ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-    stdout: "piped",
-  }).output();
-  return Number(new TextDecoder().decode(stdout).trim()) * 1000;
 }
 
 Deno.test("clip commands over HTTP against a real recording: ranges, fetch, save, async save, errors", async (t) => {

@@ -2,43 +2,21 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { faststartClip, fragmentedClip } from "../src/clip/mux.ts";
 import { planClip } from "../src/clip/plan.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
-import { decodeErrors, indexRows, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
-
-/** Records a 720p pattern (keyframe every 30 frames, one frame every 15 ms) into 2-second chunks. */
-async function recording(): Promise<{ storage: string; chunks: Record<string, any>[]; sent: number[] }> {
-  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 2000 });
-  const sent: number[] = [];
-  const relay = startRelay({
-    frames: sourceFrames(h264),
-    intervalMs: () => 15,
-    startAfterClients: 1,
-    onFrame: (_i, at) => sent.push(at),
-  });
-  const storage = await Deno.makeTempDir();
-  const service = new ServiceProcess({
-    VIDEO_STREAM_URL: relay.url,
-    STORAGE_PATH: storage,
-    VIDEO_CHUNK_DURATION_SECONDS: "2",
-  });
-  await relay.finished;
-  await relay.close();
-  await service.waitForLog((l) => l.msg === "disconnected");
-  service.signal("SIGTERM");
-  assert.equal((await service.exit()).code, 0);
-  return { storage, chunks: indexRows(storage).chunks, sent };
-}
-
-async function probeDuration(path: string): Promise<number> {
-  const { stdout } = await new Deno.Command("ffprobe", {
-    args: ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-    stdout: "piped",
-  }).output();
-  return Number(new TextDecoder().decode(stdout).trim()) * 1000;
-}
+import { decodeErrors, indexRows, probeDurationMs, probeFrames, recordPattern } from "./helpers.ts";
 
 Deno.test("clips across a chunk boundary: exact length, keyframe start, clean decode, both formats", async () => {
-  const { storage, chunks, sent } = await recording();
+  // A 720p pattern (a keyframe every 30 frames, one frame every 15 ms) in 2-second chunks.
+  const { storage, sent } = await recordPattern({
+    width: 1280,
+    height: 720,
+    fps: 30,
+    seconds: 12,
+    gop: 30,
+    bitrateKbps: 2000,
+    intervalMs: 15,
+    env: { VIDEO_CHUNK_DURATION_SECONDS: "2" },
+  });
+  const chunks = indexRows(storage).chunks;
   try {
     assert.ok(chunks.length >= 3, `${chunks.length} chunks`);
     const frameMs = 15;
@@ -52,7 +30,7 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
     const summary = await faststartClip(storage, plan, from, to, file);
     file.close();
     assert.equal(await decodeErrors(saved), "");
-    const duration = await probeDuration(saved);
+    const duration = await probeDurationMs(saved);
     assert.ok(Math.abs(duration - (to - from)) <= frameMs, `duration ${duration} for ${to - from}`);
     assert.ok(Math.abs(summary.startMs - from) < 1);
     const probed = await probeFrames(saved);
@@ -79,7 +57,7 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
     assert.equal(await decodeErrors(fmp4), "");
     assert.ok(parts.length > 3, "streamed in pieces");
     assert.deepEqual((await probeFrames(fmp4)).length, probed.length);
-    assert.ok(Math.abs(await probeDuration(fmp4) - (to - clip.startMs)) <= frameMs);
+    assert.ok(Math.abs(await probeDurationMs(fmp4) - (to - clip.startMs)) <= frameMs);
   } finally {
     await Deno.remove(storage, { recursive: true });
   }

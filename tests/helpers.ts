@@ -2,6 +2,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/ffmpeg.ts";
+import { sourceFrames, startRelay } from "../src/relay.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
@@ -229,4 +230,44 @@ export async function until(
 /** Wall-clock now with sub-millisecond resolution. */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/** ffprobe's duration of a file, in ms. */
+export async function probeDurationMs(path: string): Promise<number> {
+  const { stdout } = await new Deno.Command("ffprobe", {
+    args: ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+    stdout: "piped",
+  }).output();
+  return Number(new TextDecoder().decode(stdout).trim()) * 1000;
+}
+
+/**
+ * Records an ffmpeg pattern through the real service, one frame every `intervalMs`, and stops it
+ * cleanly. Returns the storage folder (the caller removes it) and each frame's send time.
+ */
+export async function recordPattern(
+  o: TestPatternOptions & { intervalMs: number; env: Record<string, string> },
+): Promise<{ storage: string; sent: number[] }> {
+  const sent: number[] = [];
+  const relay = startRelay({
+    frames: sourceFrames(await pattern(o)),
+    intervalMs: () => o.intervalMs,
+    startAfterClients: 1,
+    onFrame: (_i, at) => sent.push(at),
+  });
+  const storage = await Deno.makeTempDir();
+  const service = new ServiceProcess({ VIDEO_STREAM_URL: relay.url, STORAGE_PATH: storage, ...o.env });
+  try {
+    await relay.finished;
+    await relay.close();
+    await service.waitForLog((l) => l.msg === "disconnected");
+    service.signal("SIGTERM");
+    const status = await service.exit();
+    if (status.code !== 0) throw new Error(`service exited ${status.code}: ${service.stderr.join("\n")}`);
+  } finally {
+    service.signal("SIGKILL");
+    await service.exit();
+    await relay.close();
+  }
+  return { storage, sent };
 }

@@ -1,25 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sourceFrames, startRelay } from "../src/relay.ts";
-import { indexRows, pattern, ServiceProcess } from "./helpers.ts";
-
-/** Records a few chunks, then returns the storage folder (the service has stopped). */
-async function recordSome(): Promise<string> {
-  const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 5, gop: 30, bitrateKbps: 800 });
-  const relay = startRelay({ frames: sourceFrames(h264), intervalMs: () => 25, startAfterClients: 1 });
-  const storage = await Deno.makeTempDir();
-  const service = new ServiceProcess({
-    VIDEO_STREAM_URL: relay.url,
-    STORAGE_PATH: storage,
-    VIDEO_CHUNK_DURATION_SECONDS: "1",
-  });
-  await relay.finished;
-  await relay.close();
-  await service.waitForLog((l) => l.msg === "disconnected");
-  service.signal("SIGTERM");
-  assert.equal((await service.exit()).code, 0);
-  return storage;
-}
+import { indexRows, recordPattern, ServiceProcess } from "./helpers.ts";
 
 /** Starts the service on existing storage (no relay) and stops it once recovery has run. */
 async function restart(storage: string): Promise<void> {
@@ -37,7 +18,16 @@ const facts = (
 ) => [c.path, c.start_ms, c.end_ms, c.frames, c.bytes, c.width, c.height, c.codec];
 
 Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file becomes missing", async () => {
-  const storage = await recordSome();
+  const { storage } = await recordPattern({
+    width: 640,
+    height: 360,
+    fps: 30,
+    seconds: 5,
+    gop: 30,
+    bitrateKbps: 800,
+    intervalMs: 25,
+    env: { VIDEO_CHUNK_DURATION_SECONDS: "1" },
+  });
   try {
     const before = indexRows(storage);
     assert.ok(before.chunks.length >= 3);
