@@ -3,13 +3,15 @@ import type { StreamConfig } from "../src/config.ts";
 import { type Frame, FrameParser, type ParserCounts } from "../src/h264/frame_parser.ts";
 import { KeyframeGate } from "../src/keyframe_gate.ts";
 import { logger } from "../src/log.ts";
-import type { SegmenterMsg } from "../src/messages.ts";
+import type { IndexerMsg, SegmenterMsg } from "../src/messages.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { sleep } from "../src/sleep.ts";
 
 export interface ConnectionOptions {
   stream: StreamConfig;
   segmenter: ActorRef<SegmenterMsg>;
+  /** Connection state changes become stream_state events. */
+  indexer: ActorRef<IndexerMsg>;
   metrics: Metrics;
   /** No message for this long: the relay is considered dead and the socket is dropped. */
   timeoutMs: number;
@@ -39,6 +41,10 @@ export class Connection implements Behavior<never> {
   }
 
   receive(): void {}
+
+  #state(state: "connected" | "disconnected", reason: string): void {
+    this.#o.indexer.send({ type: "stream-state", stream: this.#o.stream.name, state, reason });
+  }
 
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
@@ -97,7 +103,7 @@ export class Connection implements Behavior<never> {
       };
 
       let finished = false;
-      const finish = () => {
+      const finish = (reason: string) => {
         if (finished) return;
         finished = true;
         clearInterval(watchdog);
@@ -105,8 +111,9 @@ export class Connection implements Behavior<never> {
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
         if (connected) {
-          this.#log.warn("disconnected", { url: stream.url });
+          this.#log.warn("disconnected", { url: stream.url, reason });
           metrics.streamConnected.set(this.#labels, 0);
+          this.#state("disconnected", reason);
         }
         if (ws.readyState === WebSocket.CLOSED) resolve(gotData);
         else {
@@ -114,14 +121,14 @@ export class Connection implements Behavior<never> {
           ws.close();
         }
       };
-      const onAbort = () => finish();
+      const onAbort = () => finish("shutdown");
       signal.addEventListener("abort", onAbort, { once: true });
 
       const watchdog = setInterval(() => {
         if (ws.readyState !== WebSocket.OPEN) return;
         if (performance.now() - lastMessage > timeoutMs) {
           this.#log.warn("relay silent: dropping the connection", { timeoutMs });
-          finish();
+          finish(`nothing received for ${timeoutMs} ms`);
           return;
         }
         ws.send("ping");
@@ -138,6 +145,7 @@ export class Connection implements Behavior<never> {
         lastMessage = mono0;
         connected = true;
         metrics.streamConnected.set(this.#labels, 1);
+        this.#state("connected", `connection ${this.#connections + 1} to ${stream.url}`);
         if (this.#connections++ > 0) metrics.reconnects.inc(this.#labels);
         this.#log.info("connected", { url: stream.url, connection: this.#connections });
       };
@@ -155,7 +163,7 @@ export class Connection implements Behavior<never> {
       ws.onerror = (e) => {
         this.#log.warn("connection error", { error: (e as ErrorEvent).message ?? "error" });
       };
-      ws.onclose = () => finish();
+      ws.onclose = (e) => finish(`closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
     });
   }
 }

@@ -3,6 +3,7 @@ import type { ChunkIndex } from "../src/index/chunk_index.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg } from "../src/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
+import { chunkInfo, storageEvent } from "../src/events.ts";
 import type { IndexEvents } from "../src/index/index_events.ts";
 import type { Metrics } from "../src/metrics.ts";
 
@@ -35,13 +36,25 @@ export class Indexer implements Behavior<IndexerMsg> {
     const { index, metrics } = this.#o;
     switch (msg.type) {
       case "session-started":
-        await index.insertSession({
-          stream: msg.stream,
-          session_id: msg.sessionId,
-          dir: msg.dir,
-          start_ms: Math.round(msg.startMs),
-          video_url: msg.videoUrl,
-        });
+        await index.insertSession(
+          {
+            stream: msg.stream,
+            session_id: msg.sessionId,
+            dir: msg.dir,
+            start_ms: Math.round(msg.startMs),
+            video_url: msg.videoUrl,
+          },
+          storageEvent("session_started", msg.stream, {
+            session_id: msg.sessionId,
+            start_time: new Date(msg.startMs).toISOString(),
+            video_url: msg.videoUrl,
+          }),
+        );
+        return;
+      case "stream-state":
+        await index.appendEvent(
+          storageEvent("stream_state", msg.stream, { state: msg.state, reason: msg.reason }),
+        );
         return;
       case "chunk-opened": {
         const c = msg.chunk;
@@ -66,24 +79,52 @@ export class Indexer implements Behavior<IndexerMsg> {
         await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
         return;
       case "chunk-closed": {
-        await index.finish(
-          msg.path,
-          { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes, partial: msg.partial ? 1 : 0 },
-          "complete",
-          msg.reason,
-        );
+        const facts = {
+          end_ms: Math.round(msg.endMs),
+          frames: msg.frames,
+          bytes: msg.bytes,
+          partial: msg.partial ? 1 : 0,
+        };
+        const opened = await index.chunk(msg.path);
+        if (!opened) throw new Error(`chunk-closed for ${msg.path}, which the index does not hold`);
+        const row = { ...opened, ...facts };
+        const events = [
+          storageEvent("chunk_saved", msg.stream, { session_id: msg.sessionId, chunk_info: chunkInfo(row) }),
+        ];
+        if (msg.reason === "idle") {
+          events.push(
+            storageEvent("stream_state", msg.stream, {
+              state: "idle",
+              reason: "no frames: the chunk was closed",
+            }),
+          );
+        }
+        await index.finish(msg.path, facts, "complete", msg.reason, events);
         const labels = { stream: msg.stream };
         metrics.chunksSaved.inc(labels);
         if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
-        const row = await index.chunk(msg.path);
-        if (row) metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
+        metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
         await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
         return;
       }
       case "session-ended": {
         const chunks = await index.chunks({ stream: msg.stream, sessionId: msg.sessionId });
         const end = Math.max(msg.endMs, ...chunks.map((c) => c.end_ms));
-        await index.endSession(msg.stream, msg.sessionId, end);
+        const session = await index.getSession(msg.stream, msg.sessionId);
+        const kept = chunks.filter((c) => c.status !== "missing");
+        await index.endSession(
+          msg.stream,
+          msg.sessionId,
+          end,
+          storageEvent("session_complete", msg.stream, {
+            session_id: msg.sessionId,
+            duration: Math.round(end - (session?.start_ms ?? end)) / 1000,
+            total_frames: kept.reduce((n, c) => n + c.frames, 0),
+            total_chunks: kept.length,
+            partial_chunks: kept.filter((c) => c.partial === 1).length,
+            total_size_mb: Math.round(kept.reduce((n, c) => n + c.bytes, 0) / 1024 / 1024 * 100) / 100,
+          }),
+        );
         await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
         this.#log.info("session ended", {
           stream: msg.stream,

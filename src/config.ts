@@ -34,6 +34,11 @@ export interface Config {
   apiToken: string | null;
   /** Chunks this close in time form one recorded range. */
   rangeGapMs: number;
+  /** RabbitMQ for storage events; empty: publishing off (the outbox still records). */
+  amqpUrl: string;
+  eventsExchange: string;
+  eventsExchangeType: "fanout" | "topic" | "direct";
+  eventsRetentionHours: number;
 }
 
 /** A configuration value that is refused: the message names the variable and what it accepts. */
@@ -74,6 +79,29 @@ function wsUrl(name: string, raw: string): string {
     throw new ConfigError(name, `expected a ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
   }
   return raw;
+}
+
+function amqpUrl(raw: string | undefined): string {
+  if (raw === undefined) return "amqp://guest:guest@127.0.0.1:5672";
+  if (raw === "") return "";
+  if (!/^amqps?:\/\/[^\s]+$/.test(raw)) {
+    throw new ConfigError(
+      "AMQP_URL",
+      `expected amqp:// or amqps:// (or empty to turn publishing off), got ${JSON.stringify(raw)}`,
+    );
+  }
+  return raw;
+}
+
+function exchangeType(raw: string | undefined): "fanout" | "topic" | "direct" {
+  const t = raw || "fanout";
+  if (t !== "fanout" && t !== "topic" && t !== "direct") {
+    throw new ConfigError(
+      "EVENTS_EXCHANGE_TYPE",
+      `expected fanout, topic or direct, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return t;
 }
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -168,6 +196,10 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     fetchMaxBytes: int(env, "FETCH_MAX_BYTES", 32 * 1024 * 1024, 1024, 2 ** 31),
     apiToken: env.API_TOKEN || null,
     rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),
+    amqpUrl: amqpUrl(env.AMQP_URL),
+    eventsExchange: env.EVENTS_EXCHANGE || "storage_events_exchange",
+    eventsExchangeType: exchangeType(env.EVENTS_EXCHANGE_TYPE),
+    eventsRetentionHours: int(env, "EVENTS_RETENTION_HOURS", 24, 1, 24 * 365),
   };
   if (config.idleSeconds >= config.sessionIdleSeconds) {
     throw new ConfigError(

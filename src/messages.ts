@@ -44,6 +44,7 @@ export type IndexerMsg =
     videoUrl: string;
   }
   | { type: "session-ended"; stream: string; sessionId: string; endMs: number }
+  | { type: "stream-state"; stream: string; state: "connected" | "disconnected"; reason: string }
   | { type: "chunk-opened"; chunk: ChunkOpened }
   | { type: "chunk-progress"; stream: string; path: string; endMs: number; frames: number; bytes: number }
   | {

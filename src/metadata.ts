@@ -1,4 +1,5 @@
-import { basename, join } from "node:path";
+import { join } from "node:path";
+import { chunkInfo } from "./events.ts";
 import type { ChunkIndex, ChunkRow, SessionRow } from "./index/chunk_index.ts";
 import { writeFileAtomic } from "./storage.ts";
 
@@ -36,14 +37,7 @@ export function buildMetadata(
     idle_timeout_seconds: settings.idleSeconds,
     codec: chunks[0] ? `h264 (${chunks[0].codec})` : "h264",
     chunks: chunks.map((c) => ({
-      index: c.idx,
-      filename: basename(c.path),
-      start_time: iso(c.start_ms),
-      duration: seconds(c.end_ms - c.start_ms),
-      frame_count: c.frames,
-      average_fps: fps(c.frames, c.end_ms - c.start_ms),
-      size_bytes: c.bytes,
-      partial: c.partial === 1,
+      ...chunkInfo(c),
       status: c.status,
       width: c.width,
       height: c.height,

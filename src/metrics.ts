@@ -27,6 +27,11 @@ export class Metrics {
   readonly actualFps;
   readonly queueSize;
   readonly writeLatency;
+  readonly eventsPublished;
+  readonly publishFailures;
+  readonly brokerReconnects;
+  readonly outboxDepth;
+  readonly outboxOldestAge;
 
   constructor() {
     const registers = [this.registry];
@@ -95,6 +100,25 @@ export class Metrics {
       "actor",
       "stream",
     ]);
+    this.eventsPublished = counter("storage_events_published_total", "Events confirmed by the broker", [
+      "type",
+    ]);
+    this.publishFailures = counter(
+      "storage_event_publish_failures_total",
+      "Broker connections or publishes that failed",
+      [],
+    );
+    this.brokerReconnects = counter("storage_broker_reconnects_total", "Reconnections to the broker", []);
+    this.outboxDepth = gauge(
+      "storage_outbox_depth",
+      "Events recorded but not yet confirmed by the broker",
+      [],
+    );
+    this.outboxOldestAge = gauge(
+      "storage_outbox_oldest_event_age_seconds",
+      "Age of the oldest unsent event (0: none)",
+      [],
+    );
     this.writeLatency = new Histogram({
       name: "storage_frame_write_latency_seconds",
       help: "From a frame's first byte arriving to its fragment being written",

@@ -1,5 +1,6 @@
 import { dirname, join, relative } from "node:path";
 import type { ChunkIndex, ChunkRow } from "./index/chunk_index.ts";
+import { chunkInfo, storageEvent } from "./events.ts";
 import { logger } from "./log.ts";
 import { type MetadataSettings, writeSessionMetadata } from "./metadata.ts";
 import type { Metrics } from "./metrics.ts";
@@ -144,9 +145,34 @@ async function repair(
     await fsyncDir(dirname(path));
   }
   const startMs = scan.startMs ?? row?.start_ms ?? (await Deno.stat(path)).mtime?.getTime() ?? 0;
-  const facts = { end_ms: startMs + scan.endMs, frames: scan.frames, bytes: scan.validBytes, partial: 1 };
+  const facts = {
+    end_ms: Math.round(startMs + scan.endMs),
+    frames: scan.frames,
+    bytes: scan.validBytes,
+    partial: 1,
+  };
+  const recovered = {
+    id: row?.id ?? 0,
+    stream,
+    session_id: parsed.sessionId,
+    idx: parsed.index,
+    path: rel,
+    start_ms: Math.round(startMs),
+    codec: row?.codec ?? scan.codec,
+    width: scan.width,
+    height: scan.height,
+    status: "recovered" as const,
+    close_reason: "recovered",
+    ...facts,
+  };
+  const event = storageEvent("chunk_recovered", stream, {
+    session_id: parsed.sessionId,
+    chunk_info: chunkInfo(recovered),
+    frames_recovered: scan.frames,
+    bytes_truncated: bytes.length - scan.validBytes,
+  });
   if (row) {
-    await o.index.finish(rel, facts, "recovered", "recovered");
+    await o.index.finish(rel, facts, "recovered", "recovered", event);
   } else {
     const dir = dirname(dirname(rel));
     await o.index.insertSession({
@@ -156,18 +182,8 @@ async function repair(
       start_ms: Math.round(startMs),
       video_url: o.videoUrlOf(stream),
     });
-    await o.index.insertChunk({
-      stream,
-      session_id: parsed.sessionId,
-      idx: parsed.index,
-      path: rel,
-      start_ms: startMs,
-      codec: scan.codec,
-      width: scan.width,
-      height: scan.height,
-      status: "recovered",
-      ...facts,
-    });
+    const { id: _id, close_reason: _reason, ...insert } = recovered;
+    await o.index.insertChunk(insert, event);
   }
   o.metrics.chunksRecovered.inc({ stream });
   log.warn("chunk recovered", {

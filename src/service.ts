@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { Connection } from "../actors/connection.ts";
 import { Indexer } from "../actors/indexer.ts";
+import { Publisher } from "../actors/publisher.ts";
+import type { BrokerStatus } from "./broker_status.ts";
 import { Segmenter } from "../actors/segmenter.ts";
 import { Writer } from "../actors/writer.ts";
 import { Mailbox } from "./actor.ts";
@@ -31,6 +33,8 @@ export interface Service {
 }
 
 const MAILBOX_BYTES = 64 * 1024 * 1024;
+/** An event unsent for this long marks the service degraded in /healthz. */
+const OUTBOX_AGE_DEGRADED_S = 60;
 
 /**
  * Starts the recorder: recovery from the index, then the actors under the supervisor (the indexer,
@@ -70,6 +74,24 @@ export async function startService(config: Config): Promise<Service> {
     maxRestarts: config.supervisorMaxRestarts,
     windowMs: config.supervisorWindowSeconds * 1000,
     onRestart: (actor, stream) => metrics.actorRestarts.inc({ actor, stream: stream ?? "" }),
+  });
+  const brokerStatus: BrokerStatus = { state: "off", lastError: null };
+  // Registered first, so it stops last: after the indexer has committed the final events.
+  supervisor.register({
+    name: "publisher",
+    mailbox: new Mailbox<never>(1),
+    create: () =>
+      new Publisher({
+        index,
+        events,
+        url: config.amqpUrl,
+        exchange: config.eventsExchange,
+        exchangeType: config.eventsExchangeType,
+        retentionMs: config.eventsRetentionHours * 3_600_000,
+        reconnectMaxMs: config.reconnectMaxSeconds * 1000,
+        metrics,
+        status: brokerStatus,
+      }),
   });
   const indexerBox = new Mailbox<IndexerMsg>(100_000);
   supervisor.register({
@@ -143,6 +165,7 @@ export async function startService(config: Config): Promise<Service> {
         new Connection({
           stream,
           segmenter: segmenterBox,
+          indexer: indexerBox,
           metrics,
           timeoutMs: config.streamTimeoutSeconds * 1000,
           reconnectMaxMs: config.reconnectMaxSeconds * 1000,
@@ -179,15 +202,28 @@ export async function startService(config: Config): Promise<Service> {
     apiToken: config.apiToken,
     storageLimitGb: null,
   });
-  const api = listen("HTTP_PORT", "http", config.httpPort, (req) => {
+  const api = listen("HTTP_PORT", "http", config.httpPort, async (req) => {
     if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
     const actors = supervisor.health();
+    const outbox = await index.outbox();
+    const oldestAge = outbox.oldestMs === null ? 0 : (Date.now() - outbox.oldestMs) / 1000;
     const down = actors.some((a) => a.state !== "running");
-    return json({ status: down ? "down" : "ok", actors }, down ? 503 : 200);
+    // A broker outage degrades the service: recording goes on and the outbox keeps the events.
+    const degraded = (brokerStatus.state !== "connected" && brokerStatus.state !== "off") ||
+      oldestAge > OUTBOX_AGE_DEGRADED_S;
+    return json({
+      status: down ? "down" : degraded ? "degraded" : "ok",
+      actors,
+      broker: brokerStatus,
+      outbox: { depth: outbox.depth, oldest_age_seconds: Math.round(oldestAge * 10) / 10 },
+    }, down ? 503 : 200);
   });
   const metricsServer = listen("METRICS_PORT", "metrics", config.metricsPort, async (req) => {
     if (new URL(req.url).pathname !== "/metrics") return notFound(req);
     for (const q of queues) metrics.queueSize.set({ actor: q.actor, stream: q.stream }, q.box.size);
+    const outbox = await index.outbox();
+    metrics.outboxDepth.set(outbox.depth);
+    metrics.outboxOldestAge.set(outbox.oldestMs === null ? 0 : (Date.now() - outbox.oldestMs) / 1000);
     return new Response(await metrics.registry.metrics(), {
       headers: { "content-type": metrics.registry.contentType },
     });

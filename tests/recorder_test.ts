@@ -28,7 +28,10 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
     const health = await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`);
     const body = await health.json();
     assert.equal(health.status, 200);
+    assert.equal(body.status, "ok");
+    assert.equal(body.broker.state, "connected");
     assert.deepEqual(body.actors.map((a: { actor: string }) => a.actor), [
+      "publisher",
       "indexer",
       "writer",
       "segmenter",

@@ -5,6 +5,7 @@ import { dirname, join, relative } from "node:path";
 import type { ChunkIndex, ChunkRow } from "../index/chunk_index.ts";
 import type { IndexEvents } from "../index/index_events.ts";
 import { json } from "../http.ts";
+import { storageEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import { fsyncDir } from "../storage.ts";
 import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
@@ -315,6 +316,16 @@ export class ClipApi {
     }
     const filename = relative(this.#o.uploadPath, join(dir, name));
     this.#log.info("clip saved", { filename, frames: summary.frames, bytes: summary.bytes });
+    const { metadata, tags } = saveLabels(body);
+    await this.#o.index.appendEvent(storageEvent("clip_saved", this.#stream(body.stream), {
+      filename,
+      from: formatIso(summary.startMs),
+      to: formatIso(summary.endMs),
+      size_bytes: summary.bytes,
+      metadata,
+      tags,
+    }));
+    this.#o.events.changed(this.#stream(body.stream));
     return { filename, plan, summary };
   }
 }

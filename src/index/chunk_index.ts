@@ -1,5 +1,6 @@
 import { Kysely, type Selectable } from "kysely";
-import type { ChunkStatus, ChunkTable, Schema, SessionTable } from "./schema.ts";
+import type { StorageEvent } from "../events.ts";
+import type { ChunkStatus, ChunkTable, EventTable, Schema, SessionTable } from "./schema.ts";
 import { migrate } from "./schema.ts";
 import { nodeSqliteDialect } from "./sqlite_dialect.ts";
 
@@ -7,6 +8,7 @@ export type ChunkRow = Selectable<ChunkTable>;
 export type SessionRow = Selectable<SessionTable>;
 export type NewChunk = Omit<ChunkRow, "id" | "close_reason">;
 export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status">;
+export type EventRow = Selectable<EventTable>;
 
 /** What a chunk holds once closed, read back or recovered. */
 export interface ChunkFacts {
@@ -37,14 +39,74 @@ export class ChunkIndex {
     return this.db.destroy();
   }
 
-  async insertSession(s: NewSession): Promise<void> {
-    await this.db.insertInto("sessions").values({ ...s, end_ms: null, status: "open" })
-      .onConflict((oc) => oc.columns(["stream", "session_id"]).doNothing()).execute();
+  /** Runs `change`, and records `event` in the outbox in the same transaction. */
+  async #withEvent(
+    change: (db: Kysely<Schema>) => Promise<unknown>,
+    event?: StorageEvent | StorageEvent[],
+  ): Promise<void> {
+    const events = event === undefined ? [] : Array.isArray(event) ? event : [event];
+    if (events.length === 0) {
+      await change(this.db);
+      return;
+    }
+    await this.db.transaction().execute(async (trx) => {
+      await change(trx);
+      for (const e of events) await insertEvent(trx, e);
+    });
   }
 
-  async endSession(stream: string, sessionId: string, endMs: number): Promise<void> {
-    await this.db.updateTable("sessions").set({ end_ms: Math.round(endMs), status: "ended" })
-      .where("stream", "=", stream).where("session_id", "=", sessionId).execute();
+  async insertSession(s: NewSession, event?: StorageEvent): Promise<void> {
+    await this.#withEvent(
+      (db) =>
+        db.insertInto("sessions").values({ ...s, end_ms: null, status: "open" })
+          .onConflict((oc) => oc.columns(["stream", "session_id"]).doNothing()).execute(),
+      event,
+    );
+  }
+
+  async endSession(stream: string, sessionId: string, endMs: number, event?: StorageEvent): Promise<void> {
+    await this.#withEvent(
+      (db) =>
+        db.updateTable("sessions").set({ end_ms: Math.round(endMs), status: "ended" })
+          .where("stream", "=", stream).where("session_id", "=", sessionId).execute(),
+      event,
+    );
+  }
+
+  /** An event that reports no index change of its own (a connection state, a saved clip). */
+  async appendEvent(event: StorageEvent): Promise<void> {
+    await insertEvent(this.db, event);
+  }
+
+  /** The oldest unsent events, in the order they must be published. */
+  unsentEvents(limit: number): Promise<EventRow[]> {
+    return this.db.selectFrom("events").selectAll().where("sent_ms", "is", null).orderBy("seq").limit(limit)
+      .execute();
+  }
+
+  async markSent(seqs: number[], sentMs: number): Promise<void> {
+    if (seqs.length > 0) {
+      await this.db.updateTable("events").set({ sent_ms: sentMs }).where("seq", "in", seqs).execute();
+    }
+  }
+
+  /** Unsent events, and the creation time of the oldest (null when none). */
+  async outbox(): Promise<{ depth: number; oldestMs: number | null }> {
+    const row = await this.db.selectFrom("events")
+      .select((eb) => [eb.fn.countAll<number>().as("depth"), eb.fn.min("created_ms").as("oldest")])
+      .where("sent_ms", "is", null).executeTakeFirst();
+    return {
+      depth: Number(row?.depth ?? 0),
+      oldestMs: row?.oldest === null || row?.oldest === undefined ? null : Number(row.oldest),
+    };
+  }
+
+  /** Deletes events created before `beforeMs`: sent ones, or all of them when nothing publishes. */
+  async pruneEvents(beforeMs: number, sentOnly: boolean): Promise<number> {
+    let q = this.db.deleteFrom("events").where("created_ms", "<", beforeMs);
+    if (sentOnly) q = q.where("sent_ms", "is not", null);
+    const r = await q.executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   getSession(stream: string, sessionId: string): Promise<SessionRow | undefined> {
@@ -77,13 +139,9 @@ export class ChunkIndex {
     };
   }
 
-  async insertChunk(c: NewChunk): Promise<void> {
-    await this.db.insertInto("chunks").values({
-      ...c,
-      start_ms: Math.round(c.start_ms),
-      end_ms: Math.round(c.end_ms),
-    })
-      .execute();
+  async insertChunk(c: NewChunk, event?: StorageEvent): Promise<void> {
+    const row = { ...c, start_ms: Math.round(c.start_ms), end_ms: Math.round(c.end_ms) };
+    await this.#withEvent((db) => db.insertInto("chunks").values(row).execute(), event);
   }
 
   /** A fragment of an open chunk was written: the chunk is readable up to `end_ms`. */
@@ -92,11 +150,25 @@ export class ChunkIndex {
       .where("path", "=", path).where("status", "=", "recording").execute();
   }
 
-  /** Completes a chunk row in one statement (one transaction). */
-  async finish(path: string, facts: ChunkFacts, status: ChunkStatus, reason: string): Promise<void> {
-    await this.db.updateTable("chunks")
-      .set({ ...facts, end_ms: Math.round(facts.end_ms), status, close_reason: reason })
-      .where("path", "=", path).execute();
+  /** Completes a chunk row, and records `event` in the same transaction. */
+  async finish(
+    path: string,
+    facts: ChunkFacts,
+    status: ChunkStatus,
+    reason: string,
+    event?: StorageEvent | StorageEvent[],
+  ): Promise<void> {
+    await this.#withEvent(
+      (db) =>
+        db.updateTable("chunks").set({
+          ...facts,
+          end_ms: Math.round(facts.end_ms),
+          status,
+          close_reason: reason,
+        })
+          .where("path", "=", path).execute(),
+      event,
+    );
   }
 
   async setStatus(path: string, status: ChunkStatus): Promise<void> {
@@ -118,4 +190,15 @@ export class ChunkIndex {
     if (where.sessionId) q = q.where("session_id", "=", where.sessionId);
     return q.orderBy("stream").orderBy("start_ms").orderBy("idx").execute();
   }
+}
+
+function insertEvent(db: Kysely<Schema>, e: StorageEvent) {
+  return db.insertInto("events").values({
+    id: e.id,
+    stream: e.stream,
+    type: e.type,
+    body: JSON.stringify(e),
+    created_ms: Math.round(e.timestamp * 1000),
+    sent_ms: null,
+  }).execute();
 }

@@ -33,12 +33,26 @@ export interface ChunkTable {
   close_reason: string | null;
 }
 
+/** The transactional outbox: events written with the state change they report, sent in `seq` order. */
+export interface EventTable {
+  seq: Generated<number>;
+  /** The envelope's id (a UUID): subscribers drop duplicates by it. */
+  id: string;
+  stream: string;
+  type: string;
+  /** The whole envelope, as published. */
+  body: string;
+  created_ms: number;
+  sent_ms: number | null;
+}
+
 export interface Schema {
   sessions: SessionTable;
   chunks: ChunkTable;
+  events: EventTable;
 }
 
-const VERSION = 1;
+const VERSION = 2;
 
 /**
  * Creates the tables on a new index; an index from a newer version is refused rather than
@@ -88,5 +102,16 @@ export async function migrate(db: Kysely<Schema>): Promise<void> {
   ])
     .execute();
   await db.schema.createIndex("chunks_status").ifNotExists().on("chunks").column("status").execute();
+  await db.schema.createTable("events").ifNotExists()
+    .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
+    .addColumn("id", "text", (c) => c.notNull().unique())
+    .addColumn("stream", "text", (c) => c.notNull())
+    .addColumn("type", "text", (c) => c.notNull())
+    .addColumn("body", "text", (c) => c.notNull())
+    .addColumn("created_ms", "integer", (c) => c.notNull())
+    .addColumn("sent_ms", "integer")
+    .execute();
+  await db.schema.createIndex("events_unsent").ifNotExists().on("events").columns(["sent_ms", "seq"])
+    .execute();
   await sql.raw(`PRAGMA user_version = ${VERSION}`).execute(db);
 }

@@ -1,0 +1,159 @@
+import { Buffer } from "node:buffer";
+import { type ChannelModel, type ConfirmChannel, connect } from "amqplib";
+import type { Behavior } from "../src/actor.ts";
+import type { BrokerStatus } from "../src/broker_status.ts";
+import type { ChunkIndex, EventRow } from "../src/index/chunk_index.ts";
+import type { IndexEvents } from "../src/index/index_events.ts";
+import { logger } from "../src/log.ts";
+import type { Metrics } from "../src/metrics.ts";
+import { sleep } from "../src/sleep.ts";
+
+export interface PublisherOptions {
+  index: ChunkIndex;
+  /** Index changes wake the publisher: a new event is usually waiting. */
+  events: IndexEvents;
+  /** Empty: publishing is off; the outbox still records (and is pruned). */
+  url: string;
+  exchange: string;
+  exchangeType: string;
+  retentionMs: number;
+  reconnectMaxMs: number;
+  metrics: Metrics;
+  status: BrokerStatus;
+}
+
+const BATCH = 200;
+const IDLE_CHECK_MS = 1000;
+const PRUNE_EVERY_MS = 60_000;
+const DRAIN_MS = 2000;
+
+/**
+ * Sends the outbox to RabbitMQ in order, on a confirm channel: an event is marked sent only after
+ * the broker confirmed it, so a crash or a broker outage loses nothing (a resend after a crash may
+ * duplicate an event; its message_id lets subscribers drop it). Reconnects with capped backoff on
+ * `close` as well as `error`. Recording never waits on it.
+ */
+export class Publisher implements Behavior<never> {
+  #o: PublisherOptions;
+  #log = logger("publisher");
+  #lastPrune = 0;
+
+  constructor(o: PublisherOptions) {
+    this.#o = o;
+  }
+
+  receive(): void {}
+
+  /** At shutdown, gives the publisher a moment to send what the last chunk closes produced. */
+  async stop(): Promise<void> {
+    const deadline = Date.now() + DRAIN_MS;
+    while (
+      this.#o.status.state === "connected" && Date.now() < deadline &&
+      (await this.#o.index.outbox()).depth > 0
+    ) {
+      this.#o.events.changed("");
+      await sleep(20);
+    }
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const { status, metrics } = this.#o;
+    if (!this.#o.url) {
+      status.state = "off";
+      this.#log.info("AMQP_URL is empty: events are recorded in the outbox, not published");
+      while (!signal.aborted) {
+        await this.#prune(false);
+        await sleep(PRUNE_EVERY_MS, signal);
+      }
+      return;
+    }
+    let failures = 0;
+    while (!signal.aborted) {
+      status.state = "connecting";
+      try {
+        await this.#session(signal);
+        failures = 0;
+      } catch (e) {
+        status.lastError = e instanceof Error ? e.message : String(e);
+        metrics.publishFailures.inc();
+        this.#log.warn("broker connection failed", { error: status.lastError });
+      }
+      status.state = "disconnected";
+      if (signal.aborted) return;
+      failures++;
+      const cap = Math.min(this.#o.reconnectMaxMs, 250 * 2 ** (failures - 1));
+      await sleep(Math.round(cap / 2 + Math.random() * cap / 2), signal);
+      metrics.brokerReconnects.inc();
+    }
+  }
+
+  /** One broker connection: publish until it closes or `signal` aborts. */
+  async #session(signal: AbortSignal): Promise<void> {
+    const { index, exchange, status } = this.#o;
+    const conn: ChannelModel = await connect(this.#o.url, { noDelay: true });
+    let closed: Error | null = null;
+    let wake = () => {};
+    const onClose = (e?: Error) => {
+      closed ??= e ?? new Error("connection closed");
+      wake();
+    };
+    conn.on("close", onClose);
+    conn.on("error", onClose);
+    const onAbort = () => wake();
+    signal.addEventListener("abort", onAbort);
+    const off = this.#o.events.listen(() => wake());
+    try {
+      const channel = await conn.createConfirmChannel();
+      channel.on("close", () => onClose(new Error("channel closed")));
+      channel.on("error", onClose);
+      await channel.assertExchange(exchange, this.#o.exchangeType, { durable: true });
+      status.state = "connected";
+      status.lastError = null;
+      this.#log.info("broker connected", { exchange, type: this.#o.exchangeType });
+      while (!signal.aborted && !closed) {
+        const rows = await index.unsentEvents(BATCH);
+        if (rows.length > 0) {
+          for (const row of rows) this.#publish(channel, row);
+          await channel.waitForConfirms();
+          await index.markSent(rows.map((r) => r.seq), Date.now());
+          for (const row of rows) this.#o.metrics.eventsPublished.inc({ type: row.type });
+          continue;
+        }
+        await this.#prune(true);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, IDLE_CHECK_MS);
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          wake = done;
+          if (closed || signal.aborted) done();
+        });
+        wake = () => {};
+      }
+      if (closed && !signal.aborted) throw closed;
+    } finally {
+      off();
+      signal.removeEventListener("abort", onAbort);
+      await conn.close().catch(() => {});
+    }
+  }
+
+  #publish(channel: ConfirmChannel, row: EventRow): void {
+    const routingKey = this.#o.exchangeType === "topic" ? `storage.${row.stream}.${row.type}` : "";
+    channel.publish(this.#o.exchange, routingKey, Buffer.from(row.body), {
+      persistent: true,
+      contentType: "application/json",
+      messageId: row.id,
+      timestamp: Math.floor(row.created_ms / 1000),
+      type: row.type,
+    });
+  }
+
+  async #prune(sentOnly: boolean): Promise<void> {
+    if (Date.now() - this.#lastPrune < PRUNE_EVERY_MS) return;
+    this.#lastPrune = Date.now();
+    const deleted = await this.#o.index.pruneEvents(Date.now() - this.#o.retentionMs, sentOnly);
+    if (deleted > 0) this.#log.info("outbox pruned", { deleted, sentOnly });
+  }
+}

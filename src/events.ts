@@ -1,0 +1,53 @@
+import type { ChunkRow } from "./index/chunk_index.ts";
+import { basename } from "node:path";
+
+export type EventType =
+  | "chunk_saved"
+  | "session_started"
+  | "session_complete"
+  | "chunk_recovered"
+  | "chunk_deleted"
+  | "clip_saved"
+  | "stream_state";
+
+/** The envelope every subscriber receives (compatible with the existing storage events). */
+export interface StorageEvent {
+  id: string;
+  type: EventType;
+  /** Epoch seconds, with milliseconds as the fraction. */
+  timestamp: number;
+  stream: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * A new event with a fresh id, stamped now.
+ *
+ * @example
+ * await index.appendEvent(storageEvent("stream_state", "default", { state: "connected", reason: "open" }));
+ */
+export function storageEvent(
+  type: EventType,
+  stream: string,
+  data: Record<string, unknown>,
+  now = Date.now(),
+): StorageEvent {
+  return { id: crypto.randomUUID(), type, timestamp: now / 1000, stream, data };
+}
+
+const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places;
+
+/** A chunk as metadata.json and the events describe it. */
+export function chunkInfo(c: ChunkRow) {
+  const ms = c.end_ms - c.start_ms;
+  return {
+    index: c.idx,
+    filename: basename(c.path),
+    start_time: new Date(c.start_ms).toISOString(),
+    duration: round(ms / 1000, 3),
+    frame_count: c.frames,
+    average_fps: ms > 0 ? round(c.frames * 1000 / ms, 2) : 0,
+    size_bytes: c.bytes,
+    partial: c.partial === 1,
+  };
+}
