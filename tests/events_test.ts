@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { basename, dirname, join } from "node:path";
+import { chunkInfo } from "../src/events.ts";
+import { sourceFrames, startRelay } from "../src/relay.ts";
+import { brokerProxy, subscribe } from "./broker_helpers.ts";
+import { indexRows, pattern, recordPattern, ServiceProcess, until } from "./helpers.ts";
+
+const exchangeName = () => `skyreel_test_${crypto.randomUUID().slice(0, 8)}`;
+
+/** chunk_saved events, one per chunk id, in arrival order (duplicates from resends removed). */
+function chunkSaved(received: { body: Record<string, any> }[]) {
+  const seen = new Set<string>();
+  return received.filter((r) => r.body.type === "chunk_saved" && !seen.has(r.body.id) && seen.add(r.body.id));
+}
+
+Deno.test("every chunk has exactly one chunk_saved event, in order, with the fields subscribers know", async () => {
+  const exchange = exchangeName();
+  const sub = await subscribe(exchange);
+  try {
+    const { storage } = await recordPattern({
+      width: 640,
+      height: 360,
+      fps: 30,
+      seconds: 5,
+      gop: 30,
+      bitrateKbps: 800,
+      intervalMs: 25,
+      env: { EVENTS_EXCHANGE: exchange, VIDEO_CHUNK_DURATION_SECONDS: "1" },
+    });
+    try {
+      const { chunks, sessions } = indexRows(storage);
+      assert.ok(chunks.length >= 3);
+      await until(() => sub.of("session_complete").length === 1, "session_complete");
+      const saved = sub.of("chunk_saved");
+      assert.equal(saved.length, chunks.length, "exactly one each");
+      assert.deepEqual(saved.map((e) => e.body.data.chunk_info), chunks.map((c) => chunkInfo(c as any)));
+      for (const e of saved) {
+        assert.deepEqual(Object.keys(e.body).sort(), ["data", "id", "stream", "timestamp", "type"]);
+        assert.equal(e.body.stream, "default");
+        assert.equal(e.body.data.session_id, sessions[0].session_id);
+        assert.equal(typeof e.body.timestamp, "number");
+        assert.ok(Math.abs(e.body.timestamp * 1000 - Date.now()) < 60_000, "epoch seconds");
+        assert.equal(e.properties.messageId, e.body.id);
+        assert.equal(e.properties.contentType, "application/json");
+        assert.equal(e.properties.deliveryMode, 2, "persistent");
+        assert.equal(typeof e.properties.timestamp, "number");
+      }
+      const order = sub.received.map((r) => r.body.type);
+      assert.equal(order[0], "stream_state");
+      assert.equal(order.indexOf("session_started") < order.indexOf("chunk_saved"), true);
+      assert.equal(sub.of("session_started")[0].body.data.session_id, sessions[0].session_id);
+      const complete = sub.of("session_complete")[0].body.data;
+      assert.equal(complete.total_chunks, chunks.length);
+      assert.equal(complete.total_frames, chunks.reduce((n, c) => n + c.frames, 0));
+      assert.deepEqual(sub.of("stream_state").map((e) => e.body.data.state), ["connected", "disconnected"]);
+    } finally {
+      await Deno.remove(storage, { recursive: true });
+    }
+  } finally {
+    await sub.close();
+  }
+});
+
+Deno.test("a broker outage: events wait in the outbox and all arrive, in order, when it returns; no frame lost", async () => {
+  const exchange = exchangeName();
+  const sub = await subscribe(exchange);
+  const proxy = brokerProxy();
+  const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
+  let sent = 0;
+  const relay = startRelay({
+    frames: sourceFrames(h264),
+    intervalMs: () => 1000 / 30,
+    loops: 3,
+    startAfterClients: 1,
+    onFrame: () => sent++,
+  });
+  const storage = await Deno.makeTempDir();
+  const service = new ServiceProcess({
+    VIDEO_STREAM_URL: relay.url,
+    STORAGE_PATH: storage,
+    AMQP_URL: proxy.url(),
+    EVENTS_EXCHANGE: exchange,
+    VIDEO_CHUNK_DURATION_SECONDS: "1",
+    RECONNECT_MAX_SECONDS: "1",
+  });
+  const health = async () => (await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`)).json();
+  try {
+    await until(() => sub.of("chunk_saved").length >= 1, "first chunk_saved");
+    proxy.cut();
+    await until(async () => (await health()).outbox.depth >= 3, "events piling up", 20_000);
+    const degraded = await health();
+    assert.equal(degraded.status, "degraded");
+    assert.notEqual(degraded.broker.state, "connected");
+    proxy.restore();
+    await relay.finished;
+    await relay.close();
+    await service.waitForLog((l) => l.msg === "disconnected");
+    service.signal("SIGTERM");
+    assert.equal((await service.exit()).code, 0);
+    const { chunks } = indexRows(storage);
+    await until(() => chunkSaved(sub.received).length === chunks.length, "every chunk_saved", 20_000);
+    assert.deepEqual(
+      chunkSaved(sub.received).map((e) => e.body.data.chunk_info.index),
+      chunks.map((c) => c.idx),
+    );
+    assert.equal(chunks.reduce((n, c) => n + c.frames, 0), sent, "recording lost no frame");
+    assert.ok(service.logs.some((l) => l.actor === "publisher" && l.msg === "broker connection failed"));
+  } finally {
+    service.signal("SIGKILL");
+    await service.exit();
+    await relay.close();
+    proxy.close();
+    await sub.close();
+    await Deno.remove(storage, { recursive: true });
+  }
+});
+
+Deno.test("SIGKILL between commit and confirm: the event is delivered after the restart", async () => {
+  const exchange = exchangeName();
+  const sub = await subscribe(exchange);
+  const proxy = brokerProxy();
+  proxy.cut(); // the broker is unreachable: chunk_saved is committed, never confirmed
+  const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
+  const relay = startRelay({
+    frames: sourceFrames(h264),
+    intervalMs: () => 1000 / 30,
+    loops: Infinity,
+    startAfterClients: 1,
+  });
+  const storage = await Deno.makeTempDir();
+  const env = {
+    VIDEO_STREAM_URL: relay.url,
+    STORAGE_PATH: storage,
+    AMQP_URL: proxy.url(),
+    EVENTS_EXCHANGE: exchange,
+    VIDEO_CHUNK_DURATION_SECONDS: "1",
+    RECONNECT_MAX_SECONDS: "1",
+  };
+  const first = new ServiceProcess(env);
+  let second: ServiceProcess | null = null;
+  try {
+    const closed = await first.waitForLog((l) => l.msg === "chunk closed", "a chunk closed");
+    // metadata.json is rewritten right after the close and its chunk_saved event commit together.
+    const metadata = join(storage, dirname(dirname(String(closed.path))), "metadata.json");
+    await until(() => Deno.stat(metadata).then(() => true, () => false), "the close committed");
+    first.signal("SIGKILL");
+    await first.exit();
+    proxy.restore();
+    second = new ServiceProcess(env);
+    const filename = basename(String(closed.path));
+    await until(
+      () => chunkSaved(sub.received).some((e) => e.body.data.chunk_info.filename === filename),
+      "the chunk_saved of the killed run",
+      20_000,
+    );
+    second.signal("SIGTERM");
+    assert.equal((await second.exit()).code, 0);
+  } finally {
+    first.signal("SIGKILL");
+    second?.signal("SIGKILL");
+    await first.exit();
+    await second?.exit();
+    await relay.close();
+    proxy.close();
+    await sub.close();
+    await Deno.remove(storage, { recursive: true });
+  }
+});
