@@ -54,6 +54,11 @@ const BAD: [string, string][] = [
   ["STORAGE_PATH", ""],
   ["FSYNC_FRAGMENTS", "maybe"],
   ["CONFIG_FILE", "/nonexistent/streams.json"],
+  ["FETCH_MAX_BYTES", "lots"],
+  ["RANGE_MERGE_GAP_MS", "-1"],
+  ["AMQP_URL", "http://broker"],
+  ["EVENTS_EXCHANGE_TYPE", "headers-ish"],
+  ["EVENTS_RETENTION_HOURS", "0"],
 ];
 
 Deno.test("each bad value is refused with one line naming the variable, exit code 2", async () => {

@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond Deno: ffmpeg and ffprobe (Debian's package), once.
+# Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, and RabbitMQ on 127.0.0.1:5672.
 set -euo pipefail
-if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then exit 0; fi
-if [ -n "${FFMPEG_PATH:-}" ] && [ -x "$FFMPEG_PATH" ] && command -v ffprobe >/dev/null; then exit 0; fi
-echo "tests/setup.sh: installing ffmpeg (apt-get)" >&2
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+updated=""
+install() {
+  [ -n "$updated" ] || { $SUDO apt-get update -qq; updated=1; }
+  echo "tests/setup.sh: installing $* (apt-get)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! { command -v ffprobe >/dev/null && { command -v ffmpeg >/dev/null || [ -x "${FFMPEG_PATH:-}" ]; }; }; then
+  install ffmpeg
+fi
+
+broker_up() { (echo > /dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
+if ! broker_up; then
+  command -v rabbitmq-server >/dev/null || install rabbitmq-server
+  echo "tests/setup.sh: starting RabbitMQ" >&2
+  $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 90); do broker_up && break; sleep 1; done
+  broker_up || { echo "tests/setup.sh: RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
