@@ -10,6 +10,12 @@
  */
 import { join } from "node:path";
 import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
+import { Publisher } from "../actors/publisher.ts";
+import type { BrokerStatus } from "../src/broker_status.ts";
+import { storageEvent } from "../src/events.ts";
+import { ChunkIndex } from "../src/index/chunk_index.ts";
+import { IndexEvents } from "../src/index/index_events.ts";
+import { Metrics } from "../src/metrics.ts";
 import { ffmpegPath, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 
 const env = Deno.env.toObject();
@@ -55,7 +61,13 @@ function quantile(metrics: string, name: string, q: number): number {
 }
 
 /** Records `streams` copies of `frames` played `loops` times at `interval` ms per frame. */
-async function record(frames: SourceFrame[], streams: number, loops: number, interval: number) {
+async function record(
+  frames: SourceFrame[],
+  streams: number,
+  loops: number,
+  interval: number,
+  env: Record<string, string> = {},
+) {
   const relay = startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
   const storage = await Deno.makeTempDir({ prefix: "skyreel-bench-" });
   const config = join(storage, "streams.json");
@@ -70,6 +82,7 @@ async function record(frames: SourceFrame[], streams: number, loops: number, int
     STORAGE_PATH: join(storage, "rec"),
     LOG_LEVEL: "info", // the ports are read from the "listening" lines
     QUEUE_FRAMES: "2000",
+    ...env,
   });
   try {
     await relay.waitForClient();
@@ -247,4 +260,55 @@ console.log(
   `   latency p50 ${fmt(realtime.p50 * 1000, 0)} ms, p99 ${fmt(realtime.p99 * 1000, 0)} ms; peak RSS ${
     fmt(realtime.rss, 0)
   } MB (target < 200)`,
+);
+
+// 3. Storage events: throughput of the outbox through confirms, and what publishing costs the recorder.
+async function eventsPerSecond(n: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "skyreel-bench-events-" });
+  const index = await ChunkIndex.open(join(dir, "index.db"));
+  const exchange = `skyreel_bench_${crypto.randomUUID().slice(0, 8)}`;
+  for (let i = 0; i < n; i++) {
+    await index.appendEvent(
+      storageEvent("chunk_saved", "bench", { session_id: "s", chunk_info: { index: i } }),
+    );
+  }
+  const status: BrokerStatus = { state: "off", lastError: null };
+  const publisher = new Publisher({
+    index,
+    events: new IndexEvents(),
+    url: "amqp://guest:guest@127.0.0.1:5672",
+    exchange,
+    exchangeType: "fanout",
+    retentionMs: 3_600_000,
+    reconnectMaxMs: 1000,
+    metrics: new Metrics(),
+    status,
+  });
+  const abort = new AbortController();
+  const t0 = performance.now();
+  const running = publisher.run(abort.signal);
+  await until(async () => (await index.outbox()).depth === 0, "outbox drained", 120_000);
+  const seconds = (performance.now() - t0) / 1000;
+  abort.abort();
+  await running;
+  await index.close();
+  await Deno.remove(dir, { recursive: true });
+  return n / seconds;
+}
+
+const rate = await eventsPerSecond(5000);
+// One run varies by +-15%: compare the least CPU of two runs each, alternating.
+const perHour = (r: { cpu: number }) => r.cpu / (K * mediaSeconds) * 3600;
+const off1 = await record(frames, K, loops, 1000 / FPS / SPEED, { AMQP_URL: "" });
+const on2 = await record(frames, K, loops, 1000 / FPS / SPEED);
+const off2 = await record(frames, K, loops, 1000 / FPS / SPEED, { AMQP_URL: "" });
+const onPerHour = Math.min(recPerHour, perHour(on2));
+const quietPerHour = Math.min(perHour(off1), perHour(off2));
+console.log(`\n3. storage events`);
+console.log(`   outbox -> broker with confirms: ${fmt(rate, 0)} events/s (5000 events, batches of 200)`);
+console.log(
+  `   recorder CPU per stream-hour (least of 2 runs): publishing on ${fmt(onPerHour)} s, off ${
+    fmt(quietPerHour)
+  } s ` +
+    `(${fmt(100 * (onPerHour - quietPerHour) / quietPerHour, 1)}%; target < 5%)`,
 );
