@@ -6,6 +6,7 @@ export const BROKER = "amqp://guest:guest@127.0.0.1:5672";
 export interface Received {
   body: Record<string, any>;
   properties: ConsumeMessage["properties"];
+  routingKey: string;
 }
 
 /** A subscriber bound to `exchange` as existing ones bind: an exclusive queue on a durable fanout. */
@@ -18,7 +19,11 @@ export async function subscribe(exchange: string, type = "fanout") {
   const received: Received[] = [];
   await channel.consume(queue, (m) => {
     if (!m) return;
-    received.push({ body: JSON.parse(m.content.toString()), properties: m.properties });
+    received.push({
+      body: JSON.parse(m.content.toString()),
+      properties: m.properties,
+      routingKey: m.fields.routingKey,
+    });
     channel.ack(m);
   });
   return {

@@ -166,3 +166,26 @@ Deno.test("SIGKILL between commit and confirm: the event is delivered after the 
     await Deno.remove(storage, { recursive: true });
   }
 });
+
+Deno.test("a topic exchange routes each event as storage.<stream>.<type>", async () => {
+  const exchange = exchangeName();
+  const sub = await subscribe(exchange, "topic");
+  try {
+    const { storage } = await recordPattern({
+      width: 320,
+      height: 240,
+      fps: 30,
+      seconds: 2,
+      gop: 30,
+      bitrateKbps: 300,
+      intervalMs: 10,
+      env: { EVENTS_EXCHANGE: exchange, EVENTS_EXCHANGE_TYPE: "topic" },
+    });
+    await Deno.remove(storage, { recursive: true });
+    await until(() => sub.of("session_complete").length === 1, "session_complete");
+    assert.ok(sub.received.length >= 4);
+    for (const r of sub.received) assert.equal(r.routingKey, `storage.default.${r.body.type}`);
+  } finally {
+    await sub.close();
+  }
+});
