@@ -3,7 +3,7 @@ import { basename, dirname, join } from "node:path";
 import { chunkInfo } from "../src/events.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
 import { brokerProxy, subscribe } from "./broker_helpers.ts";
-import { indexRows, pattern, recordPattern, ServiceProcess, until } from "./helpers.ts";
+import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
 
 const exchangeName = () => `skyreel_test_${crypto.randomUUID().slice(0, 8)}`;
 
@@ -18,12 +18,7 @@ Deno.test("every chunk has exactly one chunk_saved event, in order, with the fie
   const sub = await subscribe(exchange);
   try {
     const { storage } = await recordPattern({
-      width: 640,
-      height: 360,
-      fps: 30,
-      seconds: 5,
-      gop: 30,
-      bitrateKbps: 800,
+      ...SMALL_PATTERN,
       intervalMs: 25,
       env: { EVENTS_EXCHANGE: exchange, VIDEO_CHUNK_DURATION_SECONDS: "1" },
     });

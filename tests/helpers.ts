@@ -232,6 +232,16 @@ export function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** A small pattern for tests about files and events rather than pictures: 640x360, 5 s, 30 fps, a keyframe a second. */
+export const SMALL_PATTERN: TestPatternOptions = {
+  width: 640,
+  height: 360,
+  fps: 30,
+  seconds: 5,
+  gop: 30,
+  bitrateKbps: 800,
+};
+
 /** ffprobe's duration of a file, in ms. */
 export async function probeDurationMs(path: string): Promise<number> {
   const { stdout } = await new Deno.Command("ffprobe", {

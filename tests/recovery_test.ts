@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { indexRows, recordPattern, ServiceProcess } from "./helpers.ts";
+import { indexRows, recordPattern, ServiceProcess, SMALL_PATTERN } from "./helpers.ts";
 
 /** Starts the service on existing storage (no relay) and stops it once recovery has run. */
 async function restart(storage: string): Promise<void> {
@@ -19,12 +19,7 @@ const facts = (
 
 Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file becomes missing", async () => {
   const { storage } = await recordPattern({
-    width: 640,
-    height: 360,
-    fps: 30,
-    seconds: 5,
-    gop: 30,
-    bitrateKbps: 800,
+    ...SMALL_PATTERN,
     intervalMs: 25,
     env: { VIDEO_CHUNK_DURATION_SECONDS: "1" },
   });
