@@ -1,5 +1,5 @@
 import type { Behavior } from "../src/actor.ts";
-import type { ChunkIndex } from "../src/index/chunk_index.ts";
+import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg } from "../src/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
@@ -29,7 +29,9 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   async receive(msg: IndexerMsg): Promise<void> {
     await this.#apply(msg);
-    if (msg.type !== "session-started" && msg.type !== "chunk-opened") this.#o.events.changed(msg.stream);
+    if (msg.type !== "session-started" && msg.type !== "chunk-opened") {
+      this.#o.events.changed(msg.stream, msg.type);
+    }
   }
 
   async #apply(msg: IndexerMsg): Promise<void> {
@@ -111,7 +113,7 @@ export class Indexer implements Behavior<IndexerMsg> {
         const chunks = await index.chunks({ stream: msg.stream, sessionId: msg.sessionId });
         const end = Math.max(msg.endMs, ...chunks.map((c) => c.end_ms));
         const session = await index.getSession(msg.stream, msg.sessionId);
-        const kept = chunks.filter((c) => c.status !== "missing");
+        const kept = chunks.filter(playable);
         await index.endSession(
           msg.stream,
           msg.sessionId,

@@ -28,6 +28,12 @@ export interface Config {
   fsyncFragments: boolean;
   /** Where saved clips go (outside retention). */
   uploadPath: string;
+  /** Budget for chunks plus the index, in GiB; null: no size limit. */
+  storageSizeGb: number | null;
+  retentionMaxAgeHours: number | null;
+  /** Below this much free space (GiB) the oldest chunks go, whatever the budget. */
+  minFreeDiskGb: number;
+  janitorIntervalSeconds: number;
   /** Largest clip `fetch` returns inline (base64); larger ones are streamed from /api/clip. */
   fetchMaxBytes: number;
   /** Bearer token required by every endpoint but /healthz and /metrics; null: none. */
@@ -56,6 +62,16 @@ function int(env: Env, name: string, def: number, min: number, max: number): num
   const v = Number(raw.trim());
   if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(v) || v < min || v > max) {
     throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return v;
+}
+
+function decimal(env: Env, name: string, def: number | null, min: number, max: number): number | null {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const v = Number(raw.trim());
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(raw) || !(v >= min && v <= max)) {
+    throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   }
   return v;
 }
@@ -106,7 +122,7 @@ function exchangeType(raw: string | undefined): "fanout" | "topic" | "direct" {
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
-function streamsFromFile(path: string, readTextFile: (p: string) => string): StreamConfig[] | null {
+function readConfigFile(path: string, readTextFile: (p: string) => string): Record<string, unknown> {
   let text: string;
   try {
     text = readTextFile(path);
@@ -122,7 +138,47 @@ function streamsFromFile(path: string, readTextFile: (p: string) => string): Str
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw new ConfigError("CONFIG_FILE", `${path} must hold a JSON object`);
   }
-  const streams = (doc as { streams?: unknown }).streams;
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * The video-store module's attributes (`{"storage": {"size_gb", "storage_path"?, "upload_path"?},
+ * "camera"?, "video"?, "framerate"?}`) as the variables they set; the environment wins over them.
+ */
+function storageSettings(doc: Record<string, unknown>): Env {
+  const storage = doc.storage;
+  if (storage === undefined) return {};
+  if (typeof storage !== "object" || storage === null || Array.isArray(storage)) {
+    throw new ConfigError("CONFIG_FILE", "storage must be an object {size_gb, storage_path?, upload_path?}");
+  }
+  const { size_gb, storage_path, upload_path } = storage as Record<string, unknown>;
+  if (typeof size_gb !== "number" || !(size_gb > 0)) {
+    throw new ConfigError(
+      "CONFIG_FILE",
+      `storage.size_gb is missing or not a positive number (got ${JSON.stringify(size_gb)})`,
+    );
+  }
+  for (const [name, value] of [["storage_path", storage_path], ["upload_path", upload_path]] as const) {
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw new ConfigError("CONFIG_FILE", `storage.${name} must be a non-empty string`);
+    }
+  }
+  for (const key of ["camera", "framerate", "video"] as const) {
+    const v = doc[key];
+    const ok = v === undefined || (key === "camera" && typeof v === "string") ||
+      (key === "framerate" && typeof v === "number" && v > 0) ||
+      (key === "video" && typeof v === "object" && v !== null && !Array.isArray(v));
+    if (!ok) throw new ConfigError("CONFIG_FILE", `${key} has the wrong type (got ${JSON.stringify(v)})`);
+  }
+  return {
+    STORAGE_SIZE_GB: String(size_gb),
+    ...(storage_path ? { STORAGE_PATH: storage_path as string } : {}),
+    ...(upload_path ? { UPLOAD_PATH: upload_path as string } : {}),
+  };
+}
+
+function streamsOf(doc: Record<string, unknown>): StreamConfig[] | null {
+  const streams = doc.streams;
   if (streams === undefined) return null;
   if (!Array.isArray(streams) || streams.length === 0) {
     throw new ConfigError("CONFIG_FILE", `streams must be a non-empty array of {name, url}`);
@@ -166,7 +222,12 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
       `expected one of ${LEVELS.join(", ")}, got ${JSON.stringify(env.LOG_LEVEL)}`,
     );
   }
-  const fileStreams = env.CONFIG_FILE ? streamsFromFile(env.CONFIG_FILE, readTextFile) : null;
+  const file = env.CONFIG_FILE ? readConfigFile(env.CONFIG_FILE, readTextFile) : null;
+  const fileStreams = file ? streamsOf(file) : null;
+  if (file) {
+    const set = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+    env = { ...storageSettings(file), ...set };
+  }
   const url = env.VIDEO_STREAM_URL || "ws://127.0.0.1:5001/ws/video/consume";
   const storagePath = env.STORAGE_PATH ?? "./recordings";
   if (storagePath.trim() === "") throw new ConfigError("STORAGE_PATH", "must not be empty");
@@ -193,6 +254,10 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     queueFrames: int(env, "QUEUE_FRAMES", 600, 10, 100_000),
     fsyncFragments: bool(env, "FSYNC_FRAGMENTS", true),
     uploadPath: env.UPLOAD_PATH || "./uploads",
+    storageSizeGb: decimal(env, "STORAGE_SIZE_GB", null, 0.001, 1_000_000),
+    retentionMaxAgeHours: decimal(env, "RETENTION_MAX_AGE_HOURS", null, 0.001, 1_000_000),
+    minFreeDiskGb: decimal(env, "MIN_FREE_DISK_GB", 1, 0, 1_000_000)!,
+    janitorIntervalSeconds: int(env, "JANITOR_INTERVAL_SECONDS", 30, 1, 86_400),
     fetchMaxBytes: int(env, "FETCH_MAX_BYTES", 32 * 1024 * 1024, 1024, 2 ** 31),
     apiToken: env.API_TOKEN || null,
     rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),

@@ -12,8 +12,16 @@ try {
   const channel = await conn.createChannel();
   await channel.assertExchange(config.eventsExchange, config.eventsExchangeType, { durable: true });
   const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
-  await channel.bindQueue(queue, config.eventsExchange, config.eventsExchangeType === "topic" ? "storage.#" : "");
-  console.error(`watching ${config.eventsExchange} (${config.eventsExchangeType}) on ${config.amqpUrl.replace(/\/\/[^@]*@/, "//")}; Ctrl-C to stop`);
+  await channel.bindQueue(
+    queue,
+    config.eventsExchange,
+    config.eventsExchangeType === "topic" ? "storage.#" : "",
+  );
+  console.error(
+    `watching ${config.eventsExchange} (${config.eventsExchangeType}) on ${
+      config.amqpUrl.replace(/\/\/[^@]*@/, "//")
+    }; Ctrl-C to stop`,
+  );
   await channel.consume(queue, (m) => {
     if (!m) return;
     try {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { chunkInfo } from "./events.ts";
-import type { ChunkIndex, ChunkRow, SessionRow } from "./index/chunk_index.ts";
+import { type ChunkIndex, type ChunkRow, playable, type SessionRow } from "./index/chunk_index.ts";
 import { writeFileAtomic } from "./storage.ts";
 
 export interface MetadataSettings {
@@ -25,7 +25,7 @@ export function buildMetadata(
   settings: MetadataSettings,
   now: number,
 ) {
-  const kept = chunks.filter((c) => c.status !== "missing");
+  const kept = chunks.filter(playable);
   const totalFrames = kept.reduce((n, c) => n + c.frames, 0);
   const mediaMs = kept.reduce((n, c) => n + (c.end_ms - c.start_ms), 0);
   const meta: Record<string, unknown> = {

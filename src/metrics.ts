@@ -32,6 +32,9 @@ export class Metrics {
   readonly brokerReconnects;
   readonly outboxDepth;
   readonly outboxOldestAge;
+  readonly chunksDeleted;
+  readonly bytesDeleted;
+  readonly storageUsed;
 
   constructor() {
     const registers = [this.registry];
@@ -119,6 +122,9 @@ export class Metrics {
       "Age of the oldest unsent event (0: none)",
       [],
     );
+    this.chunksDeleted = counter("storage_chunks_deleted_total", "Chunks deleted by retention", ["reason"]);
+    this.bytesDeleted = counter("storage_bytes_deleted_total", "Bytes freed by retention", ["reason"]);
+    this.storageUsed = gauge("storage_used_bytes", "Chunks on disk plus the index, from the index", []);
     this.writeLatency = new Histogram({
       name: "storage_frame_write_latency_seconds",
       help: "From a frame's first byte arriving to its fragment being written",

@@ -1,4 +1,5 @@
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
+import { deleteChunk } from "./chunk_deletion.ts";
 import type { ChunkIndex, ChunkRow } from "./index/chunk_index.ts";
 import { chunkInfo, storageEvent } from "./events.ts";
 import { logger } from "./log.ts";
@@ -27,6 +28,7 @@ export interface RecoveryReport {
   missing: number;
   orphans: number;
   removedEmpty: number;
+  deletionsFinished: number;
   /** Per stream, the open session a new recording may continue. */
   resumable: Map<string, { sessionId: string; dir: string; lastFrameMs: number }>;
 }
@@ -47,6 +49,7 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
     missing: 0,
     orphans: 0,
     removedEmpty: 0,
+    deletionsFinished: 0,
     resumable: new Map(),
   };
   const touched = new Set<string>(); // "stream\0session"
@@ -55,7 +58,25 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
   const known = new Set(rows.map((r) => r.path));
 
   for (const row of rows) {
-    if (o.openChunks.has(row.path) || row.status === "missing") continue;
+    if (o.openChunks.has(row.path) || row.status === "missing" || row.status === "deleted") continue;
+    if (row.status === "deleting") {
+      // A deletion a crash interrupted (before or after the unlink): finish it.
+      await deleteChunk(
+        o.index,
+        root,
+        row.path,
+        storageEvent("chunk_deleted", row.stream, {
+          session_id: row.session_id,
+          index: row.idx,
+          filename: basename(row.path),
+          reason: "interrupted",
+        }),
+      );
+      log.warn("interrupted deletion finished", { path: row.path });
+      report.deletionsFinished++;
+      touched.add(`${row.stream}\0${row.session_id}`);
+      continue;
+    }
     const size = await fileSize(join(root, row.path));
     if (size === null) {
       await o.index.setStatus(row.path, "missing");
@@ -107,7 +128,9 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
     const [stream, sessionId] = key.split("\0");
     await writeSessionMetadata(o.index, root, stream, sessionId, o.settings);
   }
-  if (report.recovered || report.missing || report.orphans || report.removedEmpty) {
+  if (
+    report.recovered || report.missing || report.orphans || report.removedEmpty || report.deletionsFinished
+  ) {
     log.info("recovery done", { ...report, resumable: [...report.resumable.keys()] });
   }
   return report;

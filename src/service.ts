@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { Connection } from "../actors/connection.ts";
 import { Indexer } from "../actors/indexer.ts";
+import { Janitor, type JanitorMsg } from "../actors/janitor.ts";
+import { Leases } from "./leases.ts";
 import { Publisher } from "../actors/publisher.ts";
 import type { BrokerStatus } from "./broker_status.ts";
 import { Segmenter } from "../actors/segmenter.ts";
@@ -57,6 +59,7 @@ export async function startService(config: Config): Promise<Service> {
   const metrics = new Metrics();
   const openChunks = new OpenChunks();
   const events = new IndexEvents();
+  const leases = new Leases();
   const layout = { root, multiStream: config.streams.length > 1 };
   const settings = { chunkSeconds: config.chunkSeconds, idleSeconds: config.idleSeconds };
   const recovery: RecoveryOptions = {
@@ -99,6 +102,28 @@ export async function startService(config: Config): Promise<Service> {
     mailbox: indexerBox,
     create: () => new Indexer({ index, root, settings, metrics, events }),
     afterRestart: async () => void await recover(recovery),
+  });
+  const GIB = 2 ** 30;
+  const janitorBox = new Mailbox<JanitorMsg>(4);
+  supervisor.register({
+    name: "janitor",
+    mailbox: janitorBox,
+    create: () =>
+      new Janitor({
+        index,
+        events,
+        leases,
+        root,
+        settings,
+        metrics,
+        self: janitorBox,
+        intervalMs: config.janitorIntervalSeconds * 1000,
+        policy: {
+          budgetBytes: config.storageSizeGb === null ? null : config.storageSizeGb * GIB,
+          maxAgeMs: config.retentionMaxAgeHours === null ? null : config.retentionMaxAgeHours * 3_600_000,
+          minFreeBytes: config.minFreeDiskGb * GIB,
+        },
+      }),
   });
   const queues: { actor: string; stream: string; box: Mailbox<any> }[] = [{
     actor: "indexer",
@@ -200,7 +225,8 @@ export async function startService(config: Config): Promise<Service> {
     fetchMaxBytes: config.fetchMaxBytes,
     rangeGapMs: config.rangeGapMs,
     apiToken: config.apiToken,
-    storageLimitGb: null,
+    storageLimitGb: config.storageSizeGb,
+    leases,
   });
   const api = listen("HTTP_PORT", "http", config.httpPort, async (req) => {
     if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);

@@ -33,6 +33,7 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
     assert.deepEqual(body.actors.map((a: { actor: string }) => a.actor), [
       "publisher",
       "indexer",
+      "janitor",
       "writer",
       "segmenter",
       "connection",

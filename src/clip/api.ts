@@ -2,11 +2,12 @@ import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { statfsSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import type { ChunkIndex, ChunkRow } from "../index/chunk_index.ts";
+import { type ChunkIndex, type ChunkRow, playable } from "../index/chunk_index.ts";
 import type { IndexEvents } from "../index/index_events.ts";
 import { json } from "../http.ts";
 import { storageEvent } from "../events.ts";
 import { logger } from "../log.ts";
+import type { Leases } from "../leases.ts";
 import { fsyncDir } from "../storage.ts";
 import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
 import { type ClipPlan, planClip } from "./plan.ts";
@@ -25,6 +26,7 @@ export interface ClipApiOptions {
   rangeGapMs: number;
   apiToken: string | null;
   storageLimitGb: number | null;
+  leases: Leases;
 }
 
 export interface Job {
@@ -107,6 +109,11 @@ export class ClipApi {
     }
   }
 
+  /** Keeps the janitor off the clip's chunks until the returned release is called. */
+  #lease(plan: ClipPlan): () => void {
+    return this.#o.leases.take(plan.chunks.map((c) => c.path));
+  }
+
   #stream(value: unknown): string {
     if (value === undefined || value === null) return this.#o.streams[0];
     if (typeof value !== "string" || !this.#o.streams.includes(value)) {
@@ -119,7 +126,7 @@ export class ClipApi {
   }
 
   async #rows(stream: string): Promise<ChunkRow[]> {
-    return (await this.#o.index.chunks({ stream })).filter((c) => c.status !== "missing" && c.frames > 0);
+    return (await this.#o.index.chunks({ stream })).filter((c) => playable(c) && c.frames > 0);
   }
 
   async #rangesOf(stream: string): Promise<Range[]> {
@@ -128,7 +135,7 @@ export class ClipApi {
 
   async #storageState(body: Record<string, unknown>) {
     const ranges = await this.#rangesOf(this.#stream(body.stream));
-    const all = (await this.#o.index.chunks()).filter((c) => c.status !== "missing");
+    const all = (await this.#o.index.chunks()).filter(playable);
     let indexBytes = 0;
     for (const f of ["index.db", "index.db-wal"]) {
       indexBytes += await Deno.stat(join(this.#o.storagePath, f)).then((s) => s.size, () => 0);
@@ -185,6 +192,20 @@ export class ClipApi {
 
   async #fetch(body: Record<string, unknown>): Promise<Response> {
     const { from, to, plan } = await this.#plan(body);
+    const release = this.#lease(plan);
+    try {
+      return await this.#fetchLeased(body, from, to, plan);
+    } finally {
+      release();
+    }
+  }
+
+  async #fetchLeased(
+    body: Record<string, unknown>,
+    from: number,
+    to: number,
+    plan: ClipPlan,
+  ): Promise<Response> {
     const clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
     const parts: Uint8Array[] = [];
     let size = 0;
@@ -211,9 +232,25 @@ export class ClipApi {
   async #streamClip(params: URLSearchParams): Promise<Response> {
     const fields = Object.fromEntries(params);
     const { from, to, plan } = await this.#plan(fields);
-    const clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+    const release = this.#lease(plan);
+    let clip;
+    try {
+      clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+    } catch (e) {
+      release();
+      throw e;
+    }
     const info = describe(plan, clip.startMs, to);
-    return new Response(ReadableStream.from(clip.pieces), {
+    const pieces = clip.pieces;
+    // The lease lasts until the last piece is sent or the client goes away (the stream is cancelled).
+    async function* leased() {
+      try {
+        yield* pieces;
+      } finally {
+        release();
+      }
+    }
+    return new Response(ReadableStream.from(leased()), {
       headers: {
         "content-type": "video/mp4",
         "x-clip-from": info.from_iso,
@@ -265,7 +302,7 @@ export class ClipApi {
   #waitForVideo(stream: string, to: number): Promise<void> {
     const ready = async () => {
       const rows = await this.#o.index.chunks({ stream });
-      return rows.some((c) => c.end_ms >= to && c.status !== "missing") ||
+      return rows.some((c) => c.end_ms >= to && playable(c)) ||
         !rows.some((c) => c.status === "recording");
     };
     return new Promise((resolve, reject) => {
@@ -304,7 +341,12 @@ export class ClipApi {
     try {
       const file = await Deno.open(tmp, { write: true, createNew: true });
       try {
-        summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
+        const release = this.#lease(plan);
+        try {
+          summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
+        } finally {
+          release();
+        }
         await file.sync();
       } finally {
         file.close();

@@ -10,6 +10,13 @@ export type NewChunk = Omit<ChunkRow, "id" | "close_reason">;
 export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status">;
 export type EventRow = Selectable<EventTable>;
 
+const PLAYABLE = new Set<ChunkStatus>(["recording", "complete", "recovered"]);
+
+/** A chunk whose file is on disk and readable (not missing, not being or already deleted). */
+export function playable(c: { status: ChunkStatus }): boolean {
+  return PLAYABLE.has(c.status);
+}
+
 /** What a chunk holds once closed, read back or recovered. */
 export interface ChunkFacts {
   end_ms: number;
@@ -171,8 +178,11 @@ export class ChunkIndex {
     );
   }
 
-  async setStatus(path: string, status: ChunkStatus): Promise<void> {
-    await this.db.updateTable("chunks").set({ status }).where("path", "=", path).execute();
+  async setStatus(path: string, status: ChunkStatus, event?: StorageEvent): Promise<void> {
+    await this.#withEvent(
+      (db) => db.updateTable("chunks").set({ status }).where("path", "=", path).execute(),
+      event,
+    );
   }
 
   async deleteChunk(path: string): Promise<void> {

@@ -7,14 +7,15 @@
  * events.changed("default");
  */
 export class IndexEvents {
-  #listeners = new Set<(stream: string) => void>();
+  #listeners = new Set<(stream: string, kind: string) => void>();
 
-  listen(listener: (stream: string) => void): () => void {
+  listen(listener: (stream: string, kind: string) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  changed(stream: string): void {
-    for (const l of [...this.#listeners]) l(stream);
+  /** `kind` is the indexer message that changed it (e.g. "chunk-closed"), or "event". */
+  changed(stream: string, kind = "event"): void {
+    for (const l of [...this.#listeners]) l(stream, kind);
   }
 }

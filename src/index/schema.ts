@@ -1,6 +1,6 @@
 import { type Generated, Kysely, sql } from "kysely";
 
-export type ChunkStatus = "recording" | "complete" | "recovered" | "missing";
+export type ChunkStatus = "recording" | "complete" | "recovered" | "missing" | "deleting" | "deleted";
 
 export interface SessionTable {
   id: Generated<number>;

@@ -1,0 +1,128 @@
+import { statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { ActorRef, Behavior } from "../src/actor.ts";
+import { storageEvent } from "../src/events.ts";
+import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
+import type { IndexEvents } from "../src/index/index_events.ts";
+import type { Leases } from "../src/leases.ts";
+import { logger } from "../src/log.ts";
+import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
+import type { Metrics } from "../src/metrics.ts";
+import { planDeletions, type RetentionPolicy } from "../src/retention.ts";
+import { sleep } from "../src/sleep.ts";
+import { fsyncDir } from "../src/storage.ts";
+import { deleteChunk } from "../src/chunk_deletion.ts";
+
+export type JanitorMsg = { type: "check" };
+
+export interface JanitorOptions {
+  index: ChunkIndex;
+  events: IndexEvents;
+  leases: Leases;
+  root: string;
+  policy: RetentionPolicy;
+  intervalMs: number;
+  settings: MetadataSettings;
+  metrics: Metrics;
+  self: ActorRef<JanitorMsg>;
+}
+
+/**
+ * Keeps storage within its budget, age limit and free-disk floor by deleting the oldest closed
+ * chunks, never an open or leased one and never a saved clip (clips live outside STORAGE_PATH).
+ * Runs after every chunk close and on a timer. A deletion is crash-safe: the row becomes `deleting`,
+ * the file is unlinked and its folder fsync'd, then the row becomes `deleted` (kept, with its times)
+ * together with its chunk_deleted event; recovery finishes a deletion a crash interrupted.
+ */
+export class Janitor implements Behavior<JanitorMsg> {
+  #o: JanitorOptions;
+  #log = logger("janitor");
+  #off: () => void;
+  #queued = false;
+
+  constructor(o: JanitorOptions) {
+    this.#o = o;
+    this.#off = o.events.listen((_stream, kind) => kind === "chunk-closed" && this.#request());
+  }
+
+  async receive(): Promise<void> {
+    this.#queued = false;
+    await this.pass();
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    this.#request();
+    while (!signal.aborted) {
+      await sleep(this.#o.intervalMs, signal);
+      this.#request();
+    }
+  }
+
+  close(): void {
+    this.#off();
+  }
+
+  #request(): void {
+    if (!this.#queued) this.#queued = this.#o.self.send({ type: "check" });
+  }
+
+  /** One pass: plan from the index, delete, tidy folders and metadata. Returns the deleted paths. */
+  async pass(): Promise<string[]> {
+    const { index, root, metrics } = this.#o;
+    const rows = await index.chunks();
+    let indexBytes = 0;
+    for (const f of ["index.db", "index.db-wal"]) {
+      indexBytes += await Deno.stat(join(root, f)).then((s) => s.size, () => 0);
+    }
+    const fs = statfsSync(root);
+    const plan = planDeletions(rows, this.#o.policy, {
+      now: Date.now(),
+      indexBytes,
+      freeBytes: fs.bavail * fs.bsize,
+      leased: (p) => this.#o.leases.has(p),
+    });
+    const byPath = new Map(rows.map((r) => [r.path, r]));
+    const sessions = new Set<string>();
+    for (const d of plan) {
+      const row = byPath.get(d.path)!;
+      await deleteChunk(
+        index,
+        root,
+        d.path,
+        storageEvent("chunk_deleted", row.stream, {
+          session_id: row.session_id,
+          index: row.idx,
+          filename: d.path.split("/").at(-1),
+          reason: d.reason,
+        }),
+      );
+      metrics.chunksDeleted.inc({ reason: d.reason });
+      metrics.bytesDeleted.inc({ reason: d.reason }, d.bytes);
+      sessions.add(`${row.stream}\0${row.session_id}`);
+      this.#log.info("chunk deleted", { path: d.path, reason: d.reason, bytes: d.bytes });
+    }
+    for (const key of sessions) {
+      const [stream, sessionId] = key.split("\0");
+      await this.#tidy(stream, sessionId);
+    }
+    const deleted = new Set(plan.map((d) => d.path));
+    const kept = rows.filter((r) => playable(r) && !deleted.has(r.path));
+    metrics.storageUsed.set(indexBytes + kept.reduce((n, r) => n + r.bytes, 0));
+    return plan.map((d) => d.path);
+  }
+
+  /** Removes a session's folder once no chunk file is left in it, else rewrites its metadata.json. */
+  async #tidy(stream: string, sessionId: string): Promise<void> {
+    const { index, root } = this.#o;
+    const session = await index.getSession(stream, sessionId);
+    if (!session) return;
+    const left = (await index.chunks({ stream, sessionId })).some(playable);
+    if (!left && session.status === "ended") {
+      await Deno.remove(join(root, session.dir), { recursive: true }).catch(() => {});
+      await fsyncDir(dirname(join(root, session.dir))).catch(() => {});
+      this.#log.info("empty session folder removed", { dir: session.dir });
+    } else {
+      await writeSessionMetadata(index, root, stream, sessionId, this.#o.settings);
+    }
+  }
+}
