@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { sourceFrames, startRelay } from "../src/relay.ts";
+import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
+
+const MB = 1024 * 1024;
+
+/** Bytes of every chunk file under `root` (what is really on disk). */
+function chunkBytes(root: string): number {
+  let total = 0;
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = join(dir, e.name);
+      if (e.isDirectory) walk(p);
+      else if (e.name.endsWith(".mp4")) total += Deno.statSync(p).size;
+    }
+  };
+  walk(root);
+  return total;
+}
+
+Deno.test("a 20 MB budget: usage stays within budget + one chunk, the newest video is kept, deleted chunks leave the ranges", async () => {
+  // A 12 MB pattern played 5 times: ~60 MB, one frame every 5 ms, so ~6 MB per 1 s chunk.
+  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 8000 });
+  const relay = startRelay({
+    frames: sourceFrames(h264),
+    intervalMs: () => 5,
+    loops: 5,
+    startAfterClients: 1,
+  });
+  const storage = await Deno.makeTempDir();
+  const budget = 20 * MB;
+  const service = new ServiceProcess({
+    VIDEO_STREAM_URL: relay.url,
+    STORAGE_PATH: storage,
+    VIDEO_CHUNK_DURATION_SECONDS: "1",
+    STORAGE_SIZE_GB: String(budget / 2 ** 30),
+    AMQP_URL: "",
+  });
+  try {
+    let largest = 0, worst = 0, samples = 0;
+    let closes = 0;
+    // Sample at every chunk close: the moment usage peaks.
+    const sampling = (async () => {
+      while (true) {
+        const line = await service.waitForLog(
+          (l) => l.msg === "chunk closed" && ++closes > samples,
+          "a close",
+        ).catch(() => null);
+        if (!line) return;
+        samples++;
+        largest = Math.max(largest, Number(line.bytes));
+        worst = Math.max(worst, chunkBytes(storage));
+        if (samples >= 9) return;
+      }
+    })();
+    await relay.finished;
+    await relay.close();
+    await service.waitForLog((l) => l.msg === "disconnected");
+    await sampling;
+    const ranges = await fetch(`http://127.0.0.1:${await service.port("http")}/api/ranges`).then((r) =>
+      r.json()
+    );
+    const state = await fetch(`http://127.0.0.1:${await service.port("http")}/command`, {
+      method: "POST",
+      body: JSON.stringify({ command: "get-storage-state" }),
+    }).then((r) => r.json());
+    assert.equal(state.disk_usage.storage_limit_gb, budget / 2 ** 30);
+    service.signal("SIGTERM");
+    assert.equal((await service.exit()).code, 0);
+    const { chunks } = indexRows(storage);
+    const total = chunks.reduce((n, c) => n + c.bytes, 0);
+    assert.ok(total > 50 * MB, `recorded ${total / MB} MB`);
+    assert.ok(samples >= 5, `${samples} samples`);
+    assert.ok(worst <= budget + largest, `worst ${worst / MB} MB > ${budget / MB} + ${largest / MB}`);
+    const kept = chunks.filter((c) => c.status === "complete");
+    const deleted = chunks.filter((c) => c.status === "deleted");
+    assert.ok(deleted.length >= 3);
+    // Oldest first: every deleted chunk is older than every kept one; the newest is kept.
+    assert.ok(Math.max(...deleted.map((c) => c.start_ms)) < Math.min(...kept.map((c) => c.start_ms)));
+    assert.equal(kept.at(-1)!.idx, Math.max(...chunks.map((c) => c.idx)));
+    for (const c of deleted) {
+      assert.equal(await Deno.stat(join(storage, c.path)).then(() => true, () => false), false);
+    }
+    // The ranges start at the oldest chunk kept at that moment, not at the deleted ones.
+    assert.ok(Date.parse(ranges.ranges[0].from) > Math.max(...deleted.slice(0, -1).map((c) => c.start_ms)));
+    assert.ok(chunkBytes(storage) <= budget + largest);
+    // The outbox holds one chunk_deleted per deletion, with its reason.
+    const db = new DatabaseSync(join(storage, "index.db"), { readOnly: true });
+    const events = db.prepare("SELECT body FROM events WHERE type = 'chunk_deleted' ORDER BY seq").all()
+      .map((r) => JSON.parse(String((r as { body: string }).body)));
+    db.close();
+    assert.deepEqual(events.map((e) => e.data.filename), deleted.map((c) => c.path.split("/").at(-1)));
+    assert.ok(events.every((e) => e.data.reason === "size"));
+    const meta = JSON.parse(
+      await Deno.readTextFile(join(storage, indexRows(storage).sessions[0].dir, "metadata.json")),
+    );
+    assert.equal(
+      meta.chunks.filter((c: { status: string }) => c.status === "deleted").length,
+      deleted.length,
+    );
+  } finally {
+    service.signal("SIGKILL");
+    await service.exit();
+    await relay.close();
+    await Deno.remove(storage, { recursive: true });
+  }
+});
+
+Deno.test("a deletion interrupted by a crash (before or after the unlink) is finished at restart", async () => {
+  const { storage } = await recordPattern({
+    ...SMALL_PATTERN,
+    intervalMs: 25,
+    env: { VIDEO_CHUNK_DURATION_SECONDS: "1", AMQP_URL: "" },
+  });
+  try {
+    const before = indexRows(storage).chunks;
+    assert.ok(before.length >= 3);
+    const [unlinked, pending] = before;
+    // The states a SIGKILL leaves: row 'deleting' with the file gone, and with the file still there.
+    await Deno.remove(join(storage, unlinked.path));
+    const db = new DatabaseSync(join(storage, "index.db"));
+    db.prepare("UPDATE chunks SET status = 'deleting' WHERE path IN (?, ?)").run(unlinked.path, pending.path);
+    db.close();
+    const service = new ServiceProcess({
+      VIDEO_STREAM_URL: "ws://127.0.0.1:9/ws/video/consume",
+      STORAGE_PATH: storage,
+      AMQP_URL: "",
+    });
+    await service.waitForLog((l) => l.msg === "recording", "start-up");
+    service.signal("SIGTERM");
+    assert.equal((await service.exit()).code, 0);
+    const after = indexRows(storage).chunks;
+    assert.deepEqual(after.map((c) => c.status), before.map((c, i) => (i < 2 ? "deleted" : "complete")));
+    for (const c of after) {
+      const exists = await Deno.stat(join(storage, c.path)).then(() => true, () => false);
+      assert.equal(exists, c.status === "complete", `${c.path} ${c.status}`); // no orphan, no dangling row
+    }
+  } finally {
+    await Deno.remove(storage, { recursive: true });
+  }
+});
+
+Deno.test("a chunk leased by a slow clip read is not deleted until the lease ends", async () => {
+  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 8000 });
+  const relay = startRelay({
+    frames: sourceFrames(h264),
+    intervalMs: () => 5,
+    loops: 5,
+    startAfterClients: 1,
+  });
+  const storage = await Deno.makeTempDir();
+  const service = new ServiceProcess({
+    VIDEO_STREAM_URL: relay.url,
+    STORAGE_PATH: storage,
+    VIDEO_CHUNK_DURATION_SECONDS: "1",
+    STORAGE_SIZE_GB: String(20 * MB / 2 ** 30),
+    AMQP_URL: "",
+    JANITOR_INTERVAL_SECONDS: "1",
+  });
+  try {
+    // Open a clip of the first chunk and read only its first piece: the read stalls, the lease holds.
+    await service.waitForLog((l) => l.msg === "chunk closed", "first chunk");
+    const first = indexRows(storage).chunks[0];
+    const url = `http://127.0.0.1:${await service.port("http")}/api/clip?from=${
+      new Date(first.start_ms).toISOString()
+    }&to=${new Date(first.end_ms).toISOString()}`;
+    const reader = (await fetch(url)).body!.getReader();
+    await reader.read();
+    await relay.finished;
+    await until(
+      () => indexRows(storage).chunks.some((c) => c.status === "deleted"),
+      "deletions under the budget",
+      20_000,
+    );
+    assert.equal(indexRows(storage).chunks[0].status, "complete", "the leased chunk survives");
+    await reader.cancel();
+    await until(() => indexRows(storage).chunks[0].status === "deleted", "deleted once released", 10_000);
+  } finally {
+    await relay.close();
+    service.signal("SIGKILL");
+    await service.exit();
+    await Deno.remove(storage, { recursive: true });
+  }
+});
