@@ -83,3 +83,37 @@ Deno.test("each bad value is refused with one line naming the variable, exit cod
     assert.equal(new TextDecoder().decode(stdout), "");
   }
 });
+
+Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variables, the environment wins", () => {
+  const doc = (o: unknown) => () => JSON.stringify(o);
+  const base = {
+    camera: "cam-1",
+    storage: { size_gb: 2.5, storage_path: "/data/rec", upload_path: "/data/up" },
+    video: { format: "mp4", codec: "h264", bitrate: 1000000, preset: "fast" },
+    framerate: 30,
+  };
+  const c = loadConfig({ CONFIG_FILE: "f.json" }, doc(base));
+  assert.deepEqual([c.storageSizeGb, c.storagePath, c.uploadPath], [2.5, "/data/rec", "/data/up"]);
+  const env = loadConfig(
+    { CONFIG_FILE: "f.json", STORAGE_SIZE_GB: "0.5", STORAGE_PATH: "/env/rec" },
+    doc(base),
+  );
+  assert.deepEqual([env.storageSizeGb, env.storagePath, env.uploadPath], [0.5, "/env/rec", "/data/up"]);
+  const refused = (o: unknown, pattern: RegExp) =>
+    assert.throws(
+      () => loadConfig({ CONFIG_FILE: "f.json" }, doc(o)),
+      (e: unknown) => e instanceof ConfigError && pattern.test(e.message),
+    );
+  refused({ storage: {} }, /storage\.size_gb is missing or not a positive number/);
+  refused({ storage: { size_gb: "10" } }, /storage\.size_gb is missing or not a positive number/);
+  refused({ storage: { size_gb: -1 } }, /storage\.size_gb/);
+  refused({ storage: { size_gb: 1, storage_path: 3 } }, /storage\.storage_path must be a non-empty string/);
+  refused({ storage: "big" }, /storage must be an object/);
+  refused({ storage: { size_gb: 1 }, framerate: "fast" }, /framerate has the wrong type/);
+  refused({ storage: { size_gb: 1 }, video: [] }, /video has the wrong type/);
+  assert.equal(loadConfig({}).storageSizeGb, null);
+  assert.equal(loadConfig({}).minFreeDiskGb, 1);
+  assert.throws(() => loadConfig({ STORAGE_SIZE_GB: "ten" }), /STORAGE_SIZE_GB: expected a number/);
+  assert.throws(() => loadConfig({ RETENTION_MAX_AGE_HOURS: "0" }), /RETENTION_MAX_AGE_HOURS/);
+  assert.throws(() => loadConfig({ MIN_FREE_DISK_GB: "-1" }), /MIN_FREE_DISK_GB/);
+});

@@ -184,3 +184,74 @@ Deno.test("a chunk leased by a slow clip read is not deleted until the lease end
     await Deno.remove(storage, { recursive: true });
   }
 });
+
+/** A small filesystem of our own for the free-disk floor (mounting a tmpfs needs root). */
+function smallFilesystem(mib: number): string {
+  const dir = Deno.makeTempDirSync({ prefix: "skyreel-tmpfs-" });
+  const { success, stderr } = new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir],
+    stderr: "piped",
+  }).outputSync();
+  if (!success) throw new Error(`cannot mount a tmpfs: ${new TextDecoder().decode(stderr)}`);
+  return dir;
+}
+
+Deno.test({
+  name: "free-disk floor on a 48 MiB filesystem: the janitor frees space before the device fills; no ENOSPC",
+  ignore: Deno.uid() !== 0, // reported as ignored where the tests do not run as root (mount needs it)
+  fn: async () => {
+    const storage = smallFilesystem(48);
+    const h264 = await pattern({
+      width: 1280,
+      height: 720,
+      fps: 30,
+      seconds: 12,
+      gop: 30,
+      bitrateKbps: 8000,
+    });
+    let sent = 0;
+    const relay = startRelay({
+      frames: sourceFrames(h264),
+      intervalMs: () => 5,
+      loops: 5,
+      startAfterClients: 1,
+      onFrame: () => sent++,
+    });
+    const floorMiB = 20;
+    const service = new ServiceProcess({
+      VIDEO_STREAM_URL: relay.url,
+      STORAGE_PATH: storage,
+      VIDEO_CHUNK_DURATION_SECONDS: "1",
+      AMQP_URL: "",
+      MIN_FREE_DISK_GB: String(floorMiB / 1024),
+      FSYNC_FRAGMENTS: "false",
+    });
+    try {
+      await relay.finished;
+      await relay.close();
+      await service.waitForLog((l) => l.msg === "disconnected");
+      const health = await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`).then((r) =>
+        r.json()
+      );
+      service.signal("SIGTERM");
+      assert.equal((await service.exit()).code, 0);
+      assert.ok(
+        health.actors.every((a: { restarts: number }) => a.restarts === 0),
+        "no writer failure (ENOSPC)",
+      );
+      assert.ok(!service.logs.some((l) => String(l.error ?? "").includes("No space left")));
+      const { chunks } = indexRows(storage);
+      const deleted = chunks.filter((c) => c.status === "deleted");
+      assert.ok(deleted.length >= 3, `${deleted.length} deleted`);
+      assert.equal(chunks.reduce((n, c) => n + c.frames, 0), sent, "every frame was written");
+      const reasons = new Set(service.logs.filter((l) => l.msg === "chunk deleted").map((l) => l.reason));
+      assert.deepEqual([...reasons], ["disk-floor"]);
+    } finally {
+      service.signal("SIGKILL");
+      await service.exit();
+      await relay.close();
+      new Deno.Command("umount", { args: [storage] }).outputSync();
+      await Deno.remove(storage, { recursive: true }).catch(() => {});
+    }
+  },
+});
