@@ -15,6 +15,9 @@ import { deleteChunk } from "../src/chunk_deletion.ts";
 
 export type JanitorMsg = { type: "check" };
 
+/** Chunks considered per pass when something must go; a pass that uses them all asks for another. */
+const BATCH = 1000;
+
 export interface JanitorOptions {
   index: ChunkIndex;
   events: IndexEvents;
@@ -68,20 +71,25 @@ export class Janitor implements Behavior<JanitorMsg> {
 
   /** One pass: plan from the index, delete, tidy folders and metadata. Returns the deleted paths. */
   async pass(): Promise<string[]> {
-    const { index, root, metrics } = this.#o;
-    const rows = await index.chunks();
-    let indexBytes = 0;
+    const { index, root, metrics, policy } = this.#o;
+    let usage = await index.usage();
     for (const f of ["index.db", "index.db-wal"]) {
-      indexBytes += await Deno.stat(join(root, f)).then((s) => s.size, () => 0);
+      usage += await Deno.stat(join(root, f)).then((s) => s.size, () => 0);
     }
     const fs = statfsSync(root);
-    const plan = planDeletions(rows, this.#o.policy, {
+    const free = fs.bavail * fs.bsize;
+    const pressure = (policy.budgetBytes !== null && usage > policy.budgetBytes) ||
+      free < policy.minFreeBytes ||
+      policy.maxAgeMs !== null;
+    // The common case reads no row: the database summed the usage.
+    const oldest = pressure ? await index.oldestClosed(BATCH) : [];
+    const plan = planDeletions(oldest, policy, {
       now: Date.now(),
-      indexBytes,
-      freeBytes: fs.bavail * fs.bsize,
+      usageBytes: usage,
+      freeBytes: free,
       leased: (p) => this.#o.leases.has(p),
     });
-    const byPath = new Map(rows.map((r) => [r.path, r]));
+    const byPath = new Map(oldest.map((r) => [r.path, r]));
     const sessions = new Set<string>();
     for (const d of plan) {
       const row = byPath.get(d.path)!;
@@ -98,6 +106,7 @@ export class Janitor implements Behavior<JanitorMsg> {
       );
       metrics.chunksDeleted.inc({ reason: d.reason });
       metrics.bytesDeleted.inc({ reason: d.reason }, d.bytes);
+      usage -= d.bytes;
       sessions.add(`${row.stream}\0${row.session_id}`);
       this.#log.info("chunk deleted", { path: d.path, reason: d.reason, bytes: d.bytes });
     }
@@ -105,9 +114,8 @@ export class Janitor implements Behavior<JanitorMsg> {
       const [stream, sessionId] = key.split("\0");
       await this.#tidy(stream, sessionId);
     }
-    const deleted = new Set(plan.map((d) => d.path));
-    const kept = rows.filter((r) => playable(r) && !deleted.has(r.path));
-    metrics.storageUsed.set(indexBytes + kept.reduce((n, r) => n + r.bytes, 0));
+    metrics.storageUsed.set(usage);
+    if (plan.length === BATCH) this.#request(); // more than one batch to delete: go on
     return plan.map((d) => d.path);
   }
 

@@ -20,36 +20,35 @@ export interface RetentionPolicy {
 
 export interface RetentionState {
   now: number;
-  /** Bytes of the index files, counted against the budget. */
-  indexBytes: number;
+  /** Bytes on disk counted against the budget: chunk files (open ones included) and the index. */
+  usageBytes: number;
   /** Free bytes on the storage device. */
   freeBytes: number;
   /** Chunks a clip is reading: they stay until the lease ends. */
   leased: (path: string) => boolean;
 }
 
-/** Chunks that count against the budget: everything still on disk. */
-const ON_DISK = new Set(["recording", "complete", "recovered", "deleting"]);
 /** Chunks that may be deleted: closed ones. An open chunk is never deleted. */
 const DELETABLE = new Set(["complete", "recovered"]);
 
 /**
- * Chooses the chunks to delete, oldest first across streams: those past the age limit, then as many
- * as bring free space back over the floor, then as many as bring usage under the budget. Pure.
+ * Chooses the chunks to delete from `oldest` (chunks sorted oldest first across streams): those past
+ * the age limit, then as many as bring free space back over the floor, then as many as bring usage
+ * under the budget. Pure; the caller sums usage and fetches the oldest chunks (the index does both).
  *
  * @example
- * const doomed = planDeletions(rows, { budgetBytes: 20 * 2 ** 30, maxAgeMs: null, minFreeBytes: 2 ** 30 }, state);
+ * const doomed = planDeletions(oldest, { budgetBytes: 20 * 2 ** 30, maxAgeMs: null, minFreeBytes: 2 ** 30 }, state);
  */
 export function planDeletions(
-  chunks: RetainedChunk[],
+  oldest: RetainedChunk[],
   policy: RetentionPolicy,
   state: RetentionState,
 ): { path: string; reason: DeletionReason; bytes: number }[] {
-  const onDisk = chunks.filter((c) => ON_DISK.has(c.status)).sort((a, b) => a.start_ms - b.start_ms);
-  let usage = state.indexBytes + onDisk.reduce((n, c) => n + c.bytes, 0);
+  const sorted = [...oldest].sort((a, b) => a.start_ms - b.start_ms);
+  let usage = state.usageBytes;
   let free = state.freeBytes;
   const out: { path: string; reason: DeletionReason; bytes: number }[] = [];
-  for (const c of onDisk) {
+  for (const c of sorted) {
     if (!DELETABLE.has(c.status) || state.leased(c.path)) continue;
     const reason: DeletionReason | null = policy.maxAgeMs !== null && c.end_ms < state.now - policy.maxAgeMs
       ? "age"

@@ -11,7 +11,7 @@ const chunk = (path: string, start: number, bytes: number, status = "complete"):
 });
 const state = (o: Partial<Parameters<typeof planDeletions>[2]> = {}) => ({
   now: 10_000_000,
-  indexBytes: 0,
+  usageBytes: 0,
   freeBytes: 100 * 1024 * MB,
   leased: () => false,
   ...o,
@@ -25,9 +25,13 @@ Deno.test("size: the oldest closed chunks go until usage (index included) is und
     chunk("c2", 2000, 10 * MB),
     chunk("c4", 4000, 10 * MB, "recording"),
   ];
-  const plan = planDeletions(rows, { ...noLimits, budgetBytes: 25 * MB }, state({ indexBytes: 1 * MB }));
+  // On disk: four chunks of 10 MB (the open one counts) and a 1 MB index.
+  const plan = planDeletions(rows, { ...noLimits, budgetBytes: 25 * MB }, state({ usageBytes: 41 * MB }));
   assert.deepEqual(plan.map((d) => [d.path, d.reason]), [["c1", "size"], ["c2", "size"]]);
-  assert.deepEqual(planDeletions(rows, { ...noLimits, budgetBytes: 41 * MB }, state()), []);
+  assert.deepEqual(
+    planDeletions(rows, { ...noLimits, budgetBytes: 41 * MB }, state({ usageBytes: 41 * MB })),
+    [],
+  );
 });
 
 Deno.test("an open, leased, deleting or deleted chunk is never chosen; deleting and open ones still count", () => {
@@ -43,7 +47,7 @@ Deno.test("an open, leased, deleting or deleted chunk is never chosen; deleting 
   const plan = planDeletions(
     rows,
     { ...noLimits, budgetBytes: 40 * MB },
-    state({ leased: (p) => p === "leased" }),
+    state({ usageBytes: 50 * MB, leased: (p) => p === "leased" }),
   );
   assert.deepEqual(plan.map((d) => d.path), ["old"]);
 });
@@ -60,14 +64,18 @@ Deno.test("disk floor: below the free-space floor the oldest go first, even unde
   const plan = planDeletions(
     rows,
     { ...noLimits, budgetBytes: 1024 * MB, minFreeBytes: 15 * MB },
-    state({ freeBytes: 1 * MB }),
+    state({ usageBytes: 30 * MB, freeBytes: 1 * MB }),
   );
   assert.deepEqual(plan.map((d) => [d.path, d.reason]), [["c1", "disk-floor"], ["c2", "disk-floor"]]);
 });
 
 Deno.test("a pass over 100,000 chunks plans in well under 100 ms (reported, not asserted: see the bench)", () => {
   const rows = Array.from({ length: 100_000 }, (_, i) => chunk(`c${i}`, i * 60_000, 5 * MB));
-  const plan = planDeletions(rows, { ...noLimits, budgetBytes: 250_000 * MB }, state());
+  const plan = planDeletions(
+    rows,
+    { ...noLimits, budgetBytes: 250_000 * MB },
+    state({ usageBytes: 500_000 * MB }),
+  );
   assert.equal(plan.length, 50_000);
   assert.equal(plan[0].path, "c0");
   assert.equal(plan.at(-1)!.path, "c49999");

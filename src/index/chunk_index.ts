@@ -189,6 +189,19 @@ export class ChunkIndex {
     await this.db.deleteFrom("chunks").where("path", "=", path).execute();
   }
 
+  /** Bytes of the chunk files on disk (anything not missing or deleted), summed by the database. */
+  async usage(): Promise<number> {
+    const row = await this.db.selectFrom("chunks").select((eb) => eb.fn.sum<number>("bytes").as("bytes"))
+      .where("status", "in", ["recording", "complete", "recovered", "deleting"]).executeTakeFirst();
+    return Number(row?.bytes ?? 0);
+  }
+
+  /** The oldest closed chunks (the ones retention may delete), oldest first across streams. */
+  oldestClosed(limit: number): Promise<ChunkRow[]> {
+    return this.db.selectFrom("chunks").selectAll().where("status", "in", ["complete", "recovered"])
+      .orderBy("start_ms").limit(limit).execute();
+  }
+
   chunk(path: string): Promise<ChunkRow | undefined> {
     return this.db.selectFrom("chunks").selectAll().where("path", "=", path).executeTakeFirst();
   }

@@ -52,7 +52,7 @@ export interface Schema {
   events: EventTable;
 }
 
-const VERSION = 2;
+const VERSION = 3;
 
 /**
  * Creates the tables on a new index; an index from a newer version is refused rather than
@@ -102,6 +102,8 @@ export async function migrate(db: Kysely<Schema>): Promise<void> {
   ])
     .execute();
   await db.schema.createIndex("chunks_status").ifNotExists().on("chunks").column("status").execute();
+  // Retention walks chunks oldest first across streams.
+  await db.schema.createIndex("chunks_start").ifNotExists().on("chunks").column("start_ms").execute();
   await db.schema.createTable("events").ifNotExists()
     .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
     .addColumn("id", "text", (c) => c.notNull().unique())
