@@ -6,6 +6,16 @@ import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts"
 import { chunkInfo, storageEvent } from "../src/events.ts";
 import type { IndexEvents } from "../src/index/index_events.ts";
 import type { Metrics } from "../src/metrics.ts";
+import { sleep } from "../src/sleep.ts";
+
+const DISK_FULL_RETRY_MS = 500;
+const DISK_FULL_GIVE_UP_MS = 60_000;
+
+/** SQLITE_FULL, and the failed ROLLBACK kysely reports after SQLite rolled the transaction back itself. */
+function isDiskFull(e: unknown): boolean {
+  return e instanceof Error &&
+    /database or disk is full|SQLITE_FULL|No space left|no transaction is active/.test(e.message);
+}
 
 export interface IndexerOptions {
   index: ChunkIndex;
@@ -22,15 +32,46 @@ export interface IndexerOptions {
 export class Indexer implements Behavior<IndexerMsg> {
   #o: IndexerOptions;
   #log = logger("indexer");
+  #stopping = false;
 
   constructor(o: IndexerOptions) {
     this.#o = o;
   }
 
+  stop(): void {
+    this.#stopping = true;
+  }
+
   async receive(msg: IndexerMsg): Promise<void> {
-    await this.#apply(msg);
+    // A full disk fails SQLite too. Every message can be applied again (a failed transaction left
+    // nothing behind), so wait for space rather than fail: the mailbox holds what comes meanwhile.
+    for (let waited = 0;; waited += DISK_FULL_RETRY_MS) {
+      try {
+        await this.#apply(msg);
+        break;
+      } catch (e) {
+        // At shutdown, give up: recovery repairs the index at the next start.
+        if (!isDiskFull(e) || waited >= DISK_FULL_GIVE_UP_MS || this.#stopping) throw e;
+        if (waited === 0) {
+          this.#log.error("disk full: the index cannot be written; retrying", {
+            message: msg.type,
+            error: e,
+          });
+        }
+        await sleep(DISK_FULL_RETRY_MS);
+      }
+    }
     if (msg.type !== "session-started" && msg.type !== "chunk-opened") {
       this.#o.events.changed(msg.stream, msg.type);
+    }
+  }
+
+  /** metadata.json is a copy of the index for people and tools: failing to write it (a full disk) is logged, not fatal. */
+  async #metadata(stream: string, sessionId: string): Promise<void> {
+    try {
+      await writeSessionMetadata(this.#o.index, this.#o.root, stream, sessionId, this.#o.settings);
+    } catch (e) {
+      this.#log.error("metadata.json not written", { stream, sessionId, error: e });
     }
   }
 
@@ -52,6 +93,9 @@ export class Indexer implements Behavior<IndexerMsg> {
             video_url: msg.videoUrl,
           }),
         );
+        return;
+      case "chunk-discarded":
+        await index.deleteChunk(msg.path);
         return;
       case "stream-state":
         await index.appendEvent(
@@ -106,7 +150,7 @@ export class Indexer implements Behavior<IndexerMsg> {
         metrics.chunksSaved.inc(labels);
         if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
         metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
-        await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
+        await this.#metadata(msg.stream, msg.sessionId);
         return;
       }
       case "session-ended": {
@@ -127,7 +171,7 @@ export class Indexer implements Behavior<IndexerMsg> {
             total_size_mb: Math.round(kept.reduce((n, c) => n + c.bytes, 0) / 1024 / 1024 * 100) / 100,
           }),
         );
-        await writeSessionMetadata(index, this.#o.root, msg.stream, msg.sessionId, this.#o.settings);
+        await this.#metadata(msg.stream, msg.sessionId);
         this.#log.info("session ended", {
           stream: msg.stream,
           sessionId: msg.sessionId,

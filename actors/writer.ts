@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { ActorRef, Behavior } from "../src/actor.ts";
 import type { Frame } from "../src/h264/frame_parser.ts";
 import { logger } from "../src/log.ts";
-import type { IndexerMsg, WriterMsg } from "../src/messages.ts";
+import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/messages.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { Fragmenter, type FragmentOut } from "../src/mp4/fragmenter.ts";
 import { initSegment } from "../src/mp4/init_segment.ts";
@@ -28,6 +28,8 @@ export interface WriterOptions {
   metrics: Metrics;
   openChunks: OpenChunks;
   self: ActorRef<WriterMsg>;
+  /** Told to wait for a keyframe when a full disk ended the chunk (the next one retries). */
+  segmenter: ActorRef<SegmenterMsg>;
   /** A session left open by a crash, which the recording may continue. */
   resume?: { sessionId: string; dir: string } | null;
 }
@@ -59,6 +61,8 @@ export class Writer implements Behavior<WriterMsg> {
   #chunk: OpenChunk | null = null;
   #tickQueued = false;
   #noChunkDrops = 0;
+  /** The device filled up: chunks are retried at each keyframe until space returns. */
+  #diskFull = false;
 
   constructor(o: WriterOptions) {
     this.#o = o;
@@ -79,8 +83,13 @@ export class Writer implements Behavior<WriterMsg> {
         return;
       case "chunk-open":
         await this.#closeChunk("restart", true);
-        if (!this.#session) await this.#startSession(msg.frame.ts);
-        await this.#openChunk(msg.frame);
+        try {
+          if (!this.#session) await this.#startSession(msg.frame.ts);
+          await this.#openChunk(msg.frame);
+        } catch (e) {
+          if (!isDiskFull(e)) throw e;
+          this.#abandonOpening(e);
+        }
         return;
       case "frame":
         return this.#frame(msg.frame);
@@ -89,7 +98,7 @@ export class Writer implements Behavior<WriterMsg> {
       case "tick": {
         this.#tickQueued = false;
         const out = this.#chunk?.fragmenter.due(msg.now, DUE_GRACE_MS);
-        if (out) await this.#write(out);
+        if (out && !(await this.#write(out))) await this.#closeOnDiskFull();
       }
     }
   }
@@ -168,6 +177,10 @@ export class Writer implements Behavior<WriterMsg> {
     await writeAll(file, init);
     await fsyncDir(join(layout.root, session.dir, "video_segments"));
     this.#chunk.bytes = init.length;
+    if (this.#diskFull) {
+      this.#diskFull = false;
+      this.#log.warn("disk space returned: recording resumed", { path });
+    }
     const { codec, width, height } = params.info;
     this.#log.info("chunk opened", { path, codec, width, height });
     this.#o.indexer.send({
@@ -181,19 +194,35 @@ export class Writer implements Behavior<WriterMsg> {
       if (this.#noChunkDrops++ === 0) {
         this.#log.warn("frame without an open chunk dropped (writer restarted?)");
       }
-      this.#o.metrics.framesDropped.inc({ ...this.#labels, reason: "no_open_chunk" });
+      this.#o.metrics.framesDropped.inc({
+        ...this.#labels,
+        reason: this.#diskFull ? "disk_full" : "no_open_chunk",
+      });
       return;
     }
     this.#noChunkDrops = 0;
     const out = this.#chunk.fragmenter.add(frame);
-    if (out) await this.#write(out);
+    if (out && !(await this.#write(out))) await this.#closeOnDiskFull();
   }
 
-  async #write(out: FragmentOut): Promise<void> {
+  /**
+   * Appends a fragment. On a full device the partial write is cut off again, so the file ends at
+   * its last whole fragment, the fragment's frames are counted as dropped, and false is returned.
+   */
+  async #write(out: FragmentOut): Promise<boolean> {
     const c = this.#chunk!;
     const { metrics } = this.#o;
-    await writeAll(c.file, out.bytes);
-    if (this.#o.fsyncFragments) await c.file.syncData();
+    try {
+      await writeAll(c.file, out.bytes);
+      if (this.#o.fsyncFragments) await c.file.syncData();
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      await c.file.truncate(c.bytes);
+      this.#diskFull = true;
+      metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
+      this.#log.error("disk full: fragment not written", { path: c.path, framesLost: out.frames, error: e });
+      return false;
+    }
     const now = Date.now();
     const spanMs = out.endMs - (c.endMs - c.startMs);
     c.frames += out.frames;
@@ -211,18 +240,50 @@ export class Writer implements Behavior<WriterMsg> {
       frames: c.frames,
       bytes: c.bytes,
     });
+    return true;
   }
 
-  async #closeChunk(reason: string, partial: boolean, endTs?: number): Promise<void> {
+  /** A full disk ended the chunk: close what was written, and retry at the next keyframe. */
+  async #closeOnDiskFull(): Promise<void> {
+    const pending = this.#chunk?.fragmenter.pendingFrames ?? 0;
+    if (pending > 0) this.#o.metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, pending);
+    await this.#closeChunk("disk-full", true, undefined, false);
+    this.#o.segmenter.send({ type: "writer-reset" });
+  }
+
+  /** A full disk stopped a chunk from opening: remove what was created; the next keyframe retries. */
+  #abandonOpening(error: unknown): void {
+    const c = this.#chunk;
+    if (c) {
+      c.file.close();
+      this.#o.openChunks.delete(c.path);
+      Deno.removeSync(join(this.#o.layout.root, c.path));
+      this.#chunk = null;
+    }
+    if (!this.#diskFull) {
+      this.#log.error("disk full: cannot open a chunk; retrying at each keyframe", { error });
+    }
+    this.#diskFull = true;
+    this.#o.segmenter.send({ type: "writer-reset" });
+  }
+
+  async #closeChunk(reason: string, partial: boolean, endTs?: number, flush = true): Promise<void> {
     const c = this.#chunk;
     if (!c) return;
-    const out = c.fragmenter.finish(endTs);
-    if (out) await this.#write(out);
+    const out = flush ? c.fragmenter.finish(endTs) : null;
+    if (flush && out && !(await this.#write(out))) reason = "disk-full";
     await c.file.sync();
     c.file.close();
     this.#chunk = null;
     this.#o.openChunks.delete(c.path);
     this.#o.metrics.currentChunkSize.set(this.#labels, 0);
+    if (c.frames === 0) {
+      // Nothing but the init segment (a full disk took its first fragment): no chunk to keep.
+      await Deno.remove(join(this.#o.layout.root, c.path)).catch(() => {});
+      this.#log.warn("chunk discarded: no frame was written", { path: c.path, reason });
+      this.#o.indexer.send({ type: "chunk-discarded", stream: this.#o.stream, path: c.path });
+      return;
+    }
     this.#log.info("chunk closed", { path: c.path, reason, partial, frames: c.frames, bytes: c.bytes });
     this.#o.indexer.send({
       type: "chunk-closed",
@@ -256,4 +317,10 @@ async function nextIndex(dir: string): Promise<number> {
     if (parsed) max = Math.max(max, parsed.index);
   }
   return max + 1;
+}
+
+/** ENOSPC, however the runtime reports it. */
+function isDiskFull(e: unknown): boolean {
+  return e instanceof Error &&
+    ((e as { code?: string }).code === "ENOSPC" || /No space left|os error 28/.test(e.message));
 }

@@ -45,6 +45,8 @@ export type IndexerMsg =
   }
   | { type: "session-ended"; stream: string; sessionId: string; endMs: number }
   | { type: "stream-state"; stream: string; state: "connected" | "disconnected"; reason: string }
+  /** A chunk that never got a frame (its first fragment hit a full disk): its file is gone. */
+  | { type: "chunk-discarded"; stream: string; path: string }
   | { type: "chunk-opened"; chunk: ChunkOpened }
   | { type: "chunk-progress"; stream: string; path: string; endMs: number; frames: number; bytes: number }
   | {

@@ -152,6 +152,7 @@ export async function startService(config: Config): Promise<Service> {
           metrics,
           openChunks,
           self: writerBox,
+          segmenter: segmenterBox,
           resume: writerResume,
         }),
       afterRestart: async () => {

@@ -94,14 +94,24 @@ export class ServiceProcess {
   }
 
   /** The first log line (past or future) that matches; rejects if the process exits first. */
-  waitForLog(pred: (l: LogLine) => boolean, what = "log line"): Promise<LogLine> {
+  /** The first log line (past or future) that matches; rejects if the process exits first or after `timeoutMs`. */
+  waitForLog(pred: (l: LogLine) => boolean, what = "log line", timeoutMs = 60_000): Promise<LogLine> {
     const seen = this.logs.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      this.#waiters.push({ pred, resolve });
-      this.status.then((s) =>
-        reject(new Error(`service exited (${s.code}) before ${what}; stderr: ${this.stderr.join("\n")}`))
-      );
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`no ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (l: LogLine) => {
+        clearTimeout(timer);
+        resolve(l);
+      };
+      this.#waiters.push({ pred, resolve: done });
+      this.status.then((s) => {
+        clearTimeout(timer);
+        reject(new Error(`service exited (${s.code}) before ${what}; stderr: ${this.stderr.join("\n")}`));
+      });
     });
   }
 
