@@ -17,6 +17,8 @@ export type JanitorMsg = { type: "check" };
 
 /** Chunks considered per pass when something must go; a pass that uses them all asks for another. */
 const BATCH = 1000;
+/** How often the janitor walks the storage folder to check the index's usage against the files. */
+const WALK_EVERY_MS = 10 * 60_000;
 
 export interface JanitorOptions {
   index: ChunkIndex;
@@ -42,6 +44,7 @@ export class Janitor implements Behavior<JanitorMsg> {
   #log = logger("janitor");
   #off: () => void;
   #queued = false;
+  #lastWalk = -Infinity;
 
   constructor(o: JanitorOptions) {
     this.#o = o;
@@ -116,7 +119,23 @@ export class Janitor implements Behavior<JanitorMsg> {
     }
     metrics.storageUsed.set(usage);
     if (plan.length === BATCH) this.#request(); // more than one batch to delete: go on
+    if (Date.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#checkDrift(usage);
     return plan.map((d) => d.path);
+  }
+
+  /** Walks the files and reports how far the index's count of bytes is from what is on disk. */
+  async #checkDrift(indexed: number): Promise<void> {
+    this.#lastWalk = Date.now();
+    const onDisk = await folderBytes(this.#o.root);
+    const drift = onDisk - indexed;
+    this.#o.metrics.usageDrift.set(drift);
+    if (Math.abs(drift) > Math.max(100 * 2 ** 20, indexed / 100)) {
+      this.#log.warn("the index's usage differs from the files", {
+        indexedBytes: indexed,
+        onDiskBytes: onDisk,
+        drift,
+      });
+    }
   }
 
   /** Removes a session's folder once no chunk file is left in it, else rewrites its metadata.json. */
@@ -133,4 +152,17 @@ export class Janitor implements Behavior<JanitorMsg> {
       await writeSessionMetadata(index, root, stream, sessionId, this.#o.settings);
     }
   }
+}
+
+/** Bytes of the chunk files and the index under `root` (what the janitor's usage counts). */
+async function folderBytes(root: string): Promise<number> {
+  let total = 0;
+  for await (const e of Deno.readDir(root)) {
+    const path = join(root, e.name);
+    if (e.isDirectory) total += await folderBytes(path);
+    else if (e.isFile && (e.name.endsWith(".mp4") || e.name === "index.db" || e.name === "index.db-wal")) {
+      total += (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
+    }
+  }
+  return total;
 }

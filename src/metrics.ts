@@ -35,6 +35,7 @@ export class Metrics {
   readonly chunksDeleted;
   readonly bytesDeleted;
   readonly storageUsed;
+  readonly usageDrift;
 
   constructor() {
     const registers = [this.registry];
@@ -125,6 +126,11 @@ export class Metrics {
     this.chunksDeleted = counter("storage_chunks_deleted_total", "Chunks deleted by retention", ["reason"]);
     this.bytesDeleted = counter("storage_bytes_deleted_total", "Bytes freed by retention", ["reason"]);
     this.storageUsed = gauge("storage_used_bytes", "Chunks on disk plus the index, from the index", []);
+    this.usageDrift = gauge(
+      "storage_usage_drift_bytes",
+      "Files on disk minus the index's count (a periodic walk checks it)",
+      [],
+    );
     this.writeLatency = new Histogram({
       name: "storage_frame_write_latency_seconds",
       help: "From a frame's first byte arriving to its fragment being written",
