@@ -29,15 +29,20 @@ function chunkBytes(root: string): number {
   return total;
 }
 
-Deno.test("a 20 MB budget: usage stays within budget + one chunk, the newest video is kept, deleted chunks leave the ranges", async () => {
-  // A 12 MB pattern played 5 times: ~60 MB, one frame every 5 ms, so ~6 MB per 1 s chunk.
+/** A 12 MB 720p pattern played `loops` times, a frame every 5 ms: ~6 MB per 1 s chunk. */
+async function heavyStream(loops: number, onFrame?: () => void) {
   const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 8000 });
-  const relay = startRelay({
+  return startRelay({
     frames: sourceFrames(h264),
     intervalMs: () => 5,
-    loops: 5,
+    loops,
     startAfterClients: 1,
+    onFrame,
   });
+}
+
+Deno.test("a 20 MB budget: usage stays within budget + one chunk, the newest video is kept, deleted chunks leave the ranges", async () => {
+  const relay = await heavyStream(5);
   const storage = await Deno.makeTempDir();
   const budget = 20 * MB;
   const service = new ServiceProcess({
@@ -156,13 +161,7 @@ Deno.test("a deletion interrupted by a crash (before or after the unlink) is fin
 });
 
 Deno.test("a chunk leased by a slow clip read is not deleted until the lease ends", async () => {
-  const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 12, gop: 30, bitrateKbps: 8000 });
-  const relay = startRelay({
-    frames: sourceFrames(h264),
-    intervalMs: () => 5,
-    loops: 5,
-    startAfterClients: 1,
-  });
+  const relay = await heavyStream(5);
   const storage = await Deno.makeTempDir();
   const service = new ServiceProcess({
     VIDEO_STREAM_URL: relay.url,
@@ -214,22 +213,8 @@ Deno.test({
   ignore: Deno.uid() !== 0, // reported as ignored where the tests do not run as root (mount needs it)
   fn: async () => {
     const storage = smallFilesystem(48);
-    const h264 = await pattern({
-      width: 1280,
-      height: 720,
-      fps: 30,
-      seconds: 12,
-      gop: 30,
-      bitrateKbps: 8000,
-    });
     let sent = 0;
-    const relay = startRelay({
-      frames: sourceFrames(h264),
-      intervalMs: () => 5,
-      loops: 5,
-      startAfterClients: 1,
-      onFrame: () => sent++,
-    });
+    const relay = await heavyStream(5, () => sent++);
     const floorMiB = 20;
     const service = new ServiceProcess({
       VIDEO_STREAM_URL: relay.url,
@@ -276,20 +261,7 @@ Deno.test({
     const storage = smallFilesystem(32);
     const filler = join(storage, "filler.bin");
     await Deno.writeFile(filler, new Uint8Array(22 * MB));
-    const h264 = await pattern({
-      width: 1280,
-      height: 720,
-      fps: 30,
-      seconds: 12,
-      gop: 30,
-      bitrateKbps: 8000,
-    });
-    const relay = startRelay({
-      frames: sourceFrames(h264),
-      intervalMs: () => 5,
-      loops: 2,
-      startAfterClients: 1,
-    });
+    const relay = await heavyStream(2);
     const service = new ServiceProcess({
       VIDEO_STREAM_URL: relay.url,
       STORAGE_PATH: join(storage, "rec"),
