@@ -118,6 +118,7 @@ export class Janitor implements Behavior<JanitorMsg> {
       await this.#tidy(stream, sessionId);
     }
     metrics.storageUsed.set(usage);
+    metrics.storageLimit.set(policy.budgetBytes ?? 0);
     if (plan.length === BATCH) this.#request(); // more than one batch to delete: go on
     if (Date.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#checkDrift(usage);
     return plan.map((d) => d.path);

@@ -4,7 +4,8 @@
  *
  * DEMO_SOURCE: "fixture" (the drone recording in ../shared/fixtures), "pattern" (ffmpeg's testsrc2,
  * 1280x720 at 30 fps), or a path to an Annex-B .h264 file. Default: the fixture if present, else the
- * pattern. DEMO_FPS paces a file (default 30; the fixture plays at its 14.7 fps).
+ * pattern. DEMO_FPS paces a file (default 30; the fixture plays at its 14.7 fps). DEMO_HOST and
+ * DEMO_PORT (127.0.0.1:5001) place the source; DEMO_SOURCE_ONLY=1 runs the source without a recorder.
  */
 import { resolveFfmpeg, testPattern } from "./ffmpeg.ts";
 import { logger } from "./log.ts";
@@ -51,11 +52,14 @@ const env = Deno.env.toObject();
 const source = await loadSource(env);
 const relay = startRelay({
   frames: sourceFrames(source.h264),
+  hostname: env.DEMO_HOST ?? "127.0.0.1",
   port: Number(env.DEMO_PORT ?? 5001),
   intervalMs: () => 1000 / source.fps,
   loops: Infinity,
 });
 logger("demo").info("demo source streaming", { source: source.name, fps: source.fps, url: relay.url });
+// DEMO_SOURCE_ONLY: the source alone, for a recorder elsewhere (the compose stack's demo profile).
+if (env.DEMO_SOURCE_ONLY === "1") await new Promise(() => {});
 await runRecorder(
   { VIDEO_CHUNK_DURATION_SECONDS: "10", ...env, VIDEO_STREAM_URL: relay.url },
   () => relay.close(),

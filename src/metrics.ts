@@ -36,6 +36,7 @@ export class Metrics {
   readonly bytesDeleted;
   readonly storageUsed;
   readonly usageDrift;
+  readonly storageLimit;
 
   constructor() {
     const registers = [this.registry];
@@ -126,6 +127,7 @@ export class Metrics {
     this.chunksDeleted = counter("storage_chunks_deleted_total", "Chunks deleted by retention", ["reason"]);
     this.bytesDeleted = counter("storage_bytes_deleted_total", "Bytes freed by retention", ["reason"]);
     this.storageUsed = gauge("storage_used_bytes", "Chunks on disk plus the index, from the index", []);
+    this.storageLimit = gauge("storage_limit_bytes", "STORAGE_SIZE_GB in bytes (0: no limit)", []);
     this.usageDrift = gauge(
       "storage_usage_drift_bytes",
       "Files on disk minus the index's count (a periodic walk checks it)",
