@@ -52,9 +52,10 @@ export class ServiceProcess {
   #reading: Promise<void>;
   readonly status: Promise<Deno.CommandStatus>;
 
-  constructor(env: Record<string, string>, entry = "src/main.ts") {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SERVICE_FLAGS, join(ROOT, entry)],
+  /** `command`: run this instead of `deno run` of `entry` (a compiled binary). */
+  constructor(env: Record<string, string>, entry = "src/main.ts", command?: string) {
+    this.#child = new Deno.Command(command ?? Deno.execPath(), {
+      args: command ? [] : ["run", ...SERVICE_FLAGS, join(ROOT, entry)],
       env: { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env },
       stdout: "piped",
       stderr: "piped",

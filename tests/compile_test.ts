@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sourceFrames, startRelay } from "../src/relay.ts";
+import { FIXTURE, indexRows, ROOT, ServiceProcess } from "./helpers.ts";
+
+Deno.test({
+  name: "the compiled binary (deno task compile's flags) records 5 s from the demo source",
+  // `deno compile` needs Deno's denort runtime, which it downloads; here it is given as DENORT_BIN.
+  ignore: !Deno.env.get("DENORT_BIN"),
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const binary = join(dir, "skyreel");
+    const task: string = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json"))).tasks.compile;
+    const args = task.split(/\s+/).slice(1).map((
+      a,
+    ) => (a === "dist/skyreel" ? binary : a === "src/main.ts" ? join(ROOT, a) : a));
+    const built = await new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: ROOT,
+      stderr: "piped",
+      stdout: "null",
+    }).output();
+    assert.ok(built.success, new TextDecoder().decode(built.stderr));
+    let sent = 0;
+    let fiveSeconds = () => {};
+    const enough = new Promise<void>((r) => (fiveSeconds = r));
+    const relay = startRelay({
+      frames: sourceFrames(await Deno.readFile(FIXTURE)),
+      intervalMs: () => 1000 / 15,
+      loops: Infinity,
+      startAfterClients: 1,
+      onFrame: () => ++sent === 75 && fiveSeconds(), // 5 s at 15 fps
+    });
+    const service = new ServiceProcess(
+      { VIDEO_STREAM_URL: relay.url, STORAGE_PATH: join(dir, "rec"), AMQP_URL: "" },
+      "",
+      binary,
+    );
+    try {
+      await service.waitForLog((l) => l.msg === "chunk opened", "recording");
+      await enough;
+      await relay.close();
+      await service.waitForLog((l) => l.msg === "disconnected");
+      service.signal("SIGTERM");
+      assert.equal((await service.exit()).code, 0);
+      const frames = indexRows(join(dir, "rec")).chunks.reduce((n, c) => n + c.frames, 0);
+      assert.ok(frames >= 70, `${frames} frames recorded`);
+    } finally {
+      service.signal("SIGKILL");
+      await service.exit();
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
