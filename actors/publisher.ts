@@ -37,6 +37,8 @@ export class Publisher implements Behavior<never> {
   #o: PublisherOptions;
   #log = logger("publisher");
   #lastPrune = 0;
+  /** Set while stop() waits for the outbox to empty. */
+  #onDrained: (() => void) | null = null;
 
   constructor(o: PublisherOptions) {
     this.#o = o;
@@ -44,16 +46,18 @@ export class Publisher implements Behavior<never> {
 
   receive(): void {}
 
-  /** At shutdown, gives the publisher a moment to send what the last chunk closes produced. */
+  /**
+   * At shutdown, gives the publisher up to DRAIN_MS to send what the last chunk closes produced:
+   * it resolves when the publish loop finds the outbox empty.
+   */
   async stop(): Promise<void> {
-    const deadline = Date.now() + DRAIN_MS;
-    while (
-      this.#o.status.state === "connected" && Date.now() < deadline &&
-      (await this.#o.index.outbox()).depth > 0
-    ) {
-      this.#o.events.changed("");
-      await sleep(20);
-    }
+    if (this.#o.status.state !== "connected") return;
+    const timeout = new AbortController();
+    const drained = new Promise<void>((resolve) => (this.#onDrained = resolve));
+    this.#o.events.changed(""); // wake the loop: the final events are waiting
+    await Promise.race([drained, sleep(DRAIN_MS, timeout.signal)]);
+    timeout.abort();
+    this.#onDrained = null;
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -119,6 +123,7 @@ export class Publisher implements Behavior<never> {
           for (const row of rows) this.#o.metrics.eventsPublished.inc({ type: row.type });
           continue;
         }
+        this.#onDrained?.();
         await this.#prune(true);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, IDLE_CHECK_MS);
