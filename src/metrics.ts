@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerProcessMetrics } from "./process_metrics.ts";
 
 /**
  * The service's Prometheus metrics, in a registry of its own (several services may share a
@@ -40,6 +41,7 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry];
+    registerProcessMetrics(this.registry);
     const counter = (name: string, help: string, labelNames: string[]) =>
       new Counter({ name, help, labelNames, registers });
     const gauge = (name: string, help: string, labelNames: string[]) =>
