@@ -7,6 +7,10 @@ export interface StreamConfig {
 
 export interface Config {
   streams: StreamConfig[];
+  /** The streams came from CONFIG_FILE rather than VIDEO_STREAM_URL. */
+  streamsFromFile: boolean;
+  /** CONFIG_FILE's path; null: none. */
+  configFile: string | null;
   storagePath: string;
   chunkSeconds: number;
   idleSeconds: number;
@@ -52,6 +56,12 @@ export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
     super(`${variable}: ${message}`);
   }
+}
+
+/** Refuses to start: one line naming the variable, exit code 2. */
+export function refuse(e: ConfigError): never {
+  console.error(`skyreel: invalid configuration: ${e.message}`);
+  Deno.exit(2);
 }
 
 type Env = Record<string, string | undefined>;
@@ -237,6 +247,8 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
   }
   const config: Config = {
     streams: fileStreams ?? [{ name: "default", url: wsUrl("VIDEO_STREAM_URL", url) }],
+    streamsFromFile: fileStreams !== null,
+    configFile: env.CONFIG_FILE || null,
     storagePath,
     chunkSeconds: int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     idleSeconds: int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),

@@ -1,6 +1,7 @@
 /** Entry point of `deno task start`: the recorder, configured from the environment. */
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig, refuse } from "./config.ts";
 import { logger, setLogLevel } from "./log.ts";
+import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";
 import { type Service, startService } from "./service.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
@@ -18,6 +19,15 @@ export async function runRecorder(
 ): Promise<never> {
   try {
     const config = loadConfig(env);
+    const missing = firstMissing(permissionsNeeded(config));
+    if (missing) {
+      throw new ConfigError(
+        missing.variable,
+        `this process lacks ${
+          describe(missing)
+        }; start it with \`deno task start\`, or rebuild the binary with \`deno task compile\` under this configuration`,
+      );
+    }
     setLogLevel(config.logLevel);
     const log = logger("main");
     // Listen before starting: a signal during start-up must stop cleanly, not kill the process.
@@ -25,6 +35,8 @@ export async function runRecorder(
     let stopRequested = false;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(signal, () => {
+        // A terminal's Ctrl-C reaches both the launcher, which forwards it, and this process.
+        if (stopRequested) return;
         log.info("shutting down", { signal });
         const deadline = setTimeout(() => {
           log.error("shutdown took longer than 5 s; exiting");
@@ -42,8 +54,7 @@ export async function runRecorder(
     Deno.exit(code);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    console.error(`skyreel: invalid configuration: ${e.message}`);
-    Deno.exit(2);
+    refuse(e);
   }
 }
 

@@ -1,26 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sourceFrames, startRelay } from "../src/relay.ts";
-import { FIXTURE, indexRows, ROOT, ServiceProcess } from "./helpers.ts";
+import { FIXTURE, indexRows, ROOT, ServiceProcess, taskArgs } from "./helpers.ts";
 
 Deno.test({
-  name: "the compiled binary (deno task compile's flags) records 5 s from the demo source",
+  name:
+    "the compiled binary (deno task compile) records 5 s from the demo source, within its baked permissions",
   // `deno compile` needs Deno's denort runtime, which it downloads; here it is given as DENORT_BIN.
   ignore: !Deno.env.get("DENORT_BIN"),
   fn: async () => {
     const dir = await Deno.makeTempDir();
     const binary = join(dir, "skyreel");
-    const task: string = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json"))).tasks.compile;
-    const args = task.split(/\s+/).slice(1).map((
-      a,
-    ) => (a === "dist/skyreel" ? binary : a === "src/main.ts" ? join(ROOT, a) : a));
-    const built = await new Deno.Command(Deno.execPath(), {
-      args,
-      cwd: ROOT,
-      stderr: "piped",
-      stdout: "null",
-    }).output();
-    assert.ok(built.success, new TextDecoder().decode(built.stderr));
     let sent = 0;
     let fiveSeconds = () => {};
     const enough = new Promise<void>((r) => (fiveSeconds = r));
@@ -31,11 +21,33 @@ Deno.test({
       startAfterClients: 1,
       onFrame: () => ++sent === 75 && fiveSeconds(), // 5 s at 15 fps
     });
-    const service = new ServiceProcess(
-      { VIDEO_STREAM_URL: relay.url, STORAGE_PATH: join(dir, "rec"), AMQP_URL: "" },
-      "",
-      binary,
+    // The permissions are computed from the configuration at build time, as on a field machine's.
+    const env = {
+      VIDEO_STREAM_URL: relay.url,
+      STORAGE_PATH: join(dir, "rec"),
+      UPLOAD_PATH: join(dir, "up"),
+      AMQP_URL: "",
+      HTTP_PORT: "0",
+      METRICS_PORT: "0",
+    };
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: [...taskArgs("compile"), binary],
+      cwd: ROOT,
+      env,
+      stderr: "piped",
+      stdout: "null",
+    }).output();
+    assert.ok(built.success, new TextDecoder().decode(built.stderr));
+    const elsewhere = await new Deno.Command(binary, {
+      env: { ...env, STORAGE_PATH: join(dir, "elsewhere") },
+      stderr: "piped",
+    }).output();
+    assert.equal(elsewhere.code, 2);
+    assert.match(
+      new TextDecoder().decode(elsewhere.stderr),
+      /^skyreel: invalid configuration: STORAGE_PATH: /,
     );
+    const service = new ServiceProcess(env, [binary]);
     try {
       await service.waitForLog((l) => l.msg === "chunk opened", "recording");
       await enough;

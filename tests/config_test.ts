@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { ROOT, SERVICE_FLAGS } from "./helpers.ts";
+import { ROOT, taskArgs } from "./helpers.ts";
 
 Deno.test("defaults", () => {
   const c = loadConfig({});
@@ -68,10 +67,11 @@ Deno.test("each bad value is refused with one line naming the variable, exit cod
       (e: unknown) => e instanceof ConfigError && e.variable === name,
     );
   }
-  // The real entry point, as `deno task start` runs it.
+  // The real entry point: `deno task start`'s launcher, which refuses before starting the recorder.
   for (const [name, value] of BAD) {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SERVICE_FLAGS, join(ROOT, "src/main.ts")],
+      args: taskArgs("start"),
+      cwd: ROOT,
       env: { [name]: value, STORAGE_PATH: name === "STORAGE_PATH" ? value : "/nonexistent-never-created" },
       stdout: "piped",
       stderr: "piped",

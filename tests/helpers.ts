@@ -1,20 +1,33 @@
 /** Shared by the tests: the real service as a subprocess, ffmpeg-made streams, ffprobe's verdict. */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { ConfigError, loadConfig } from "../src/config.ts";
 import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/ffmpeg.ts";
+import { launchArgs } from "../src/launch.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
-/** The flags of `deno task start`, so tests run the service as users do. */
-export const SERVICE_FLAGS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-  "--allow-sys",
-];
+/** The arguments of a deno.json task after its leading `deno` (every task here is one command). */
+export function taskArgs(task: string): string[] {
+  const line: string = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json"))).tasks[task];
+  return line.split(/\s+/).slice(1);
+}
+
+/**
+ * The `deno` arguments the launcher of `deno task start` would run the recorder with under `env`
+ * (merged over this process's environment, as the child inherits it): every test that starts the
+ * service runs it with the least-privilege flags. A configuration the service refuses gets only
+ * what it takes to read and refuse it.
+ */
+function serviceArgs(env: Record<string, string>): string[] {
+  try {
+    return launchArgs("start", loadConfig({ ...Deno.env.toObject(), ...env }));
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    return ["run", "--allow-env", "--allow-read", join(ROOT, "src/main.ts")];
+  }
+}
 
 export async function ffmpegPath(): Promise<string> {
   const bin = await resolveFfmpeg();
@@ -52,11 +65,13 @@ export class ServiceProcess {
   #reading: Promise<void>;
   readonly status: Promise<Deno.CommandStatus>;
 
-  /** `command`: run this instead of `deno run` of `entry` (a compiled binary). */
-  constructor(env: Record<string, string>, entry = "src/main.ts", command?: string) {
-    this.#child = new Deno.Command(command ?? Deno.execPath(), {
-      args: command ? [] : ["run", ...SERVICE_FLAGS, join(ROOT, entry)],
-      env: { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env },
+  /** `command`: run this (a compiled binary, `deno task start`) instead of src/main.ts. */
+  constructor(env: Record<string, string>, command?: string[]) {
+    env = { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env };
+    this.#child = new Deno.Command(command?.[0] ?? Deno.execPath(), {
+      args: command ? command.slice(1) : serviceArgs(env),
+      cwd: ROOT,
+      env,
       stdout: "piped",
       stderr: "piped",
       stdin: "null",

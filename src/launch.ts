@@ -1,0 +1,60 @@
+/**
+ * Entry point of `deno task start` and `deno task compile`. Deno's permissions are fixed when a
+ * process starts, and the hosts and folders the recorder needs are in its configuration, so this
+ * reads the configuration and then runs src/main.ts in a child Deno granted exactly
+ * `permissionsNeeded` (or compiles it into a binary with those baked in). The launcher itself
+ * reads only the configuration and touches no network and no recorded file.
+ *
+ *   deno run --allow-read --allow-env --allow-run src/launch.ts start
+ *   deno run --allow-read --allow-env --allow-run src/launch.ts compile [output]
+ */
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Config, ConfigError, loadConfig, refuse } from "./config.ts";
+import { logger, setLogLevel } from "./log.ts";
+import { permissionFlags, permissionsNeeded } from "./permissions.ts";
+
+const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+
+/**
+ * The `deno` arguments that run (or compile) the recorder under `config`.
+ *
+ * @example
+ * launchArgs("start", loadConfig(Deno.env.toObject())); // ["run", "--no-prompt", "--allow-net=127.0.0.1:5001,...", ..., "/…/src/main.ts"]
+ */
+export function launchArgs(mode: "start" | "compile", config: Config, output = "dist/skyreel"): string[] {
+  const flags = permissionFlags(permissionsNeeded(config, (p) => resolve(p)));
+  return mode === "start"
+    ? ["run", "--no-prompt", ...flags, MAIN]
+    : ["compile", ...flags, "--output", output, MAIN];
+}
+
+async function main(mode: string | undefined, output: string | undefined): Promise<never> {
+  if (mode !== "start" && mode !== "compile") {
+    console.error("usage: launch.ts start | compile [output]");
+    Deno.exit(64);
+  }
+  let config: Config;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (e) {
+    if (e instanceof ConfigError) refuse(e);
+    throw e;
+  }
+  setLogLevel(config.logLevel);
+  const args = launchArgs(mode, config, output);
+  const child = new Deno.Command(Deno.execPath(), { args, stdin: "inherit" }).spawn();
+  logger("launcher").info(mode === "start" ? "starting" : "compiling", { pid: child.pid, args });
+  // systemd, tini and `deno task` signal this process; the recorder must hear it to close its chunk.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+    });
+  }
+  const status = await child.status;
+  Deno.exit(status.code);
+}
+
+if (import.meta.main) await main(Deno.args[0], Deno.args[1]);

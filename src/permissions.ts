@@ -1,0 +1,108 @@
+/**
+ * What the recorder must be allowed to do, derived from its configuration: `deno task start` and
+ * `deno task compile` grant exactly this (src/launch.ts), and start-up refuses to run without it.
+ */
+import type { Config } from "./config.ts";
+
+/** One permission, and the variable that asks for it (named when it is missing). */
+export interface Need {
+  variable: string;
+  descriptor:
+    | { name: "net"; host: string }
+    | { name: "read" | "write"; path: string }
+    | { name: "sys"; kind: "statfs" };
+}
+
+const DEFAULT_PORTS: Record<string, string> = {
+  "ws:": "80",
+  "wss:": "443",
+  "amqp:": "5672",
+  "amqps:": "5671",
+};
+
+function hostPort(url: URL): string {
+  return `${url.hostname}:${url.port || DEFAULT_PORTS[url.protocol]}`;
+}
+
+function listenAddress(host: string, port: number): string {
+  return `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * Everything the configuration needs: the relays and the broker it connects to, the addresses it
+ * listens on, its storage and upload folders (read and write), CONFIG_FILE (read), and statfs for
+ * the free-space figures. Nothing else: no subprocesses, no other files. Paths go through `path`
+ * (the launcher makes them absolute so a compiled binary does not depend on its working folder).
+ *
+ * @example
+ * permissionsNeeded(loadConfig({}))[0]; // {variable: "VIDEO_STREAM_URL", descriptor: {name: "net", host: "127.0.0.1:5001"}}
+ */
+export function permissionsNeeded(config: Config, path: (p: string) => string = (p) => p): Need[] {
+  const needs: Need[] = config.streams.map((s, i) => ({
+    variable: config.streamsFromFile ? `CONFIG_FILE streams[${i}].url` : "VIDEO_STREAM_URL",
+    descriptor: { name: "net", host: hostPort(new URL(s.url)) },
+  }));
+  if (config.amqpUrl) {
+    needs.push({
+      variable: "AMQP_URL",
+      descriptor: { name: "net", host: hostPort(new URL(config.amqpUrl)) },
+    });
+  }
+  for (
+    const [variable, port] of [["HTTP_PORT", config.httpPort], ["METRICS_PORT", config.metricsPort]] as const
+  ) {
+    needs.push({ variable, descriptor: { name: "net", host: listenAddress(config.httpHost, port) } });
+  }
+  for (const [variable, p] of [["STORAGE_PATH", config.storagePath], ["UPLOAD_PATH", config.uploadPath]]) {
+    needs.push(
+      { variable, descriptor: { name: "read", path: path(p) } },
+      { variable, descriptor: { name: "write", path: path(p) } },
+    );
+  }
+  if (config.configFile) {
+    needs.push({ variable: "CONFIG_FILE", descriptor: { name: "read", path: path(config.configFile) } });
+  }
+  needs.push({ variable: "MIN_FREE_DISK_GB", descriptor: { name: "sys", kind: "statfs" } });
+  return needs;
+}
+
+/**
+ * The `deno run`/`deno compile` flags that grant `needs` and nothing more, plus `--allow-env` (the
+ * configuration is the environment). Commas in paths are doubled, as Deno's flag lists escape them.
+ *
+ * @example
+ * permissionFlags(permissionsNeeded(loadConfig({}))); // ["--allow-net=127.0.0.1:5001,...", "--allow-read=./recordings,./uploads", ...]
+ */
+export function permissionFlags(needs: Need[]): string[] {
+  return [
+    ...(["net", "read", "write", "sys"] as const).map((name) => {
+      const values = new Set(needs.filter((n) => n.descriptor.name === name).map((n) => value(n.descriptor)));
+      return `--allow-${name}=${[...values].join(",")}`;
+    }),
+    "--allow-env",
+  ];
+}
+
+function value(d: Need["descriptor"]): string {
+  return "host" in d ? d.host : "path" in d ? d.path.replaceAll(",", ",,") : d.kind;
+}
+
+/**
+ * The first need this process was not granted, or null. A missing one is refused at start-up
+ * with its variable named, rather than failing later in the middle of a recording.
+ *
+ * @example
+ * const missing = firstMissing(permissionsNeeded(config));
+ * if (missing) throw new ConfigError(missing.variable, `not permitted: ${describe(missing)}`);
+ */
+export function firstMissing(
+  needs: Need[],
+  state: (d: Need["descriptor"]) => Deno.PermissionState = (d) => Deno.permissions.querySync(d).state,
+): Need | null {
+  return needs.find((n) => state(n.descriptor) !== "granted") ?? null;
+}
+
+/** A need in the words of the flag that grants it: `--allow-write=/data/rec`. */
+export function describe(need: Need): string {
+  return `--allow-${need.descriptor.name}=${value(need.descriptor)}`;
+}
