@@ -1,9 +1,22 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse } from "yaml";
+import { loadConfig } from "../src/config.ts";
+import { launchArgs } from "../src/launch.ts";
 import { ROOT } from "./helpers.ts";
 
 const read = (path: string) => Deno.readTextFileSync(join(ROOT, path));
+
+/** Compose's `${NAME:-default}` as compose fills it in when NAME is unset. */
+const interpolate = (env: Record<string, string>) =>
+  Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/\$\{\w+:-([^}]*)\}/g, "$1")]));
+
+/** The variables src/config.ts reads. */
+function configVariables(): string[] {
+  const config = read("src/config.ts");
+  const names = [...config.matchAll(/env\.([A-Z_]+)|\(env, "([A-Z_]+)"/g)].map((m) => m[1] ?? m[2]);
+  return [...new Set(names)].sort();
+}
 
 Deno.test("compose.yaml: the stack, its ports and volumes, and only variables the service reads", () => {
   const compose = parse(read("compose.yaml"));
@@ -23,15 +36,89 @@ Deno.test("compose.yaml: the stack, its ports and volumes, and only variables th
   assert.ok(services.rabbitmq.ports.includes("15672:15672"), "the management UI");
   assert.deepEqual(services["demo-source"].profiles, ["demo"]);
   // Every variable set in the stack is one the code reads.
-  const config = read("src/config.ts"), demo = read("src/demo.ts");
-  for (const name of Object.keys(env)) {
-    assert.ok(
-      config.includes(`"${name}"`) || config.includes(`env.${name}`),
-      `${name} is not read by src/config.ts`,
-    );
-  }
+  const demo = read("src/demo.ts");
+  for (const name of Object.keys(env)) assert.ok(configVariables().includes(name), `${name} is not read`);
   for (const name of Object.keys(services["demo-source"].environment)) {
     assert.ok(demo.includes(`env.${name}`), `${name} is not read by src/demo.ts`);
+  }
+  // `deno task start` in the container grants the stack's own hosts and volumes.
+  const flags = launchArgs("start", loadConfig(interpolate(env)));
+  assert.ok(
+    flags.includes("--allow-net=demo-source:5001,rabbitmq:5672,0.0.0.0:8080,0.0.0.0:8005"),
+    flags.join(" "),
+  );
+  assert.ok(flags.includes("--allow-write=/recordings,/uploads"));
+});
+
+Deno.test("promtool: the Prometheus config and rules are valid, and each alert fires on its condition only", async () => {
+  const promtool = async (...args: string[]) => {
+    const { code, stdout, stderr } = await new Deno.Command("promtool", {
+      args,
+      cwd: join(ROOT, "docs/prometheus"),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    assert.equal(code, 0, `promtool ${args.join(" ")}: ${out}`);
+    return out;
+  };
+  assert.match(await promtool("check", "rules", "alerts.yml"), /SUCCESS: 5 rules found/);
+  assert.match(await promtool("test", "rules", "alerts_test.yml"), /SUCCESS/);
+  // The config names the rules where compose mounts them: check it against a copy that names ours.
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = join(dir, "prometheus.yml");
+    const text = read("docs/prometheus/prometheus.yml");
+    await Deno.writeTextFile(
+      config,
+      text.replace("/etc/prometheus/alerts.yml", join(ROOT, "docs/prometheus/alerts.yml")),
+    );
+    assert.match(await promtool("check", "config", config), /SUCCESS: 1 rule files found/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("docs/operations.md documents every variable the service reads and every metric it exports", () => {
+  const ops = read("docs/operations.md");
+  const table = [...ops.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(table, configVariables());
+  for (const file of ["src/metrics.ts", "src/process_metrics.ts"]) {
+    for (const [, name] of read(file).matchAll(/"((?:storage|process|nodejs)_[a-z_]+)"/g)) {
+      const short = name.replace(/^storage_/, "");
+      assert.ok(
+        ops.includes(`\`${short}`) || ops.includes(`\`${name}`),
+        `${name} is not in docs/operations.md`,
+      );
+    }
+  }
+});
+
+Deno.test("the systemd unit and its environment file: a valid unit, a configuration the service accepts", async () => {
+  const env = Object.fromEntries(
+    read("docs/skyreel.env").split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.split(/=(.*)/s, 2)),
+  );
+  for (const name of Object.keys(env)) assert.ok(configVariables().includes(name), `${name} is not read`);
+  const config = loadConfig(env);
+  assert.equal(config.storagePath, "/var/lib/skyreel/recordings");
+  const unit = read("docs/skyreel.service");
+  assert.match(unit, /^EnvironmentFile=\/etc\/skyreel\/skyreel.env$/m);
+  assert.match(unit, /^StateDirectory=skyreel$/m, "/var/lib/skyreel is the unit's own");
+  assert.match(unit, /^RestartPreventExitStatus=2$/m);
+  const verify = await new Deno.Command("systemd-analyze", { args: ["--version"] }).output().catch(() =>
+    null
+  );
+  if (!verify?.success) return; // systemd-analyze is not on every machine; the checks above are
+  const dir = await Deno.makeTempDir();
+  try {
+    // verify wants ExecStart to exist: stand in a binary that does.
+    const path = join(dir, "skyreel.service");
+    await Deno.writeTextFile(path, unit.replace(/^ExecStart=.*$/m, "ExecStart=/bin/true"));
+    const { code, stderr } = await new Deno.Command("systemd-analyze", { args: ["verify", path] }).output();
+    assert.equal(code, 0);
+    assert.equal(new TextDecoder().decode(stderr), "", "no unknown keys or bad values");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, and RabbitMQ on 127.0.0.1:5672.
+# Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
+# rules), and RabbitMQ on 127.0.0.1:5672.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
@@ -12,6 +13,8 @@ install() {
 if ! { command -v ffprobe >/dev/null && { command -v ffmpeg >/dev/null || [ -x "${FFMPEG_PATH:-}" ]; }; }; then
   install ffmpeg
 fi
+
+command -v promtool >/dev/null || install prometheus
 
 broker_up() { (echo > /dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
 if ! broker_up; then
