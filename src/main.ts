@@ -1,4 +1,7 @@
-/** Entry point of `deno task start`: the recorder, configured from the environment. */
+/**
+ * The recorder process, configured from the environment: run by `deno task start`'s launcher
+ * (src/launch.ts) with the permissions its configuration needs, or as the compiled binary.
+ */
 import { ConfigError, loadConfig, refuse } from "./config.ts";
 import { logger, setLogLevel } from "./log.ts";
 import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";

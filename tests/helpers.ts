@@ -70,7 +70,7 @@ export class ServiceProcess {
     env = { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env };
     this.#child = new Deno.Command(command?.[0] ?? Deno.execPath(), {
       args: command ? command.slice(1) : serviceArgs(env),
-      cwd: ROOT,
+      cwd: command ? ROOT : undefined, // relative paths resolve where serviceArgs resolved them
       env,
       stdout: "piped",
       stderr: "piped",
