@@ -8,6 +8,8 @@ import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";
 import { type Service, startService } from "./service.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
+const PERMISSION_REMEDY =
+  "start it with `deno task start`, or rebuild the binary with `deno task compile` under this configuration";
 
 /**
  * Runs the recorder until SIGINT/SIGTERM (exit 0 after a clean stop, within 5 s) or an
@@ -26,9 +28,7 @@ export async function runRecorder(
     if (missing) {
       throw new ConfigError(
         missing.variable,
-        `this process lacks ${
-          describe(missing)
-        }; start it with \`deno task start\`, or rebuild the binary with \`deno task compile\` under this configuration`,
+        `this process lacks ${describe(missing)}; ${PERMISSION_REMEDY}`,
       );
     }
     setLogLevel(config.logLevel);
