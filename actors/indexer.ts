@@ -3,12 +3,14 @@ import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg } from "../src/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
-import { chunkInfo, storageEvent } from "../src/events.ts";
+import { chunkInfo, seconds, storageEvent } from "../src/events.ts";
 import type { IndexEvents } from "../src/index/index_events.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { sleep } from "../src/sleep.ts";
 
 const DISK_FULL_RETRY_MS = 500;
+/** metadata.json is rewritten at least this often while a chunk records (and at every close). */
+const METADATA_EVERY_MS = 10_000;
 const DISK_FULL_GIVE_UP_MS = 60_000;
 
 /** SQLITE_FULL, and the failed ROLLBACK kysely reports after SQLite rolled the transaction back itself. */
@@ -33,6 +35,8 @@ export class Indexer implements Behavior<IndexerMsg> {
   #o: IndexerOptions;
   #log = logger("indexer");
   #stopping = false;
+  /** When each open chunk's session last had its metadata.json written, by chunk path. */
+  #metadataAt = new Map<string, number>();
 
   constructor(o: IndexerOptions) {
     this.#o = o;
@@ -89,13 +93,15 @@ export class Indexer implements Behavior<IndexerMsg> {
           },
           storageEvent("session_started", msg.stream, {
             session_id: msg.sessionId,
-            start_time: new Date(msg.startMs).toISOString(),
+            start_time: seconds(msg.startMs),
+            start_time_iso: new Date(msg.startMs).toISOString(),
             video_url: msg.videoUrl,
           }),
         );
         return;
       case "chunk-discarded":
         await index.deleteChunk(msg.path);
+        this.#metadataAt.delete(msg.path);
         return;
       case "stream-state":
         await index.appendEvent(
@@ -121,9 +127,16 @@ export class Indexer implements Behavior<IndexerMsg> {
         });
         return;
       }
-      case "chunk-progress":
+      case "chunk-progress": {
         await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
+        const now = Date.now();
+        if (now - (this.#metadataAt.get(msg.path) ?? 0) >= METADATA_EVERY_MS) {
+          this.#metadataAt.set(msg.path, now);
+          const row = await index.chunk(msg.path);
+          if (row) await this.#metadata(msg.stream, row.session_id);
+        }
         return;
+      }
       case "chunk-closed": {
         const facts = {
           end_ms: Math.round(msg.endMs),
@@ -146,6 +159,7 @@ export class Indexer implements Behavior<IndexerMsg> {
           );
         }
         await index.finish(msg.path, facts, "complete", msg.reason, events);
+        this.#metadataAt.delete(msg.path);
         const labels = { stream: msg.stream };
         metrics.chunksSaved.inc(labels);
         if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
@@ -164,7 +178,7 @@ export class Indexer implements Behavior<IndexerMsg> {
           end,
           storageEvent("session_complete", msg.stream, {
             session_id: msg.sessionId,
-            duration: Math.round(end - (session?.start_ms ?? end)) / 1000,
+            duration: seconds(end - (session?.start_ms ?? end)),
             total_frames: kept.reduce((n, c) => n + c.frames, 0),
             total_chunks: kept.length,
             partial_chunks: kept.filter((c) => c.partial === 1).length,

@@ -37,14 +37,20 @@ export function storageEvent(
 
 const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places;
 
-/** A chunk as metadata.json and the events describe it. */
+/** Milliseconds as seconds with millisecond precision: the seed's form for times (`1705239296.123`) and durations. */
+export function seconds(ms: number): number {
+  return Math.round(ms) / 1000;
+}
+
+/** A chunk as metadata.json and the events describe it (the seed's `chunk_info`). */
 export function chunkInfo(c: ChunkRow) {
   const ms = c.end_ms - c.start_ms;
   return {
     index: c.idx,
     filename: basename(c.path),
-    start_time: new Date(c.start_ms).toISOString(),
-    duration: round(ms / 1000, 3),
+    start_time: seconds(c.start_ms),
+    start_time_iso: new Date(c.start_ms).toISOString(),
+    duration: seconds(ms),
     frame_count: c.frames,
     average_fps: ms > 0 ? round(c.frames * 1000 / ms, 2) : 0,
     size_bytes: c.bytes,
