@@ -1,7 +1,8 @@
 import type { ActorRef, Behavior } from "../src/actor.ts";
 import type { StreamConfig } from "../src/config.ts";
+import { type ChainBreak, DecodeChain } from "../src/decode_chain.ts";
+import { FrameClock } from "../src/frame_clock.ts";
 import { type Frame, FrameParser, type ParserCounts } from "../src/h264/frame_parser.ts";
-import { KeyframeGate } from "../src/keyframe_gate.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/messages.ts";
 import type { Metrics } from "../src/metrics.ts";
@@ -19,20 +20,28 @@ export interface ConnectionOptions {
 }
 
 const RECONNECT_BASE_MS = 250;
-/** Silence after which the frame in progress is complete (the relay sends a frame's NAL units together). */
-const FRAME_END_SILENCE_MS = 250;
+/** How often frames held by the clock are checked for release. */
+const RELEASE_CHECK_MS = 50;
 
 /**
  * The WebSocket client of the relay's consumer endpoint. It timestamps each message on arrival
- * (a monotonic clock anchored to the wall clock at connect), turns messages into frames, and
- * reconnects after any drop with capped exponential backoff and jitter. It sends a text "ping"
- * every third of the timeout; a relay that sends nothing at all for the timeout is dropped.
+ * (a monotonic clock anchored to the wall clock at connect), turns messages into frames, places
+ * them on the stream's frame grid, passes on those a decoder can decode, and reconnects after any
+ * drop with capped exponential backoff and jitter. It sends a text "ping" every third of the
+ * timeout; a relay that sends nothing at all for the timeout is dropped. The clock and the decode
+ * chain outlive connections: frames that resume a coded sequence without a loss are kept.
  */
 export class Connection implements Behavior<never> {
   #o: ConnectionOptions;
   #log;
   #labels;
   #connections = 0;
+  #clock = new FrameClock<Frame>();
+  #chain = new DecodeChain();
+  /** Why frames are being skipped, and how many so far; null while they pass. */
+  #skipping: { reason: ChainBreak; frames: number } | null = null;
+  #dropping = 0;
+  #gridTicks: number | null = null;
 
   constructor(o: ConnectionOptions) {
     this.#o = o;
@@ -59,6 +68,74 @@ export class Connection implements Behavior<never> {
     }
   }
 
+  /** Frames the clock has timed: on to the segmenter if a decoder can decode them, else counted. */
+  #forward(frames: Frame[]): void {
+    const { metrics, segmenter } = this.#o;
+    for (const frame of frames) {
+      if (frame.corrupt || frame.incomplete) {
+        const reason = frame.corrupt ? "corrupt" : "incomplete";
+        metrics.framesDropped.inc({ ...this.#labels, reason });
+        this.#log.warn(
+          frame.corrupt
+            ? "corrupt frame dropped; waiting for the next keyframe"
+            : "frame cut off by the end of the connection dropped",
+          { frameTs: frame.ts },
+        );
+        // A dropped picture that others refer to shows as a frame_num gap; a corrupt one may not.
+        if (frame.corrupt) this.#chain.break();
+        continue;
+      }
+      const refused = this.#chain.admit(frame);
+      if (refused) {
+        metrics.framesSkipped.inc({ ...this.#labels, reason: refused });
+        if (this.#skipping?.reason !== refused) {
+          this.#log.warn("frames skipped until the next keyframe", { reason: refused, frameTs: frame.ts });
+          this.#skipping = { reason: refused, frames: 0 };
+        }
+        this.#skipping.frames++;
+      } else if (!segmenter.send({ type: "frame", frame })) {
+        if (this.#dropping++ === 0) this.#log.warn("segmenter queue full: dropping frames until it drains");
+        metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
+        this.#chain.break();
+      } else {
+        if (this.#skipping) {
+          this.#log.info("frames pass again", {
+            skipped: this.#skipping.frames,
+            reason: this.#skipping.reason,
+          });
+          this.#skipping = null;
+        }
+        if (this.#dropping > 0) {
+          this.#log.warn("segmenter queue drained", { dropped: this.#dropping });
+          this.#dropping = 0;
+        }
+      }
+    }
+    this.#reportClock();
+  }
+
+  /** Retimed frames and grid changes: a metric and a log line each. */
+  #reportClock(): void {
+    const { moved, maxShiftMs } = this.#clock.retiming;
+    if (moved > 0) {
+      this.#o.metrics.framesRetimed.inc(this.#labels, moved);
+      this.#log.warn("frames retimed onto the frame grid", {
+        frames: moved,
+        maxShiftMs: Math.round(maxShiftMs),
+      });
+      this.#clock.retiming = { moved: 0, maxShiftMs: 0 };
+    }
+    const grid = this.#clock.gridTicks;
+    if (grid !== null && grid !== this.#gridTicks) {
+      this.#gridTicks = grid;
+      this.#o.metrics.frameGrid.set(this.#labels, grid / 90_000);
+      this.#log.info("frame grid", {
+        stepMs: Math.round(grid / 9) / 10,
+        fps: Math.round(900_000 / grid) / 10,
+      });
+    }
+  }
+
   /** One connection, until it closes, fails, goes silent or `signal` aborts. True if data came. */
   #connectOnce(signal: AbortSignal): Promise<boolean> {
     const { stream, metrics, timeoutMs } = this.#o;
@@ -67,32 +144,16 @@ export class Connection implements Behavior<never> {
       let connected = false;
       let lastMessage = performance.now();
       let wall0 = Date.now(), mono0 = performance.now();
+      const wallNow = () => wall0 + (performance.now() - mono0);
       const parser = new FrameParser();
-      const gate = new KeyframeGate();
       let seen: ParserCounts = parser.counts;
-      let dropping = 0;
       const ws = new WebSocket(stream.url);
       ws.binaryType = "arraybuffer";
 
       const deliver = (frames: Frame[]) => {
-        for (const frame of frames) {
-          if (frame.corrupt) {
-            metrics.framesDropped.inc({ ...this.#labels, reason: "corrupt" });
-            this.#log.warn("corrupt frame dropped; waiting for the next keyframe", { frameTs: frame.ts });
-            gate.break();
-          } else if (!gate.admit(frame)) {
-            metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
-          } else if (!this.#o.segmenter.send({ type: "frame", frame })) {
-            if (dropping++ === 0) this.#log.warn("segmenter queue full: dropping frames until it drains");
-            metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
-            gate.break();
-          } else if (dropping > 0) {
-            this.#log.warn("segmenter queue drained", { dropped: dropping });
-            dropping = 0;
-          }
-        }
+        for (const frame of frames) this.#forward(this.#clock.push(frame));
         const now = parser.counts;
-        for (const kind of ["badNals", "badPackets", "discardedBytes", "oversizedNals"] as const) {
+        for (const kind of Object.keys(now) as (keyof ParserCounts)[]) {
           const d = now[kind] - seen[kind];
           if (d > 0) {
             metrics.badInput.inc({ ...this.#labels, kind }, d);
@@ -107,9 +168,10 @@ export class Connection implements Behavior<never> {
         if (finished) return;
         finished = true;
         clearInterval(watchdog);
-        clearInterval(pauseCheck);
+        clearInterval(releaseCheck);
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
+        this.#forward(this.#clock.flush());
         if (connected) {
           this.#log.warn("disconnected", { url: stream.url, reason });
           metrics.streamConnected.set(this.#labels, 0);
@@ -133,11 +195,11 @@ export class Connection implements Behavior<never> {
         }
         ws.send("ping");
       }, Math.max(50, Math.floor(timeoutMs / 3)));
-      // A frame is known complete only when the next one begins; a pause ends it too, so the last
-      // frame before a pause is recorded in its chunk instead of waiting for the stream to resume.
-      const pauseCheck = setInterval(() => {
-        if (performance.now() - lastMessage >= FRAME_END_SILENCE_MS) deliver(parser.end());
-      }, FRAME_END_SILENCE_MS / 2);
+      // The clock holds a frame until no earlier one can still come (the picture being assembled
+      // bounds that) and a burst has ended.
+      const releaseCheck = setInterval(() => {
+        if (connected) this.#forward(this.#clock.release(parser.pendingSince ?? wallNow()));
+      }, RELEASE_CHECK_MS);
 
       ws.onopen = () => {
         wall0 = Date.now();

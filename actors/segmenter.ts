@@ -1,5 +1,7 @@
 import { type Actor, createActor } from "xstate";
 import type { ActorRef, Behavior } from "../src/actor.ts";
+import { GopCache } from "../src/gop_cache.ts";
+import type { Frame } from "../src/h264/frame_parser.ts";
 import { KeyframeGate } from "../src/keyframe_gate.ts";
 import { logger } from "../src/log.ts";
 import type { SegmenterMsg, WriterMsg } from "../src/messages.ts";
@@ -13,13 +15,17 @@ export interface SegmenterOptions {
   self: ActorRef<SegmenterMsg>;
   writer: ActorRef<WriterMsg>;
   metrics: Metrics;
+  /** Bound on the frames kept since the last keyframe (GOP_CACHE_MB). */
+  gopCacheBytes: number;
   tickMs?: number;
 }
 
 /**
  * Runs the segment machine for one stream: feeds it frames and clock ticks, and forwards what it
- * decides to the writer. A frame the writer's queue refuses is counted, and the frames after it
- * are held back until the next keyframe so the chunk never holds an undecodable run.
+ * decides to the writer. It keeps the frames since the last keyframe, so that a chunk opened
+ * mid-GOP (after an idle close, or an exact cut) gets them as its decode-only lead. A frame the
+ * writer's queue refuses is counted, and the frames after it are held back until the next
+ * keyframe so the chunk never holds an undecodable run.
  */
 export class Segmenter implements Behavior<SegmenterMsg> {
   #o: SegmenterOptions;
@@ -28,6 +34,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   // Thrown from receive(): an error inside the machine's listener would not reach the supervisor.
   #failure: Error | null = null;
   #tickQueued = false;
+  #gop: GopCache<Frame>;
   #log;
   #labels;
 
@@ -35,6 +42,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     this.#o = o;
     this.#log = logger("segmenter", o.stream);
     this.#labels = { stream: o.stream };
+    this.#gop = new GopCache(o.gopCacheBytes);
     this.#machine = createActor(segmentMachine, { input: o.input });
     this.#machine.on("*", (cmd) => this.#command(cmd as SegmentCommand));
     this.#machine.start();
@@ -48,12 +56,30 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   }
 
   #handle(msg: SegmenterMsg): void {
-    if (msg.type === "frame") this.#machine.send({ type: "FRAME", frame: msg.frame });
-    else if (msg.type === "tick") {
+    if (msg.type === "frame") {
+      const frame = msg.frame;
+      // The cache still holds only the frames before this one while the machine decides.
+      this.#machine.send({
+        type: "FRAME",
+        frame,
+        carry: this.#gop.carries(frame),
+        keyIntervalMs: this.#gop.keyIntervalAt(frame),
+      });
+      const overflows = this.#gop.overflows;
+      this.#gop.add(frame);
+      if (this.#gop.overflows > overflows) {
+        this.#o.metrics.gopCacheOverflows.inc(this.#labels);
+        this.#log.warn("GOP larger than GOP_CACHE_MB: a chunk cannot start in it before the next keyframe", {
+          maxBytes: this.#gop.maxBytes,
+        });
+      }
+      this.#o.metrics.gopCacheBytes.set(this.#labels, this.#gop.bytes);
+    } else if (msg.type === "tick") {
       this.#tickQueued = false;
       this.#machine.send({ type: "TICK", now: msg.now });
     } else {
       this.#log.warn("writer restarted: the open chunk was closed by recovery; waiting for a keyframe");
+      this.#gop.clear();
       this.#machine.send({ type: "RESET" });
     }
   }
@@ -77,11 +103,14 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     const { writer, metrics } = this.#o;
     switch (cmd.type) {
       case "skip":
-        metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
+        metrics.framesSkipped.inc({
+          ...this.#labels,
+          reason: this.#gop.overflowed ? "gop_not_cached" : "before_keyframe",
+        });
         return;
       case "write":
         if (!this.#gate.admit(cmd.frame)) {
-          metrics.framesSkipped.inc({ ...this.#labels, reason: "before_keyframe" });
+          metrics.framesSkipped.inc({ ...this.#labels, reason: "after_drop" });
         } else if (!writer.send({ type: "frame", frame: cmd.frame })) {
           metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
           this.#log.warn("writer queue full: frame dropped, waiting for the next keyframe", {
@@ -90,17 +119,25 @@ export class Segmenter implements Behavior<SegmenterMsg> {
           this.#gate.break();
         }
         return;
-      case "chunk-open":
+      case "chunk-open": {
         this.#gate = new KeyframeGate(false);
-        this.#control(cmd);
+        const carry = cmd.carried ? [...this.#gop.frames] : [];
+        if (carry.length > 0) {
+          this.#log.info("chunk starts mid-GOP: the GOP so far is carried, decode-only", {
+            frames: carry.length,
+            frameTs: cmd.frame.ts,
+          });
+        }
+        this.#control({ type: "chunk-open", frame: cmd.frame, carry });
         return;
+      }
       default:
         this.#control(cmd);
     }
   }
 
   /** Control messages must not be lost: a full queue here is a failure the supervisor handles. */
-  #control(cmd: Exclude<SegmentCommand, { type: "skip" | "write" }>): void {
+  #control(cmd: Exclude<WriterMsg, { type: "frame" | "tick" }>): void {
     if (!this.#o.writer.send(cmd)) {
       this.#failure ??= new Error(`writer queue full: cannot deliver ${cmd.type}`);
     }

@@ -6,6 +6,7 @@ import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/messages.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { Fragmenter, type FragmentOut } from "../src/mp4/fragmenter.ts";
 import { initSegment } from "../src/mp4/init_segment.ts";
+import { toTicks } from "../src/mp4/timing.ts";
 import type { OpenChunks } from "../src/open_chunks.ts";
 import { sleep } from "../src/sleep.ts";
 import {
@@ -38,8 +39,12 @@ interface OpenChunk {
   file: Deno.FsFile;
   path: string;
   sessionId: string;
+  /** Its first shown frame: where the index says it starts. */
   startMs: number;
+  /** Media time 0: the first sample, decode-only when the chunk starts mid-GOP. */
+  zeroMs: number;
   fragmenter: Fragmenter;
+  /** Shown frames written. */
   frames: number;
   bytes: number;
   endMs: number;
@@ -85,7 +90,7 @@ export class Writer implements Behavior<WriterMsg> {
         await this.#closeChunk("restart", true);
         try {
           if (!this.#session) await this.#startSession(msg.frame.ts);
-          await this.#openChunk(msg.frame);
+          await this.#openChunk(msg.frame, msg.carry);
         } catch (e) {
           if (!isDiskFull(e)) throw e;
           this.#abandonOpening(e);
@@ -145,11 +150,13 @@ export class Writer implements Behavior<WriterMsg> {
     this.#o.indexer.send({ type: "session-ended", stream: this.#o.stream, sessionId: s.id, endMs: ts });
   }
 
-  async #openChunk(frame: Frame): Promise<void> {
+  /** Opens a chunk at `frame`; `carry`, the GOP before it, goes first as decode-only samples. */
+  async #openChunk(frame: Frame, carry: readonly Frame[]): Promise<void> {
     const { layout, stream } = this.#o;
     const session = this.#session!;
     const params = frame.params!;
-    const init = initSegment(params);
+    const zeroMs = carry[0]?.ts ?? frame.ts;
+    const init = initSegment(params, toTicks(frame.ts - zeroMs));
     let index = await nextIndex(join(layout.root, session.dir, "video_segments"));
     let file: Deno.FsFile;
     let path: string;
@@ -169,14 +176,21 @@ export class Writer implements Behavior<WriterMsg> {
       path,
       sessionId: session.id,
       startMs: frame.ts,
+      zeroMs,
       frames: 0,
       bytes: 0,
       endMs: frame.ts,
-      fragmenter: new Fragmenter({ startMs: frame.ts, fragmentMs: this.#o.fragmentMs }),
+      fragmenter: new Fragmenter({ startMs: zeroMs, fragmentMs: this.#o.fragmentMs }),
     };
     await writeAll(file, init);
     await fsyncDir(join(layout.root, session.dir, "video_segments"));
     this.#chunk.bytes = init.length;
+    if (carry.length > 0) {
+      if (!(await this.#write(this.#chunk.fragmenter.lead(carry, frame.ts), true))) {
+        throw Object.assign(new Error("no space left for the decode-only lead"), { code: "ENOSPC" });
+      }
+      this.#o.metrics.decodeOnlyFrames.inc(this.#labels, carry.length);
+    }
     if (this.#diskFull) {
       this.#diskFull = false;
       this.#log.warn("disk space returned: recording resumed", { path });
@@ -208,8 +222,9 @@ export class Writer implements Behavior<WriterMsg> {
   /**
    * Appends a fragment. On a full device the partial write is cut off again, so the file ends at
    * its last whole fragment, the fragment's frames are counted as dropped, and false is returned.
+   * A `decodeOnly` fragment (a carried GOP) adds no shown frames.
    */
-  async #write(out: FragmentOut): Promise<boolean> {
+  async #write(out: FragmentOut, decodeOnly = false): Promise<boolean> {
     const c = this.#chunk!;
     const { metrics } = this.#o;
     try {
@@ -219,17 +234,19 @@ export class Writer implements Behavior<WriterMsg> {
       if (!isDiskFull(e)) throw e;
       await c.file.truncate(c.bytes);
       this.#diskFull = true;
-      metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
+      if (!decodeOnly) metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
       this.#log.error("disk full: fragment not written", { path: c.path, framesLost: out.frames, error: e });
       return false;
     }
-    const now = Date.now();
-    const spanMs = out.endMs - (c.endMs - c.startMs);
-    c.frames += out.frames;
     c.bytes += out.bytes.length;
-    c.endMs = c.startMs + out.endMs;
-    metrics.framesWritten.inc(this.#labels, out.frames);
     metrics.currentChunkSize.set(this.#labels, c.bytes);
+    if (decodeOnly) return true;
+    const now = Date.now();
+    const endMs = c.zeroMs + out.endMs;
+    const spanMs = endMs - c.endMs;
+    c.frames += out.frames;
+    c.endMs = endMs;
+    metrics.framesWritten.inc(this.#labels, out.frames);
     if (spanMs > 0) metrics.actualFps.set(this.#labels, Math.round(out.frames * 1000 / spanMs * 100) / 100);
     for (const arrived of out.arrivals) metrics.writeLatency.observe(this.#labels, (now - arrived) / 1000);
     this.#o.indexer.send({

@@ -1,4 +1,5 @@
 import { type Level, LEVELS } from "./log.ts";
+import type { ChunkCut } from "./segment_machine.ts";
 
 export interface StreamConfig {
   name: string;
@@ -13,6 +14,8 @@ export interface Config {
   configFile: string | null;
   storagePath: string;
   chunkSeconds: number;
+  /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
+  chunkCut: ChunkCut;
   idleSeconds: number;
   minChunkFrames: number;
   sessionIdleSeconds: number;
@@ -28,6 +31,8 @@ export interface Config {
   supervisorWindowSeconds: number;
   /** Frames one stream may have queued between actors before new ones are dropped (and counted). */
   queueFrames: number;
+  /** Bound on the frames since the last keyframe kept per stream, to start a chunk mid-GOP (MiB). */
+  gopCacheMb: number;
   /** fdatasync after every fragment, so a power cut loses at most the fragment in progress. */
   fsyncFragments: boolean;
   /** Where saved clips go (outside retention). */
@@ -107,6 +112,15 @@ function wsUrl(name: string, raw: string): string {
   return raw;
 }
 
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], def: T): T {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return def;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${values.join(", ")}, got ${JSON.stringify(env[name])}`);
+  }
+  return raw as T;
+}
+
 function amqpUrl(raw: string | undefined): string {
   if (raw === undefined) return "amqp://guest:guest@127.0.0.1:5672";
   if (raw === "") return "";
@@ -117,17 +131,6 @@ function amqpUrl(raw: string | undefined): string {
     );
   }
   return raw;
-}
-
-function exchangeType(raw: string | undefined): "fanout" | "topic" | "direct" {
-  const t = raw || "fanout";
-  if (t !== "fanout" && t !== "topic" && t !== "direct") {
-    throw new ConfigError(
-      "EVENTS_EXCHANGE_TYPE",
-      `expected fanout, topic or direct, got ${JSON.stringify(raw)}`,
-    );
-  }
-  return t;
 }
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -251,6 +254,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     configFile: env.CONFIG_FILE || null,
     storagePath,
     chunkSeconds: int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
+    chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),
     idleSeconds: int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),
     minChunkFrames: int(env, "MIN_CHUNK_FRAMES", 30, 1, 1_000_000),
     sessionIdleSeconds: int(env, "SESSION_IDLE_TIMEOUT_SECONDS", 300, 1, 7 * 86_400),
@@ -264,6 +268,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     supervisorMaxRestarts: int(env, "SUPERVISOR_MAX_RESTARTS", 5, 0, 1000),
     supervisorWindowSeconds: int(env, "SUPERVISOR_WINDOW_SECONDS", 60, 1, 86_400),
     queueFrames: int(env, "QUEUE_FRAMES", 600, 10, 100_000),
+    gopCacheMb: int(env, "GOP_CACHE_MB", 32, 0, 4096),
     fsyncFragments: bool(env, "FSYNC_FRAGMENTS", true),
     uploadPath: env.UPLOAD_PATH || "./uploads",
     storageSizeGb: decimal(env, "STORAGE_SIZE_GB", null, 0.001, 1_000_000),
@@ -275,7 +280,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),
     amqpUrl: amqpUrl(env.AMQP_URL),
     eventsExchange: env.EVENTS_EXCHANGE || "storage_events_exchange",
-    eventsExchangeType: exchangeType(env.EVENTS_EXCHANGE_TYPE),
+    eventsExchangeType: oneOf(env, "EVENTS_EXCHANGE_TYPE", ["fanout", "topic", "direct"] as const, "fanout"),
     eventsRetentionHours: int(env, "EVENTS_RETENTION_HOURS", 24, 1, 24 * 365),
   };
   if (config.idleSeconds >= config.sessionIdleSeconds) {

@@ -1,6 +1,7 @@
 /**
- * `deno task demo`: a relay-like source looping a bundled H.264 stream, and the recorder reading it,
- * so a new user sees chunks appear in ./recordings with nothing else set up.
+ * `deno task demo`: a relay-like source looping a bundled H.264 stream (interleaved as the upstream
+ * relay sends it), and the recorder reading it, so a new user sees chunks appear in ./recordings
+ * with nothing else set up.
  *
  * DEMO_SOURCE: "fixture" (the drone recording in ../shared/fixtures), "pattern" (ffmpeg's testsrc2,
  * 1280x720 at 30 fps), or a path to an Annex-B .h264 file. Default: the fixture if present, else the
@@ -50,12 +51,13 @@ async function exists(path: URL): Promise<boolean> {
 
 const env = Deno.env.toObject();
 const source = await loadSource(env);
-const relay = startRelay({
+const relay = await startRelay({
   frames: sourceFrames(source.h264),
   hostname: env.DEMO_HOST ?? "127.0.0.1",
   port: Number(env.DEMO_PORT ?? 5001),
   intervalMs: () => 1000 / source.fps,
   loops: Infinity,
+  upstream: true, // as the real relay sends it: SPS, SPS+PPS before every IDR slice
 });
 logger("demo").info("demo source streaming", { source: source.name, fps: source.fps, url: relay.url });
 // DEMO_SOURCE_ONLY: the source alone, for a recorder elsewhere (the compose stack's demo profile).

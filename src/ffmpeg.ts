@@ -40,6 +40,8 @@ export interface TestPatternOptions {
   /** Frames between IDR pictures. */
   gop: number;
   bitrateKbps: number;
+  /** Slices per picture (the drone codes 7); one when absent. */
+  slices?: number;
 }
 
 /**
@@ -74,6 +76,7 @@ export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promis
       String(o.gop),
       "-sc_threshold",
       "0",
+      ...(o.slices ? ["-x264-params", `slices=${o.slices}:sliced-threads=0`] : []),
       "-pix_fmt",
       "yuv420p",
       "-b:v",

@@ -16,7 +16,9 @@ export type SegmenterMsg =
 
 /** To a stream's writer: the segment machine's decisions in order, the frames, and its own clock tick. */
 export type WriterMsg =
-  | Exclude<SegmentCommand, { type: "write" | "skip" }>
+  | Exclude<SegmentCommand, { type: "write" | "skip" | "chunk-open" }>
+  /** `carry`: the GOP before `frame`, written first as decode-only samples (empty at a keyframe). */
+  | { type: "chunk-open"; frame: Frame; carry: readonly Frame[] }
   | { type: "frame"; frame: Frame }
   | { type: "tick"; now: number };
 

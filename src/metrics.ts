@@ -38,6 +38,11 @@ export class Metrics {
   readonly storageUsed;
   readonly usageDrift;
   readonly storageLimit;
+  readonly framesRetimed;
+  readonly frameGrid;
+  readonly gopCacheBytes;
+  readonly gopCacheOverflows;
+  readonly decodeOnlyFrames;
 
   constructor() {
     const registers = [this.registry];
@@ -60,22 +65,22 @@ export class Metrics {
     ]);
     this.framesSkipped = counter(
       "storage_frames_skipped_total",
-      "Frames not recorded because no decodable keyframe preceded them",
+      "Frames not recorded because a decoder could not decode them: before_keyframe, gap (frame_num shows a lost picture), after_drop, gop_not_cached",
       ["stream", "reason"],
     );
     this.framesDropped = counter(
       "storage_frames_dropped_total",
-      "Frames lost: queue full, corrupt, or no open chunk",
+      "Frames lost: corrupt, incomplete (cut off by the end of a connection), queue_full, no_open_chunk, disk_full",
       ["stream", "reason"],
     );
     this.badInput = counter(
       "storage_bad_input_total",
-      "Input refused: malformed NAL units and packets, discarded bytes",
+      "Input refused: malformed NAL units and packets, discarded bytes, late slices, NAL units split across messages",
       ["stream", "kind"],
     );
     this.textMessages = counter(
       "storage_text_messages_total",
-      "Text messages from the relay (logged at debug)",
+      "Text messages from the relay other than pong (logged at debug)",
       [
         "stream",
       ],
@@ -134,6 +139,29 @@ export class Metrics {
       "storage_usage_drift_bytes",
       "Files on disk minus the index's count (a periodic walk checks it)",
       [],
+    );
+    this.framesRetimed = counter(
+      "storage_frames_retimed_total",
+      "Frames placed more than one grid step from their arrival (a burst laid out, or frames running late)",
+      ["stream"],
+    );
+    this.frameGrid = gauge("storage_frame_grid_seconds", "The step of the stream's frame time grid", [
+      "stream",
+    ]);
+    this.gopCacheBytes = gauge(
+      "storage_gop_cache_bytes",
+      "Frames since the last keyframe, kept to start a chunk mid-GOP",
+      ["stream"],
+    );
+    this.gopCacheOverflows = counter(
+      "storage_gop_cache_overflows_total",
+      "GOPs larger than GOP_CACHE_MB: a chunk cannot start in them before the next keyframe",
+      ["stream"],
+    );
+    this.decodeOnlyFrames = counter(
+      "storage_decode_only_frames_total",
+      "Frames written again, hidden by the edit list, so that a chunk starting mid-GOP decodes on its own",
+      ["stream"],
     );
     this.writeLatency = new Histogram({
       name: "storage_frame_write_latency_seconds",

@@ -6,6 +6,7 @@ import { logger } from "./log.ts";
 import { type MetadataSettings, writeSessionMetadata } from "./metadata.ts";
 import type { Metrics } from "./metrics.ts";
 import { scanChunk } from "./mp4/fragment_reader.ts";
+import { toMs } from "./mp4/timing.ts";
 import type { OpenChunks } from "./open_chunks.ts";
 import { fsyncDir, type Layout, parseChunkPath } from "./storage.ts";
 
@@ -167,9 +168,13 @@ async function repair(
     }
     await fsyncDir(dirname(path));
   }
-  const startMs = scan.startMs ?? row?.start_ms ?? (await Deno.stat(path)).mtime?.getTime() ?? 0;
+  // Media time 0 on the wall clock; the chunk starts at its first shown frame (after a decode-only lead).
+  const zeroMs = scan.startMs;
+  const startMs = zeroMs === null
+    ? row?.start_ms ?? (await Deno.stat(path)).mtime?.getTime() ?? 0
+    : zeroMs + toMs(scan.editTicks);
   const facts = {
-    end_ms: Math.round(startMs + scan.endMs),
+    end_ms: Math.round((zeroMs ?? startMs) + scan.endMs),
     frames: scan.frames,
     bytes: scan.validBytes,
     partial: 1,

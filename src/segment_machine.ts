@@ -1,14 +1,21 @@
-import { assign, enqueueActions, raise, setup } from "xstate";
+import { assign, enqueueActions, or, raise, setup } from "xstate";
 import type { Frame } from "./h264/frame_parser.ts";
 
 /** Why a chunk was closed. Only "duration" gives a full-length (non-partial) chunk. */
-export type CloseReason = "duration" | "idle" | "params" | "session-end" | "shutdown";
+export type CloseReason = "duration" | "idle" | "params" | "frame-rate" | "session-end" | "shutdown";
+
+/**
+ * Where chunks roll over: at the keyframe nearest the target duration, or at the first frame at or
+ * after it (the chunk after it then starts mid-GOP with the GOP carried, decode-only).
+ */
+export type ChunkCut = "keyframe" | "exact";
 
 export interface SegmentTiming {
   chunkMs: number;
   idleMs: number;
   minFrames: number;
   sessionIdleMs: number;
+  cut: ChunkCut;
 }
 
 export interface SegmentInput extends SegmentTiming {
@@ -18,7 +25,14 @@ export interface SegmentInput extends SegmentTiming {
 
 /** Events the segment machine accepts. `now` and `ts` are wall-clock ms: the clock is the caller's. */
 export type SegmentEvent =
-  | { type: "FRAME"; frame: Frame }
+  | {
+    type: "FRAME";
+    frame: Frame;
+    /** The frames since the last keyframe are at hand, so a chunk can start at this frame. */
+    carry: boolean;
+    /** The newest keyframe interval (the one this frame ends, if it is a keyframe); null before two. */
+    keyIntervalMs: number | null;
+  }
   | { type: "TICK"; now: number }
   /** The writer restarted: its open chunk is gone (recovery closes it). */
   | { type: "RESET" }
@@ -28,7 +42,8 @@ export type SegmentEvent =
 export type SegmentCommand =
   | { type: "session-start"; ts: number }
   | { type: "session-end"; ts: number; reason: "idle" | "shutdown" }
-  | { type: "chunk-open"; frame: Frame }
+  /** `carried`: the chunk starts mid-GOP; the GOP so far goes first, decode-only. */
+  | { type: "chunk-open"; frame: Frame; carried: boolean }
   | { type: "write"; frame: Frame }
   | { type: "chunk-close"; reason: CloseReason; partial: boolean; endTs?: number }
   | { type: "skip"; frame: Frame };
@@ -36,16 +51,19 @@ export type SegmentCommand =
 interface Context extends SegmentTiming {
   session: boolean;
   lastFrameMs: number | null;
-  chunk: { startMs: number; frames: number; paramsVersion: number } | null;
+  chunk: { startMs: number; frames: number; paramsKey: string; gridTicks: number } | null;
 }
 
-const frameOf = (e: SegmentEvent) => (e as { frame: Frame }).frame;
+type FrameEvent = Extract<SegmentEvent, { type: "FRAME" }>;
+const frameOf = (e: SegmentEvent) => (e as FrameEvent).frame;
 const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === "TICK" ? e.now : 0;
 
 /**
  * Decides where chunks and sessions begin and end. Pure: it sees frames and clock ticks and emits
- * commands; the segmenter actor does the I/O. A chunk starts at a keyframe and rolls over at the
- * first keyframe at or after `chunkMs`, so no frame is lost or repeated between chunks.
+ * commands; the segmenter actor does the I/O. A chunk starts at a keyframe, or at any frame whose
+ * GOP so far is at hand to carry (after an idle close, or an exact cut). It rolls over at the
+ * keyframe nearest `chunkMs` (judged by the last keyframe interval), or with `cut: "exact"` at the
+ * first frame at or after it; no frame is lost or shown twice between chunks.
  *
  * @example
  * const actor = createActor(segmentMachine, { input: timing });
@@ -63,15 +81,22 @@ export const segmentMachine = setup({
   },
   guards: {
     keyframe: ({ event }) => frameOf(event).keyframe,
+    carry: ({ event }) => (event as FrameEvent).carry,
     sessionExpired: ({ context, event }) =>
       context.session && context.lastFrameMs !== null &&
       nowOf(event) - context.lastFrameMs >= context.sessionIdleMs,
     idleDue: ({ context, event }) =>
       context.chunk !== null && context.chunk.frames >= context.minFrames &&
       nowOf(event) - (context.lastFrameMs ?? 0) >= context.idleMs,
-    paramsChanged: ({ context, event }) => frameOf(event).params?.version !== context.chunk?.paramsVersion,
-    rolloverDue: ({ context, event }) =>
-      frameOf(event).keyframe && frameOf(event).ts - context.chunk!.startMs >= context.chunkMs,
+    paramsChanged: ({ context, event }) => frameOf(event).params?.key !== context.chunk?.paramsKey,
+    gridChanged: ({ context, event }) => frameOf(event).gridTicks !== context.chunk?.gridTicks,
+    rolloverDue: ({ context, event }) => {
+      const { frame, carry, keyIntervalMs } = event as FrameEvent;
+      const elapsed = frame.ts - context.chunk!.startMs;
+      if (context.cut === "exact") return elapsed >= context.chunkMs && (frame.keyframe || carry);
+      // This keyframe, unless the next one (a key interval on) lands nearer the target.
+      return frame.keyframe && elapsed >= context.chunkMs - (keyIntervalMs ?? 0) / 2;
+    },
   },
   actions: {
     write: enqueueActions(({ context, event, enqueue }) => {
@@ -89,14 +114,15 @@ export const segmentMachine = setup({
     openChunk: enqueueActions(({ context, event, enqueue }) => {
       const frame = frameOf(event);
       if (!context.session) enqueue.emit({ type: "session-start", ts: frame.ts });
-      enqueue.emit({ type: "chunk-open", frame });
+      enqueue.emit({ type: "chunk-open", frame, carried: !frame.keyframe });
       enqueue.assign({
         session: true,
-        chunk: { startMs: frame.ts, frames: 0, paramsVersion: frame.params!.version },
+        chunk: { startMs: frame.ts, frames: 0, paramsKey: frame.params!.key, gridTicks: frame.gridTicks },
       });
     }),
     closeChunk: enqueueActions(({ event, enqueue }, params: { reason: CloseReason }) => {
-      const endTs = params.reason === "duration" ? frameOf(event).ts : undefined;
+      // A frame ended the chunk: its last frame lasts until this one (not over a session's gap).
+      const endTs = event.type === "FRAME" && params.reason !== "session-end" ? frameOf(event).ts : undefined;
       enqueue.emit({
         type: "chunk-close",
         reason: params.reason,
@@ -121,20 +147,22 @@ export const segmentMachine = setup({
     idleMs: input.idleMs,
     minFrames: input.minFrames,
     sessionIdleMs: input.sessionIdleMs,
+    cut: input.cut,
     session: !!input.resume,
     lastFrameMs: input.resume?.lastFrameMs ?? null,
     chunk: null,
   }),
-  initial: "waitingForKeyframe",
+  initial: "waiting",
   states: {
-    waitingForKeyframe: {
+    /** No chunk open: the next frame that can start one (a keyframe, or one with its GOP at hand) does. */
+    waiting: {
       on: {
         FRAME: [
           {
             guard: "sessionExpired",
             actions: [{ type: "endSession", params: { reason: "idle" } }, "reFrame"],
           },
-          { guard: "keyframe", target: "recording", actions: ["openChunk", "write"] },
+          { guard: or(["keyframe", "carry"]), target: "recording", actions: ["openChunk", "write"] },
           { actions: "skip" },
         ],
         TICK: { guard: "sessionExpired", actions: { type: "endSession", params: { reason: "idle" } } },
@@ -146,7 +174,7 @@ export const segmentMachine = setup({
         FRAME: [
           {
             guard: "sessionExpired",
-            target: "waitingForKeyframe",
+            target: "waiting",
             actions: [
               { type: "closeChunk", params: { reason: "session-end" } },
               { type: "endSession", params: { reason: "idle" } },
@@ -155,12 +183,17 @@ export const segmentMachine = setup({
           },
           {
             guard: "paramsChanged",
-            target: "waitingForKeyframe",
+            target: "waiting",
             actions: [{ type: "closeChunk", params: { reason: "params" } }, "reFrame"],
           },
           {
+            guard: "gridChanged",
+            target: "waiting",
+            actions: [{ type: "closeChunk", params: { reason: "frame-rate" } }, "reFrame"],
+          },
+          {
             guard: "rolloverDue",
-            target: "waitingForKeyframe",
+            target: "waiting",
             actions: [{ type: "closeChunk", params: { reason: "duration" } }, "reFrame"],
           },
           { actions: "write" },
@@ -168,15 +201,19 @@ export const segmentMachine = setup({
         TICK: [
           {
             guard: "sessionExpired",
-            target: "waitingForKeyframe",
+            target: "waiting",
             actions: [
               { type: "closeChunk", params: { reason: "session-end" } },
               { type: "endSession", params: { reason: "idle" } },
             ],
           },
-          { guard: "idleDue", target: "idle", actions: { type: "closeChunk", params: { reason: "idle" } } },
+          {
+            guard: "idleDue",
+            target: "waiting",
+            actions: { type: "closeChunk", params: { reason: "idle" } },
+          },
         ],
-        RESET: { target: "waitingForKeyframe", actions: "dropChunk" },
+        RESET: { target: "waiting", actions: "dropChunk" },
         STOP: {
           target: "stopped",
           actions: [
@@ -184,25 +221,6 @@ export const segmentMachine = setup({
             { type: "endSession", params: { reason: "shutdown" } },
           ],
         },
-      },
-    },
-    idle: {
-      on: {
-        FRAME: [
-          {
-            guard: "sessionExpired",
-            target: "waitingForKeyframe",
-            actions: [{ type: "endSession", params: { reason: "idle" } }, "reFrame"],
-          },
-          { guard: "keyframe", target: "recording", actions: ["openChunk", "write"] },
-          { target: "waitingForKeyframe", actions: "skip" },
-        ],
-        TICK: {
-          guard: "sessionExpired",
-          target: "waitingForKeyframe",
-          actions: { type: "endSession", params: { reason: "idle" } },
-        },
-        STOP: { target: "stopped", actions: { type: "endSession", params: { reason: "shutdown" } } },
       },
     },
     stopped: { type: "final" },

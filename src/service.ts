@@ -171,7 +171,9 @@ export async function startService(config: Config): Promise<Service> {
           self: segmenterBox,
           writer: writerBox,
           metrics,
+          gopCacheBytes: config.gopCacheMb * 2 ** 20,
           input: {
+            cut: config.chunkCut,
             chunkMs: config.chunkSeconds * 1000,
             idleMs: config.idleSeconds * 1000,
             minFrames: config.minChunkFrames,

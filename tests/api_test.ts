@@ -31,7 +31,7 @@ Deno.test("clip commands over HTTP against a real recording: ranges, fetch, save
   const frames = sourceFrames(h264);
   const sent: number[] = [];
   let onSent = () => {};
-  const relay = startRelay({
+  const relay = await startRelay({
     frames,
     intervalMs: (i) => (i === 620 ? 3000 + FRAME_MS : FRAME_MS),
     startAfterClients: 1,

@@ -75,9 +75,10 @@ Deno.test("bad input is counted and logged, never fatal, and recording resumes a
     assert.ok(service.logs.some((l) => l.msg === "corrupt frame dropped; waiting for the next keyframe"));
     service.signal("SIGTERM");
     assert.equal((await service.exit()).code, 0);
-    // 59 of the first 60 (the 60th took the garbage and the truncated slice), 90, then 60.
+    // All of the first 60 (each was whole when its message ended; the garbage after them is
+    // discarded), 90, then 60.
     const recorded = indexRows(storage).chunks.reduce((n, c) => n + c.frames, 0);
-    assert.equal(recorded, 59 + 90 + 60);
+    assert.equal(recorded, 60 + 90 + 60);
   } finally {
     abort.abort();
     service.signal("SIGKILL");

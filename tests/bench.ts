@@ -18,7 +18,7 @@ import { storageEvent } from "../src/events.ts";
 import { ChunkIndex } from "../src/index/chunk_index.ts";
 import { IndexEvents } from "../src/index/index_events.ts";
 import { Metrics } from "../src/metrics.ts";
-import { ffmpegPath, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
+import { ffmpegPath, FIXTURE, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 
 const env = Deno.env.toObject();
 const K = Number(env.BENCH_STREAMS ?? 4);
@@ -62,15 +62,25 @@ function quantile(metrics: string, name: string, q: number): number {
   return NaN;
 }
 
-/** Records `streams` copies of `frames` played `loops` times at `interval` ms per frame. */
+/**
+ * Records `streams` copies of `frames` played `loops` times at `interval` ms per frame. With
+ * `sampleMs`, the metrics are also read that often while it runs, for the peak GOP cache.
+ */
 async function record(
   frames: SourceFrame[],
   streams: number,
   loops: number,
   interval: number,
   env: Record<string, string> = {},
+  o: { upstream?: boolean; sampleMs?: number } = {},
 ) {
-  const relay = startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
+  const relay = await startRelay({
+    frames,
+    intervalMs: () => interval,
+    loops,
+    startAfterClients: streams,
+    upstream: o.upstream,
+  });
   const storage = await Deno.makeTempDir({ prefix: "skyreel-bench-" });
   const config = join(storage, "streams.json");
   await Deno.writeTextFile(
@@ -86,11 +96,19 @@ async function record(
     QUEUE_FRAMES: "2000",
     ...env,
   });
+  let peakGopBytes = 0;
+  const sampler = o.sampleMs
+    ? setInterval(async () => {
+      const m = await service.metrics().catch(() => "");
+      peakGopBytes = Math.max(peakGopBytes, sumMetric(m, "storage_gop_cache_bytes") / streams);
+    }, o.sampleMs)
+    : undefined;
   try {
     await relay.waitForClient();
     const cpu0 = procCpuSeconds(service.pid);
     const t0 = performance.now();
     await relay.finished;
+    clearInterval(sampler);
     await relay.close();
     const expected = streams * frames.length * loops;
     // Frames still missing after 30 s are reported as lost, not waited for.
@@ -116,8 +134,10 @@ async function record(
       rss,
       p50: quantile(metrics, "storage_frame_write_latency_seconds", 0.5),
       p99: quantile(metrics, "storage_frame_write_latency_seconds", 0.99),
+      peakGopBytes,
     };
   } finally {
+    clearInterval(sampler);
     service.signal("SIGKILL");
     await service.exit();
     await relay.close();
@@ -189,7 +209,7 @@ async function bareFloor(
   loops: number,
   interval: number,
 ): Promise<number> {
-  const relay = startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
+  const relay = await startRelay({ frames, intervalMs: () => interval, loops, startAfterClients: streams });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", new URL(import.meta.url).pathname, "--bare", relay.url, String(streams)],
     stdout: "piped",
@@ -369,4 +389,27 @@ console.log(
   `   CPU per hour of recording (one stream, 60 s chunks, 30 s timer): ${
     fmt(passMs * passesPerHour / 1000, 1)
   } s`,
+);
+
+// 5. The carried GOP: the drone's stream has one IDR in its 144 frames, so the cache holds up to the
+// whole loop. Its peak per stream, and the recorder's RSS with the cache on and off.
+const drone = sourceFrames(await Deno.readFile(FIXTURE));
+const droneBytes = drone.reduce((n, f) => n + f.nals.reduce((m, x) => m + x.length, 0), 0);
+const gopStreams = 4;
+const withCache = await record(drone, gopStreams, 3, 1000 / 14.7 / 4, {}, { upstream: true, sampleMs: 250 });
+const noCache = await record(drone, gopStreams, 3, 1000 / 14.7 / 4, { GOP_CACHE_MB: "0" }, {
+  upstream: true,
+});
+console.log(
+  `\n5. carried GOP (drone fixture, 144-frame GOP of ${
+    fmt(droneBytes / 2 ** 20, 2)
+  } MB, ${gopStreams} streams at 4x)`,
+);
+console.log(
+  `   peak GOP cache per stream ${fmt(withCache.peakGopBytes / 2 ** 20, 2)} MB (${
+    fmt(withCache.peakGopBytes / droneBytes, 2)
+  }x the GOP); peak RSS ${fmt(withCache.rss, 0)} MB with the cache, ${fmt(noCache.rss, 0)} MB without`,
+);
+console.log(
+  `   frames written ${withCache.written}/${withCache.expected} and ${noCache.written}/${noCache.expected}`,
 );

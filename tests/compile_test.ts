@@ -17,7 +17,7 @@ Deno.test({
     let sent = 0;
     let fiveSeconds = () => {};
     const enough = new Promise<void>((r) => (fiveSeconds = r));
-    const relay = startRelay({
+    const relay = await startRelay({
       frames: sourceFrames(await Deno.readFile(FIXTURE)),
       intervalMs: () => 1000 / 15,
       loops: Infinity,

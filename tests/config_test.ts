@@ -58,6 +58,8 @@ const BAD: [string, string][] = [
   ["AMQP_URL", "http://broker"],
   ["EVENTS_EXCHANGE_TYPE", "headers-ish"],
   ["EVENTS_RETENTION_HOURS", "0"],
+  ["VIDEO_CHUNK_CUT", "nearest"],
+  ["GOP_CACHE_MB", "-1"],
 ];
 
 Deno.test("each bad value is refused with one line naming the variable, exit code 2", async () => {

@@ -62,7 +62,7 @@ Deno.test("a broker outage: events wait in the outbox and all arrive, in order, 
   const proxy = brokerProxy();
   const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
   let sent = 0;
-  const relay = startRelay({
+  const relay = await startRelay({
     frames: sourceFrames(h264),
     intervalMs: () => 1000 / 30,
     loops: 3,
@@ -116,7 +116,7 @@ Deno.test("SIGKILL between commit and confirm: the event is delivered after the 
   const proxy = brokerProxy();
   proxy.cut(); // the broker is unreachable: chunk_saved is committed, never confirmed
   const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
-  const relay = startRelay({
+  const relay = await startRelay({
     frames: sourceFrames(h264),
     intervalMs: () => 1000 / 30,
     loops: Infinity,

@@ -3,7 +3,7 @@ import { AnnexBSplitter, splitAnnexB } from "../src/h264/annexb.ts";
 import { BitReader } from "../src/h264/bits.ts";
 import { type Frame, FrameParser } from "../src/h264/frame_parser.ts";
 import { parseSps } from "../src/h264/sps.ts";
-import { sourceFrames } from "../src/relay.ts";
+import { frameMessages, type SourceFrame, sourceFrames, type UpstreamState } from "../src/relay.ts";
 import { FIXTURE, pattern, rng } from "./helpers.ts";
 
 const fixture = await Deno.readFile(FIXTURE);
@@ -35,7 +35,61 @@ Deno.test("the fixture assembles into 144 frames with 1 keyframe from its 1,008 
   assert.equal(frames[0].params?.info.width, 854);
   assert.equal(frames[0].params?.info.height, 480);
   assert.equal(frames[0].params?.info.codec, "avc1.42c01e");
-  assert.deepEqual(parser.counts, { badNals: 0, badPackets: 0, discardedBytes: 0, oversizedNals: 0 });
+  assert.deepEqual(parser.counts, {
+    badNals: 0,
+    badPackets: 0,
+    discardedBytes: 0,
+    oversizedNals: 0,
+    lateSlices: 0,
+    splitNals: 0,
+  });
+});
+
+/** The upstream relay's messages for `frames`: SPS, SPS+PPS before every IDR slice, no SEI or AUD. */
+function upstream(frames: SourceFrame[]): Uint8Array[] {
+  const state: UpstreamState = {};
+  return frames.flatMap((f) => frameMessages(f, { upstream: true }, state)).map((m) => concat(m));
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  return Uint8Array.from(parts.flatMap((p) => [...p]));
+}
+
+const withoutSei = (sample: Uint8Array) => {
+  const out: number[] = [];
+  for (let at = 0; at < sample.length;) {
+    const len = new DataView(sample.buffer, sample.byteOffset).getUint32(at);
+    if ((sample[at + 4] & 0x1f) !== 6) out.push(...sample.subarray(at, at + 4 + len));
+    at += 4 + len;
+  }
+  return Uint8Array.from(out);
+};
+
+Deno.test("the upstream interleaving (SPS, SPS+PPS before each of 7 IDR slices) gives the same 144 pictures", () => {
+  const reference = parseAll([fixture]).frames;
+  const messages = upstream(sourceFrames(fixture));
+  assert.equal(messages.length, 2 + 7 * 3 + 143 * 7); // the SEI is not sent
+  const { frames, parser } = parseAll(messages);
+  assert.equal(frames.length, 144);
+  assert.deepEqual(frames.flatMap((f, i) => f.keyframe ? [i] : []), [0]);
+  frames.forEach((f, i) => assert.deepEqual(f.data, withoutSei(reference[i].data), `picture ${i}`));
+  assert.equal(frames[0].params?.key, reference[0].params?.key, "repeated parameter sets change nothing");
+  assert.equal(parser.counts.badNals + parser.counts.lateSlices + parser.counts.splitNals, 0);
+  // A picture is timed by its first slice, not the parameter sets before it.
+  assert.equal(frames[0].ts, 4);
+  assert.equal(frames[1].ts, 2 + 7 * 3);
+});
+
+Deno.test("a picture is passed on as its last slice arrives, without waiting for the next picture", () => {
+  const messages = upstream(sourceFrames(fixture));
+  const parser = new FrameParser();
+  const emittedAt: number[] = [];
+  messages.forEach((m, i) => parser.message(m, i).forEach(() => emittedAt.push(i)));
+  // Once the slice layout has repeated and messages have proved whole, picture k is complete at its
+  // 7th slice: message 22 + 7k, while waiting for the next picture would make it 23 + 7k.
+  for (let k = 10; k < 143; k++) assert.equal(emittedAt[k], 22 + 7 * k, `picture ${k}`);
+  assert.equal(emittedAt.length, 144, "every picture, the last included, before the stream ends");
+  assert.deepEqual(parser.end(), []);
 });
 
 Deno.test("AU assembly is the same for one NAL per message, one AU per message and random splits", () => {
@@ -99,6 +153,7 @@ Deno.test("producer packets: framing detected per message, timestamps from the p
   });
   const parser = new FrameParser();
   const frames = messages.flatMap((m) => parser.message(m, 70_000));
+  frames.push(...parser.end());
   assert.equal(frames.length, 10);
   assert.equal(frames[0].keyframe, true);
   assert.deepEqual(frames.map((f) => Math.round((f.ts - 70_000) * 1000)), aus.map((_, i) => i * 66_667));
@@ -119,6 +174,47 @@ Deno.test("bad NAL units are counted and the picture marked corrupt", () => {
   assert.equal(parser.counts.badNals, 2);
   // The truncated slice cannot tell which picture it belongs to: the one in progress is not decodable.
   assert.deepEqual(frames.map((f) => f.corrupt), [false, true, false]);
+});
+
+Deno.test("a changed SPS applies from the picture that uses it: the last picture before keeps the old one", async () => {
+  const big = await pattern({ width: 640, height: 360, fps: 30, seconds: 1, gop: 10, bitrateKbps: 500 });
+  const small = await pattern({ width: 320, height: 180, fps: 30, seconds: 1, gop: 10, bitrateKbps: 200 });
+  const messages = sourceFrames(concat([big, small])).flatMap((f) => f.nals);
+  const { frames } = parseAll(messages);
+  assert.equal(frames.length, 60);
+  assert.deepEqual(frames.map((f) => f.params?.info.width), [...Array(30).fill(640), ...Array(30).fill(320)]);
+  assert.equal(frames[30].keyframe, true);
+  assert.notEqual(frames[29].params?.key, frames[30].params?.key);
+});
+
+Deno.test("a slice that arrives after its picture was completed by its layout is counted and breaks the chain", () => {
+  const perNal = sourceFrames(fixture).flatMap((f) => f.nals);
+  // Picture 20's last slice again, after the picture is complete: it now has 8 slices.
+  const lastOf20 = 3 + 7 + 20 * 7 - 1;
+  const messages = [...perNal.slice(0, lastOf20 + 1), perNal[lastOf20], ...perNal.slice(lastOf20 + 1)];
+  const { frames, parser } = parseAll(messages);
+  assert.equal(parser.counts.lateSlices, 1);
+  assert.equal(frames.length, 144);
+  assert.deepEqual(frames.flatMap((f, i) => f.gapBefore ? [i] : []), [21]);
+});
+
+Deno.test("a NAL unit continued in the next message, once messages looked whole, is counted and damages its picture", () => {
+  const perNal = sourceFrames(fixture).flatMap((f) => f.nals);
+  const at = 10 + 29 * 7 + 2; // the third slice of picture 30 (picture k >= 1 starts at 10 + 7(k-1))
+  const nal = perNal[at];
+  const half = nal.length >> 1;
+  const messages = [
+    ...perNal.slice(0, at),
+    nal.subarray(0, half),
+    nal.subarray(half),
+    ...perNal.slice(at + 1),
+  ];
+  const { frames, parser } = parseAll(messages);
+  assert.equal(parser.counts.splitNals, 1);
+  assert.ok(parser.counts.discardedBytes >= nal.length - half);
+  assert.equal(frames.length, 144);
+  assert.deepEqual(frames.flatMap((f, i) => f.corrupt ? [i] : []), [30]);
+  // From then on the stream is split at start codes only: random splits later record intact.
 });
 
 Deno.test("oversized NAL units are discarded without buffering them whole", () => {

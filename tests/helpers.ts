@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/ffmpeg.ts";
 import { launchArgs } from "../src/launch.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
@@ -180,6 +180,22 @@ export interface ProbedFrame {
   key: boolean;
 }
 
+/**
+ * The grid step of a chunk's presentation times (ms), asserting every interval is a whole number
+ * of it (the timing model: frames sit on the stream's frame grid).
+ */
+export function gridStep(ptsMs: number[]): number {
+  const deltas = ptsMs.slice(1).map((t, i) => t - ptsMs[i]);
+  const step = Math.min(...deltas);
+  for (const d of deltas) {
+    const steps = Math.round(d / step);
+    if (steps < 1 || Math.abs(d - steps * step) > 0.02) {
+      throw new Error(`interval ${d} ms is not a whole number of ${step} ms`);
+    }
+  }
+  return step;
+}
+
 /** Packets of a file as ffprobe reads them (presentation time in ms, keyframe flag). */
 export async function probeFrames(path: string): Promise<ProbedFrame[]> {
   const { stdout, success, stderr } = await new Deno.Command("ffprobe", {
@@ -204,15 +220,55 @@ export async function probeFrames(path: string): Promise<ProbedFrame[]> {
   });
 }
 
-/** ffmpeg's errors when decoding the whole file (empty: it decodes cleanly). */
-export async function decodeErrors(path: string): Promise<string> {
+/**
+ * What `ffmpeg -v error -i FILE -f null -` prints (empty: it decodes cleanly, timestamps included).
+ * `timing: false` leaves out the null muxer's check of output timestamps: for a stream replayed
+ * several times faster than its encoded frame rate, which ffmpeg then takes as the output rate.
+ */
+export async function decodeErrors(path: string, timing = true): Promise<string> {
   const { stderr } = await new Deno.Command(await ffmpegPath(), {
-    // passthrough timing: the null muxer would otherwise force a constant frame rate on real arrival times
-    args: ["-v", "error", "-i", path, "-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-"],
+    args: [
+      "-v",
+      "error",
+      "-i",
+      path,
+      ...(timing ? [] : ["-fps_mode", "passthrough", "-enc_time_base", "-1"]),
+      "-f",
+      "null",
+      "-",
+    ],
     stdout: "null",
     stderr: "piped",
   }).output();
   return new TextDecoder().decode(stderr).trim();
+}
+
+/**
+ * The MD5 of every picture ffmpeg decodes from a file, in decoding order (`-f framemd5`, no frame
+ * dropped or repeated for timing). `h264`: the file is an Annex-B elementary stream.
+ */
+export async function frameMd5s(path: string, h264 = false): Promise<string[]> {
+  const { stdout, stderr, success } = await new Deno.Command(await ffmpegPath(), {
+    args: [
+      "-v",
+      "error",
+      ...(h264 ? ["-f", "h264"] : []),
+      "-i",
+      path,
+      "-fps_mode",
+      "passthrough",
+      "-autoscale", // a change of picture size mid-stream: hash each picture as it is, not rescaled
+      "0",
+      "-f",
+      "framemd5",
+      "-",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffmpeg framemd5 ${path}: ${new TextDecoder().decode(stderr)}`);
+  return new TextDecoder().decode(stdout).split("\n").filter((l) => l && !l.startsWith("#"))
+    .map((l) => l.slice(l.lastIndexOf(",") + 1).trim());
 }
 
 /** The index's rows, read directly (the service must have exited). */
@@ -277,6 +333,57 @@ export async function probeDurationMs(path: string): Promise<number> {
   return Number(new TextDecoder().decode(stdout).trim()) * 1000;
 }
 
+/** A frame as the relay sent it: its index in the source, when, and to how many consumers. */
+export interface SentFrame {
+  i: number;
+  at: number;
+  consumers: number;
+}
+
+/**
+ * Plays `frames` through a relay-like source (`relay` sets the producer's behaviour) into the real
+ * service, and stops it cleanly once the source is done and the connection has closed. Returns the
+ * storage folder (the caller removes it), each frame as sent, the metrics and the log just before
+ * the stop.
+ */
+export async function recordRelay(o: {
+  frames: SourceFrame[];
+  intervalMs: number | ((i: number) => number);
+  relay?: Partial<RelayOptions>;
+  env?: Record<string, string>;
+}): Promise<{ storage: string; sent: SentFrame[]; metrics: string; logs: LogLine[] }> {
+  const sent: SentFrame[] = [];
+  const interval = o.intervalMs;
+  const relay = await startRelay({
+    frames: o.frames,
+    intervalMs: typeof interval === "number" ? () => interval : interval,
+    startAfterClients: 1,
+    ...o.relay,
+    onFrame: (i, at, _frame, consumers) => sent.push({ i, at, consumers }),
+  });
+  const storage = await Deno.makeTempDir();
+  const service = new ServiceProcess({ VIDEO_STREAM_URL: relay.url, STORAGE_PATH: storage, ...o.env });
+  try {
+    await relay.finished;
+    const connections = relay.connections;
+    await relay.close();
+    let closes = 0;
+    await service.waitForLog(
+      (l) => l.msg === "disconnected" && ++closes === connections,
+      "the last disconnect",
+    );
+    const metrics = await service.metrics();
+    service.signal("SIGTERM");
+    const status = await service.exit();
+    if (status.code !== 0) throw new Error(`service exited ${status.code}: ${service.stderr.join("\n")}`);
+    return { storage, sent, metrics, logs: service.logs };
+  } finally {
+    service.signal("SIGKILL");
+    await service.exit();
+    await relay.close();
+  }
+}
+
 /**
  * Records an ffmpeg pattern through the real service, one frame every `intervalMs`, and stops it
  * cleanly. Returns the storage folder (the caller removes it) and each frame's send time.
@@ -284,26 +391,10 @@ export async function probeDurationMs(path: string): Promise<number> {
 export async function recordPattern(
   o: TestPatternOptions & { intervalMs: number; env: Record<string, string> },
 ): Promise<{ storage: string; sent: number[] }> {
-  const sent: number[] = [];
-  const relay = startRelay({
+  const { storage, sent } = await recordRelay({
     frames: sourceFrames(await pattern(o)),
-    intervalMs: () => o.intervalMs,
-    startAfterClients: 1,
-    onFrame: (_i, at) => sent.push(at),
+    intervalMs: o.intervalMs,
+    env: o.env,
   });
-  const storage = await Deno.makeTempDir();
-  const service = new ServiceProcess({ VIDEO_STREAM_URL: relay.url, STORAGE_PATH: storage, ...o.env });
-  try {
-    await relay.finished;
-    await relay.close();
-    await service.waitForLog((l) => l.msg === "disconnected");
-    service.signal("SIGTERM");
-    const status = await service.exit();
-    if (status.code !== 0) throw new Error(`service exited ${status.code}: ${service.stderr.join("\n")}`);
-  } finally {
-    service.signal("SIGKILL");
-    await service.exit();
-    await relay.close();
-  }
-  return { storage, sent };
+  return { storage, sent: sent.map((s) => s.at) };
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FrameParser } from "../src/h264/frame_parser.ts";
 import { scanChunk } from "../src/mp4/fragment_reader.ts";
+import { type ClockedFrame, FrameClock } from "../src/frame_clock.ts";
 import { Fragmenter } from "../src/mp4/fragmenter.ts";
 import { initSegment } from "../src/mp4/init_segment.ts";
 import { decodeErrors, FIXTURE, jitter, probeFrames } from "./helpers.ts";
@@ -28,11 +29,17 @@ function mux(fragmentMs: number, times: number[]) {
   return { bytes, fragmentFrames, boundaries: parts.map((p) => p.length) };
 }
 
+/** Jittered arrivals, placed on the frame grid as the connection's clock places them. */
 const arrivals = (() => {
   const step = jitter(7, 55, 80);
-  const t = [1_795_000_000_000.25];
-  for (let i = 1; i < frames.length; i++) t.push(t[i - 1] + step(i));
-  return t;
+  const clock = new FrameClock<ClockedFrame>();
+  const timed: ClockedFrame[] = [];
+  let t = 1_795_000_000_000.25;
+  for (let i = 0; i < frames.length; i++, t += step(i)) {
+    timed.push(...clock.push({ arrival: t, ts: 0, gridTicks: 0, keyframe: frames[i].keyframe }));
+  }
+  timed.push(...clock.flush());
+  return timed.map((f) => f.ts);
 })();
 
 Deno.test("each sample's presentation time is its frame's own timestamp (ffprobe)", async () => {

@@ -10,13 +10,13 @@ Deno.test("one process records several streams, each under its own folder, shari
   );
   const sent = { drone: 0, cam: 0 };
   const relays = {
-    drone: startRelay({
+    drone: await startRelay({
       frames: drone,
       intervalMs: () => 10,
       startAfterClients: 1,
       onFrame: () => sent.drone++,
     }),
-    cam: startRelay({
+    cam: await startRelay({
       frames: testsrc,
       intervalMs: () => 15,
       startAfterClients: 1,

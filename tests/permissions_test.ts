@@ -108,7 +108,7 @@ Deno.test("`deno task start` runs the recorder with exactly the computed flags, 
   const exchange = `skyreel_test_${crypto.randomUUID().slice(0, 8)}`;
   const sub = await subscribe(exchange);
   const dir = await Deno.makeTempDir();
-  const relay = startRelay({
+  const relay = await startRelay({
     frames: sourceFrames(await pattern(SMALL_PATTERN)),
     intervalMs: () => 25,
     startAfterClients: 1,

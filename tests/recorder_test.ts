@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { scanChunk } from "../src/mp4/fragment_reader.ts";
 import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
-import { decodeErrors, indexRows, jitter, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
+import {
+  decodeErrors,
+  gridStep,
+  indexRows,
+  jitter,
+  pattern,
+  probeFrames,
+  ServiceProcess,
+} from "./helpers.ts";
 
 const CHUNK_SECONDS = 3;
 
@@ -10,7 +18,7 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
   const h264 = await pattern({ width: 1280, height: 720, fps: 30, seconds: 10, gop: 30, bitrateKbps: 4000 });
   const frames = sourceFrames(h264);
   const sent: { at: number; frame: SourceFrame }[] = [];
-  const relay = startRelay({
+  const relay = await startRelay({
     frames,
     intervalMs: jitter(42, 1000 / 30, 1000 / 25), // 25-30 fps, never a fixed rate
     startAfterClients: 1,
@@ -78,8 +86,10 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
     assert.equal(chunks.at(-1)!.partial, 1, "the chunk closed at shutdown is partial");
     assert.ok(chunks.slice(0, -1).every((c) => c.partial === 0));
 
-    // Every frame sent (the first is an IDR) is in a chunk, in order, at its arrival time.
+    // Every frame sent (the first is an IDR) is in a chunk, in order, within one step of the
+    // stream's frame grid from its arrival.
     const recorded: { wallMs: number; key: boolean; chunk: number }[] = [];
+    let step = Infinity;
     for (const [i, c] of chunks.entries()) {
       const path = join(storage, c.path);
       assert.equal(await decodeErrors(path), "", c.path);
@@ -88,6 +98,7 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
       assert.equal(probed[0].key, true, `${c.path} starts with a keyframe`);
       const startMs = scanChunk(await Deno.readFile(path)).startMs!;
       assert.ok(Math.abs(startMs - c.start_ms) <= 1);
+      step = Math.min(step, gridStep(probed.map((p) => p.ptsMs)));
       for (const p of probed) recorded.push({ wallMs: startMs + p.ptsMs, key: p.key, chunk: i });
     }
     assert.equal(sent[0].frame.idr, true);
@@ -95,26 +106,45 @@ Deno.test("a jittered 720p stream is recorded frame for frame, on time, in keyfr
     const errors = recorded.map((r, i) => Math.abs(r.wallMs - sent[i].at));
     const worst = Math.max(...errors);
     console.log(
-      `  ${sent.length} frames; arrival-to-pts error max ${worst.toFixed(2)} ms, mean ${
-        (errors.reduce((a, b) => a + b) / errors.length).toFixed(2)
-      } ms; stop ${stopMs.toFixed(0)} ms`,
+      `  ${sent.length} frames; grid step ${step.toFixed(2)} ms; arrival-to-pts error max ${
+        worst.toFixed(2)
+      } ms, mean ${(errors.reduce((a, b) => a + b) / errors.length).toFixed(2)} ms; stop ${
+        stopMs.toFixed(0)
+      } ms`,
     );
-    assert.ok(worst < 5, `worst timestamp error ${worst} ms`);
+    // Just under the lower quartile of the intervals (33.3-40 ms): pictures never outrun the steps.
+    const intervals = sent.slice(1).map((s, i) => s.at - sent[i].at).sort((a, b) => a - b);
+    const quartile = intervals[Math.floor(intervals.length / 4)];
+    assert.ok(
+      step > 0.9 * quartile && step < quartile,
+      `grid step ${step} ms, interval quartile ${quartile} ms`,
+    );
+    assert.ok(worst <= step, `worst timestamp error ${worst} ms`);
     assert.deepEqual(recorded.map((r) => r.key), sent.map((s) => s.frame.idr));
 
-    // Boundaries: a chunk rolls over at the first keyframe at or after CHUNK_SECONDS, with no gap.
+    // Boundaries: a chunk rolls over at the keyframe nearest CHUNK_SECONDS, with no gap.
+    const keys = recorded.filter((r) => r.key).map((r) => r.wallMs);
+    const gop = Math.max(...keys.slice(1).map((t, i) => t - keys[i]));
     for (let i = 0; i + 1 < chunks.length; i++) {
-      const inChunk = recorded.filter((r) => r.chunk === i);
-      const start = inChunk[0].wallMs;
-      const lateKeys = inChunk.filter((r, j) => j > 0 && r.key && r.wallMs - start >= CHUNK_SECONDS * 1000);
-      assert.deepEqual(lateKeys, [], `chunk ${i + 1} passed a keyframe after ${CHUNK_SECONDS} s`);
       const next = recorded.find((r) => r.chunk === i + 1)!;
-      assert.ok(next.key && next.wallMs - start >= CHUNK_SECONDS * 1000);
+      const length = next.wallMs - recorded.find((r) => r.chunk === i)!.wallMs;
+      assert.ok(next.key, `chunk ${i + 2} starts with a keyframe`);
+      assert.ok(Math.abs(length - CHUNK_SECONDS * 1000) <= gop / 2 + step, `chunk ${i + 1} is ${length} ms`);
       assert.ok(Math.abs(chunks[i].end_ms - chunks[i + 1].start_ms) <= 1, "chunks are contiguous");
     }
 
+    // metadata.json in the seed's schema: times in epoch seconds, ISO copies beside them.
     const meta = JSON.parse(await Deno.readTextFile(join(storage, sessions[0].dir, "metadata.json")));
     assert.equal(meta.session_id, sessions[0].session_id);
+    assert.equal(meta.start_time, sessions[0].start_ms / 1000);
+    assert.equal(meta.end_time, sessions[0].end_ms / 1000);
+    assert.equal(new Date(meta.start_time_iso).getTime(), sessions[0].start_ms);
+    assert.ok(Math.abs(meta.last_updated * 1000 - Date.now()) < 60_000);
+    assert.equal(meta.codec, "H.264");
+    assert.equal(meta.chunks[1].start_time, chunks[1].start_ms / 1000);
+    assert.equal(meta.partial_chunks_count, 1);
+    assert.equal(meta.current_chunk_frames, 0);
+    assert.equal(meta.last_frame_time, chunks.at(-1)!.end_ms / 1000);
     assert.match(meta.session_id, /^\d{8}_\d{6}$/);
     assert.equal(meta.chunks.length, chunks.length);
     assert.equal(meta.total_frames, sent.length);

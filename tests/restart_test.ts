@@ -9,7 +9,7 @@ import { decodeErrors, indexRows, pattern, probeFrames, sumMetric, until } from 
 Deno.test("a writer restart replays recovery and recording goes on; an indexer restart leaves open chunks alone", async () => {
   setLogLevel("error");
   const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 5, gop: 30, bitrateKbps: 1000 });
-  const relay = startRelay({
+  const relay = await startRelay({
     frames: sourceFrames(h264),
     intervalMs: () => 1000 / 30,
     loops: Infinity,

@@ -1,58 +1,84 @@
 import assert from "node:assert/strict";
 import { createActor } from "xstate";
+import { GopCache } from "../src/gop_cache.ts";
 import type { Frame, ParamSets } from "../src/h264/frame_parser.ts";
+import type { SpsInfo } from "../src/h264/sps.ts";
 import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/segment_machine.ts";
 
-const params = (version: number, width = 1280): ParamSets => ({
-  version,
+const params = (key: string, width = 1280): ParamSets => ({
+  key,
   sps: [],
   pps: [],
-  info: { profile: 66, constraints: 0, level: 31, spsId: 0, width, height: 720, codec: "avc1" },
+  info: { width, height: 720, codec: "avc1" } as SpsInfo,
 });
-const P1 = params(1);
+const P1 = params("p1");
+const GRID = 3000;
 
-const frame = (ts: number, keyframe = false, p: ParamSets = P1): Frame => ({
+const frame = (ts: number, keyframe = false, p: ParamSets = P1, gridTicks = GRID): Frame => ({
   ts,
+  arrival: ts,
+  gridTicks,
   keyframe,
   corrupt: false,
+  incomplete: false,
+  gapBefore: false,
   data: new Uint8Array(1),
   params: p,
+  frameNum: 0,
+  reference: true,
 });
 
-const TIMING = { chunkMs: 10_000, idleMs: 2_000, minFrames: 5, sessionIdleMs: 30_000 };
+const TIMING: SegmentInput = {
+  chunkMs: 10_000,
+  idleMs: 2_000,
+  minFrames: 5,
+  sessionIdleMs: 30_000,
+  cut: "keyframe",
+};
 
-/** The machine on a simulated clock: frames and ticks carry the time, nothing waits. */
-function run(input: Partial<SegmentInput> = {}) {
+/**
+ * The machine on a simulated clock, fed as the segmenter feeds it: each frame with whether the GOP
+ * before it is at hand (a real GopCache) and the last keyframe interval.
+ */
+function run(input: Partial<SegmentInput> = {}, gopBytes = 1e9) {
   const out: SegmentCommand[] = [];
   const actor = createActor(segmentMachine, { input: { ...TIMING, ...input } });
+  const gop = new GopCache<Frame>(gopBytes);
   actor.on("*", (c) => out.push(c as SegmentCommand));
   actor.start();
   return {
     out,
-    frame: (f: Frame) => actor.send({ type: "FRAME", frame: f }),
+    frame: (f: Frame) => {
+      actor.send({ type: "FRAME", frame: f, carry: gop.carries(f), keyIntervalMs: gop.keyIntervalAt(f) });
+      gop.add(f);
+    },
+    /** The GOP is lost (a writer restart): frames wait for a keyframe. */
+    forget: () => gop.clear(),
     tick: (now: number) => actor.send({ type: "TICK", now }),
     send: (type: "RESET" | "STOP") => actor.send({ type }),
     state: () => String(actor.getSnapshot().value),
     /** Commands without the per-frame writes, with frames shown as their timestamps. */
     plan: () =>
       out.filter((c) => c.type !== "write").map((c) =>
-        c.type === "chunk-open" || c.type === "skip"
-          ? `${c.type}@${c.frame.ts}`
+        c.type === "chunk-open"
+          ? `open${c.carried ? "-carried" : ""}@${c.frame.ts}`
+          : c.type === "skip"
+          ? `skip@${c.frame.ts}`
           : c.type === "chunk-close"
           ? `close:${c.reason}${c.partial ? ":partial" : ""}${c.endTs !== undefined ? `@${c.endTs}` : ""}`
           : `${c.type}@${c.ts}`
       ),
     writes: () => out.filter((c) => c.type === "write").map((c) => (c as { frame: Frame }).frame.ts),
+    /** Start times of the chunks opened, ms. */
+    opens: () => out.filter((c) => c.type === "chunk-open").map((c) => (c as { frame: Frame }).frame.ts),
   };
 }
 
-/** 30 fps from `from` for `ms`, a keyframe every `gopMs`. */
+/** 30 fps from `from` for `ms`, a keyframe every `gopMs`. Returns the frames sent. */
 function feed(m: ReturnType<typeof run>, from: number, ms: number, gopMs = 1000): number {
+  const gopFrames = Math.round(gopMs * 30 / 1000);
   let n = 0;
-  for (let t = from; t < from + ms; t += 1000 / 30, n++) {
-    const ts = Math.round(t);
-    m.frame(frame(ts, (ts - from) % gopMs < 1000 / 30));
-  }
+  for (; n * 1000 / 30 < ms; n++) m.frame(frame(Math.round(from + n * 1000 / 30), n % gopFrames === 0));
   return n;
 }
 
@@ -62,60 +88,108 @@ Deno.test("frames before the first keyframe are skipped; a chunk starts with a k
   m.frame(frame(33));
   m.frame(frame(66, true));
   m.frame(frame(100));
-  assert.deepEqual(m.plan(), ["skip@0", "skip@33", "session-start@66", "chunk-open@66"]);
+  assert.deepEqual(m.plan(), ["skip@0", "skip@33", "session-start@66", "open@66"]);
   assert.deepEqual(m.writes(), [66, 100]);
   assert.equal(m.state(), "recording");
 });
 
-Deno.test("rollover at the first keyframe at or after the chunk duration; no frame lost or repeated", () => {
-  const m = run();
-  const sent = feed(m, 0, 25_000, 1500); // keyframes every 1.5 s: 0, 1.5, ..., 10.5, ..., 21
-  const plan = m.plan();
-  assert.deepEqual(plan, [
-    "session-start@0",
-    "chunk-open@0",
-    "close:duration@10500",
-    "chunk-open@10500",
-    "close:duration@21000",
-    "chunk-open@21000",
-  ]);
-  const writes = m.writes();
-  assert.equal(new Set(writes).size, writes.length);
-  assert.equal(writes.length, sent);
+Deno.test("chunks roll over at the keyframe nearest the target, whatever the GOP; no frame lost or repeated", () => {
+  for (const [gopMs, targetMs] of [[4000, 9000], [9800, 10_000], [1500, 10_000], [30_000, 10_000]]) {
+    const m = run({ chunkMs: targetMs });
+    const sent = feed(m, 0, 100_000, gopMs);
+    const opens = m.opens();
+    const lengths = opens.slice(1).map((t, i) => t - opens[i]);
+    // A chunk is a whole number of GOPs, the number nearest the target (at least one).
+    const gops = Math.max(1, Math.round(targetMs / gopMs - 1e-9));
+    for (const len of lengths) {
+      assert.ok(Math.abs(len - gops * gopMs) < 40, `GOP ${gopMs} target ${targetMs}: a ${len} ms chunk`);
+    }
+    if (gopMs <= targetMs) {
+      assert.ok(
+        lengths.every((len) => Math.abs(len - targetMs) <= gopMs / 2 + 40),
+        `GOP ${gopMs}: ${lengths}`,
+      );
+    }
+    const writes = m.writes();
+    assert.equal(new Set(writes).size, writes.length);
+    assert.equal(writes.length, sent);
+  }
+  // A 4 s GOP and a 9 s target: 8 s chunks, within 2 s of the target (the first waits for a key interval).
+  const m = run({ chunkMs: 9000 });
+  feed(m, 0, 60_000, 4000);
+  assert.deepEqual(m.opens().slice(0, 4), [0, 8000, 16_000, 24_000]);
 });
 
-Deno.test("idle: the chunk closes as partial when it has enough frames, and stays open when it has not", () => {
+Deno.test("an exact cut rolls over at the first frame at or after the target, carrying the GOP", () => {
+  const m = run({ chunkMs: 9000, cut: "exact" });
+  const sent = feed(m, 0, 40_000, 4000);
+  const opens = m.out.filter((c) => c.type === "chunk-open") as Extract<
+    SegmentCommand,
+    { type: "chunk-open" }
+  >[];
+  assert.ok(opens.every((o) => o.carried === !o.frame.keyframe), "a chunk starting mid-GOP carries its GOP");
+  assert.ok(opens.filter((o) => o.carried).length >= 3);
+  const starts = opens.map((o) => o.frame.ts);
+  for (let i = 1; i < starts.length; i++) {
+    const len = starts[i] - starts[i - 1];
+    assert.ok(len >= 9000 && len < 9000 + 34, `chunk ${i}: ${len} ms`);
+  }
+  assert.equal(m.writes().length, sent);
+  // The close that precedes each carried open says where the last frame ends: at the next chunk's start.
+  const closes = m.out.filter((c) => c.type === "chunk-close") as Extract<
+    SegmentCommand,
+    { type: "chunk-close" }
+  >[];
+  assert.deepEqual(closes.map((c) => c.endTs), starts.slice(1));
+});
+
+Deno.test("idle: the chunk closes as partial; frames resuming mid-GOP open the next chunk with the GOP carried", () => {
   const m = run();
-  feed(m, 0, 1000); // 30 frames
+  feed(m, 0, 1000); // 30 frames, a keyframe at 0
   m.tick(967 + 1999); // the last frame came at 967
   assert.equal(m.state(), "recording");
   m.tick(967 + 2000);
   assert.deepEqual(m.plan().slice(-1), ["close:idle:partial"]);
-  assert.equal(m.state(), "idle");
-  m.frame(frame(5000)); // not a keyframe: cannot start a chunk
-  m.frame(frame(5033, true));
-  assert.deepEqual(m.plan().slice(-2), ["skip@5000", "chunk-open@5033"]);
+  assert.equal(m.state(), "waiting");
+  m.frame(frame(5000)); // continues the coded sequence: its GOP is at hand
+  m.frame(frame(5033));
+  assert.deepEqual(m.plan().slice(-1), ["open-carried@5000"]);
+  assert.deepEqual(m.writes().slice(-2), [5000, 5033]);
+
+  // A GOP that was not kept (over the bound, or lost with a writer restart): wait for a keyframe.
+  const lost = run({}, 10);
+  for (let i = 0; i < 30; i++) lost.frame(frame(i * 33, i === 0));
+  lost.tick(10_000);
+  lost.frame(frame(10_100));
+  lost.frame(frame(10_133, true));
+  assert.deepEqual(lost.plan().slice(-3), ["close:idle:partial", "skip@10100", "open@10133"]);
 
   const few = run();
   for (let i = 0; i < 3; i++) few.frame(frame(i * 33, i === 0)); // 3 < minFrames
   few.tick(10_000);
   assert.equal(few.state(), "recording");
   few.frame(frame(10_100));
-  assert.deepEqual(few.plan(), ["session-start@0", "chunk-open@0"]);
+  assert.deepEqual(few.plan(), ["session-start@0", "open@0"]);
   assert.deepEqual(few.writes(), [0, 33, 66, 10_100]);
 });
 
-Deno.test("a changed SPS closes the chunk and the next keyframe opens a new one", () => {
+Deno.test("a changed SPS closes the chunk at the frame that uses it; the next keyframe opens a new one", () => {
   const m = run();
   feed(m, 0, 2000);
-  const p2 = params(2, 640);
+  const p2 = params("p2", 640);
   m.frame(frame(2100, true, p2));
-  assert.deepEqual(m.plan().slice(-3), ["chunk-open@0", "close:params:partial", "chunk-open@2100"]);
-  assert.equal(m.out.filter((c) => c.type === "chunk-open").length, 2);
-  // New parameters arriving on a non-keyframe: the chunk closes, frames wait for a keyframe.
-  m.frame(frame(2133, false, params(3)));
-  m.frame(frame(2166, true, params(3)));
-  assert.deepEqual(m.plan().slice(-3), ["close:params:partial", "skip@2133", "chunk-open@2166"]);
+  assert.deepEqual(m.plan().slice(-3), ["open@0", "close:params:partial@2100", "open@2100"]);
+  // New parameters on a frame that is not a keyframe: the old GOP cannot lead up to it.
+  m.frame(frame(2133, false, params("p3")));
+  m.frame(frame(2166, true, params("p3")));
+  assert.deepEqual(m.plan().slice(-3), ["close:params:partial@2133", "skip@2133", "open@2166"]);
+});
+
+Deno.test("a change of the frame grid (at a keyframe) starts a new chunk there", () => {
+  const m = run();
+  feed(m, 0, 2000);
+  m.frame(frame(2000, true, P1, 1500));
+  assert.deepEqual(m.plan().slice(-2), ["close:frame-rate:partial@2000", "open@2000"]);
 });
 
 Deno.test("a session ends after the session idle timeout; the next frame starts a new one", () => {
@@ -123,9 +197,9 @@ Deno.test("a session ends after the session idle timeout; the next frame starts 
   feed(m, 0, 1000);
   m.tick(5000);
   m.tick(967 + 30_000);
-  assert.deepEqual(m.plan(), ["session-start@0", "chunk-open@0", "close:idle:partial", "session-end@967"]);
+  assert.deepEqual(m.plan(), ["session-start@0", "open@0", "close:idle:partial", "session-end@967"]);
   m.frame(frame(40_000, true));
-  assert.deepEqual(m.plan().slice(-2), ["session-start@40000", "chunk-open@40000"]);
+  assert.deepEqual(m.plan().slice(-2), ["session-start@40000", "open@40000"]);
 });
 
 Deno.test("a frame long after the last one ends the session even without ticks", () => {
@@ -136,7 +210,7 @@ Deno.test("a frame long after the last one ends the session even without ticks",
     "close:session-end:partial",
     "session-end@967",
     "session-start@100000",
-    "chunk-open@100000",
+    "open@100000",
   ]);
 });
 
@@ -152,16 +226,17 @@ Deno.test("a writer reset drops the chunk without a close and waits for a keyfra
   const m = run();
   feed(m, 0, 500);
   m.send("RESET");
+  m.forget(); // the segmenter clears its GOP with the reset
   m.frame(frame(600));
   m.frame(frame(633, true));
-  assert.deepEqual(m.plan(), ["session-start@0", "chunk-open@0", "skip@600", "chunk-open@633"]);
+  assert.deepEqual(m.plan(), ["session-start@0", "open@0", "skip@600", "open@633"]);
 });
 
 Deno.test("a session left open by a crash is continued when frames resume in time, ended otherwise", () => {
   const fresh = run({ resume: { lastFrameMs: 1000 } });
   fresh.frame(frame(5000, true));
-  assert.deepEqual(fresh.plan(), ["chunk-open@5000"]);
+  assert.deepEqual(fresh.plan(), ["open@5000"]);
   const stale = run({ resume: { lastFrameMs: 1000 } });
   stale.frame(frame(60_000, true));
-  assert.deepEqual(stale.plan(), ["session-end@1000", "session-start@60000", "chunk-open@60000"]);
+  assert.deepEqual(stale.plan(), ["session-end@1000", "session-start@60000", "open@60000"]);
 });

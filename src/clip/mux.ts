@@ -13,6 +13,8 @@ interface ReadChunk {
   samples: SampleRef[];
   /** Wall-clock ms of each sample. */
   wall: number[];
+  /** Wall-clock ms of the first sample presented (after a decode-only lead). */
+  shownFrom: number;
   width: number;
   height: number;
   sampleEntry: Uint8Array;
@@ -30,7 +32,8 @@ const FRAGMENT_MS = 1000;
 
 /**
  * Reads a chunk and keeps the samples of [from, to): in the clip's first chunk from the keyframe
- * at or before `from` (decoded, not shown), and every sample that starts before `to`.
+ * at or before `from` (decoded, not shown; it may lie in the chunk's decode-only lead), and every
+ * sample that starts before `to`. A later chunk's lead is left out: the clip holds those frames.
  */
 async function readChunk(
   root: string,
@@ -50,20 +53,36 @@ async function readChunk(
       if (scan.samples[i].key) begin = i;
     }
   } else {
-    while (
-      begin < scan.samples.length && wallOf(scan.samples[begin]) + toMs(scan.samples[begin].duration) <= from
-    ) begin++;
+    const skip = (s: SampleRef) => !s.shown || wallOf(s) + toMs(s.duration) <= from;
+    while (begin < scan.samples.length && skip(scan.samples[begin])) begin++;
   }
   let end = begin;
   while (end < scan.samples.length && wallOf(scan.samples[end]) < to) end++;
   const samples = scan.samples.slice(begin, end);
   const sampleEntry = bytes.subarray(scan.stsd.offset + 16, scan.stsd.offset + scan.stsd.size);
-  return { bytes, samples, wall: samples.map(wallOf), width: scan.width, height: scan.height, sampleEntry };
+  return {
+    bytes,
+    samples,
+    wall: samples.map(wallOf),
+    shownFrom: startMs + toMs(scan.editTicks),
+    width: scan.width,
+    height: scan.height,
+    sampleEntry,
+  };
 }
 
-/** The edit that shows [from, to) of a clip whose first sample is at `firstWall` and last ends at `lastEnd`. */
-function edit(from: number, to: number, firstWall: number, lastEnd: number) {
-  const shownFrom = Math.max(from, firstWall);
+/**
+ * The edit that shows [from, to) of a clip whose first chunk is `first` and whose last sample ends
+ * at `lastEnd`. It starts at the picture on screen at `from` (or the first after it, in a gap),
+ * never partway into one (a player hides a picture its edit starts after), and never in the
+ * chunk's decode-only lead.
+ */
+function edit(from: number, to: number, first: ReadChunk, lastEnd: number) {
+  const { wall, samples } = first;
+  const firstWall = wall[0];
+  // The first picture still on screen at `from`: it started at or before it, or after a gap.
+  const onScreen = wall.find((w, i) => w + toMs(samples[i].duration) > from) ?? from;
+  const shownFrom = Math.max(onScreen, first.shownFrom);
   return {
     mediaTime: toTicks(shownFrom - firstWall),
     durationMs: Math.max(0, Math.min(to, lastEnd) - shownFrom),
@@ -137,7 +156,8 @@ export async function faststartClip(
 ): Promise<ClipSummary> {
   const parts: { path: string; refs: SampleRef[] }[] = [];
   const tables: SampleTables = { durations: [], sizes: [], sync: [], chunks: [] };
-  let entry: Uint8Array | null = null, width = 0, height = 0, firstWall = 0, lastWall = 0, lastEnd = 0;
+  let entry: Uint8Array | null = null, width = 0, height = 0, first: ReadChunk | null = null;
+  let lastWall = 0, lastEnd = 0;
   for (const [i, c] of plan.chunks.entries()) {
     const chunk = await readChunk(root, c.path, from, to, i === 0);
     if (chunk.samples.length === 0) continue;
@@ -145,7 +165,7 @@ export async function faststartClip(
       entry = chunk.sampleEntry.slice();
       width = chunk.width;
       height = chunk.height;
-      firstWall = chunk.wall[0];
+      first = chunk;
     } else {
       // The previous sample lasts until this one: the recorded spacing, gaps included.
       tables.durations[tables.durations.length - 1] = Math.max(1, toTicks(chunk.wall[0] - lastWall));
@@ -160,11 +180,17 @@ export async function faststartClip(
     lastEnd = lastWall + toMs(chunk.samples.at(-1)!.duration);
     parts.push({ path: c.path, refs: chunk.samples });
   }
-  if (!entry) throw new Error("no frames in the range");
+  if (!entry || !first) throw new Error("no frames in the range");
   const payload = tables.sizes.reduce((a, b) => a + b, 0);
   const large = payload + 8 > 0xffffffff;
   const mdatHeader = large ? 16 : 8;
-  const options = { width, height, sampleEntry: entry, tables, edit: edit(from, to, firstWall, lastEnd) };
+  const options = {
+    width,
+    height,
+    sampleEntry: entry,
+    tables,
+    edit: edit(from, to, first, lastEnd),
+  };
   // Offsets do not change the moov's size (stco or co64 is decided by the payload): measure, then fill.
   const head = ftyp().length + movie(options).length;
   let offset = head + mdatHeader;
@@ -187,7 +213,7 @@ export async function faststartClip(
     onProgress((k + 1) / parts.length);
   }
   const e = options.edit;
-  const startMs = firstWall + toMs(e.mediaTime);
+  const startMs = first.wall[0] + toMs(e.mediaTime);
   return {
     startMs,
     endMs: startMs + e.durationMs,

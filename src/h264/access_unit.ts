@@ -1,83 +1,280 @@
-import { BitReader } from "./bits.ts";
-import { isFirstSliceOfPicture, isSlice, NalType, nalType } from "./nal.ts";
 import type { TimedNal } from "./annexb.ts";
+import { isSlice, NalType, nalType } from "./nal.ts";
+import { parsePps, type PpsInfo } from "./pps.ts";
+import { parseSliceHeader, type SliceHeader, startsNewPicture } from "./slice_header.ts";
+import { parseSps, type SpsInfo } from "./sps.ts";
 
-/** One coded picture: its NAL units, and the arrival time of its first byte (parameter sets aside). */
+/** The parameter sets in force for a picture. */
+export interface ParamSets {
+  /** Equal keys, equal parameter sets: compared across connections, so it is the content itself. */
+  key: string;
+  sps: Uint8Array[];
+  pps: Uint8Array[];
+  /** The SPS the picture's PPS refers to. */
+  info: SpsInfo;
+}
+
+/** How a picture was known to be whole. */
+export type Completion =
+  /** The next picture began (a slice of another picture, an AUD, end of sequence): certain. */
+  | "next"
+  /** Its slices cover the layout the stream has kept for several pictures: no need to wait. */
+  | "layout"
+  /** The stream ended while it was in progress: it may lack slices. */
+  | "end";
+
+/** One coded picture: its NAL units in arrival order, parameter sets included. */
 export interface AccessUnit {
+  /** Arrival of its first NAL unit other than an SPS or PPS. */
   ts: number;
   nals: Uint8Array[];
-  /** Holds an IDR slice. */
   idr: boolean;
-  /** A slice whose header could not be parsed: the picture cannot be decoded. */
+  /** A slice header did not parse: the picture cannot be decoded. */
   corrupt: boolean;
+  /** A picture before this one was passed on without all its slices: this one may refer to it. */
+  gapBefore: boolean;
+  /** The first slice's header; null when none parsed. */
+  slice: SliceHeader | null;
+  /** Null while the PPS or SPS its slices name is unknown. */
+  params: ParamSets | null;
+  completion: Completion;
+}
+
+/** Pictures completed by lookahead with one slice layout before it is trusted to end a picture. */
+const LAYOUT_STREAK = 4;
+
+interface Picture {
+  ts: number | null;
+  nals: Uint8Array[];
+  idr: boolean;
+  corrupt: boolean;
+  gapBefore: boolean;
+  slice: SliceHeader | null;
+  params: ParamSets | null;
+  /** first_mb_in_slice of each slice, in arrival order. */
+  layout: number[];
 }
 
 /**
- * Groups NAL units into access units (H.264 7.4.1.2.3, as the relay's consumers need it): a new
- * unit starts at an AUD; at SEI, SPS or PPS after a slice of the current unit; and at a slice
- * whose first_mb_in_slice is 0 when the current unit already has a slice.
+ * Groups NAL units into pictures, deciding with lookahead (H.264 7.4.1.2.3/7.4.1.2.4): a picture ends
+ * at an AUD or end of sequence, or when a slice starts another picture (first_mb_in_slice 0, or a
+ * different frame_num, PPS, nal_ref_idc, IDR id or POC). A parameter set or SEI between the slices
+ * of a picture does not end it: real producers repeat SPS and PPS before every IDR slice. Parameter
+ * sets apply from the next picture that begins after them, never to the one in progress.
+ *
+ * Waiting for the next picture would hold the last picture before a pause until the stream
+ * resumes, so once the stream has kept one slice layout for several pictures, a picture whose
+ * slices cover that layout is complete at once. A slice that arrives later for such a picture is
+ * counted (`lateSlices`), dropped, and turns the shortcut off for this stream.
  *
  * @example
  * const asm = new AccessUnitAssembler();
- * for (const nal of nals) { const au = asm.push(nal); if (au) frames.push(au); }
- * const last = asm.flush();
+ * for (const nal of nals) frames.push(...asm.push(nal));
+ * const last = asm.flush(); // at the end of the stream
  */
 export class AccessUnitAssembler {
-  /** NAL units refused: forbidden bit set or a type that Annex-B streams never carry. */
+  /** NAL units refused: forbidden bit, a type Annex-B streams never carry, an unparsable parameter set or slice. */
   badNals = 0;
-  #cur: AccessUnit | null = null;
-  #hasSlice = false;
-  #timed = false;
+  /** Slices that arrived for a picture already completed by its layout. */
+  lateSlices = 0;
+  #sps = new Map<number, { nal: Uint8Array; info: SpsInfo }>();
+  #pps = new Map<number, { nal: Uint8Array; info: PpsInfo }>();
+  #params: ParamSets | null = null;
+  #cur: Picture | null = null;
+  /** Non-VCL units after the last slice: they open the next picture unless a slice continues this one. */
+  #pending: TimedNal[] = [];
+  #layout: number[] = [];
+  #streak = 0;
+  #predict = true;
+  /** The last picture completed by its layout, to recognise a late slice of it. */
+  #predicted: SliceHeader | null = null;
+  #gapNext = false;
 
-  push(nal: TimedNal): AccessUnit | null {
+  push(nal: TimedNal): AccessUnit[] {
     const b = nal.data;
     const type = nalType(b);
     if ((b[0] & 0x80) !== 0 || type === 0 || type >= 24) {
       this.badNals++;
-      return null;
+      return [];
     }
-    let done: AccessUnit | null = null;
-    const startsNew = type === NalType.aud ||
-      (this.#hasSlice && (type === NalType.sei || type === NalType.sps || type === NalType.pps)) ||
-      (this.#hasSlice && isSlice(type) && isFirstSliceOfPicture(b));
-    if (startsNew) done = this.flush();
-    if (!this.#cur) this.#cur = { ts: nal.ts, nals: [], idr: false, corrupt: false };
-    // Parameter sets carry no picture time: the relay resends its cached ones on connect, long
-    // before the next picture. The unit's time is the arrival of its first other NAL unit.
-    if (!this.#timed && type !== NalType.sps && type !== NalType.pps) {
-      this.#cur.ts = nal.ts;
-      this.#timed = true;
-    }
-    this.#cur.nals.push(b);
-    if (isSlice(type)) {
-      this.#hasSlice = true;
-      if (type === NalType.idr) this.#cur.idr = true;
-      if (!sliceHeaderParses(b)) {
-        this.badNals++;
-        this.#cur.corrupt = true;
-      }
-    }
-    return done;
+    const out: AccessUnit[] = [];
+    if (type === NalType.sps || type === NalType.pps) this.#paramSet(b, type);
+    if (type === NalType.aud) this.#complete("next", out);
+    if (isSlice(type)) this.#slice(nal, out);
+    else if (type === 10 || type === 11) { // end of sequence / stream: the last unit of its picture
+      this.#pending.push(nal);
+      this.#complete("next", out);
+    } else this.#pending.push(nal);
+    return out;
   }
 
-  /** Completes the unit in progress, if it holds a slice (a unit of only parameter sets waits). */
+  /** Arrival of the earliest unit not yet passed on in a picture, if any. */
+  get pendingSince(): number | null {
+    if (this.#cur?.ts != null) return this.#cur.ts;
+    const first = this.#pending.find((n) =>
+      nalType(n.data) !== NalType.sps && nalType(n.data) !== NalType.pps
+    );
+    return first?.ts ?? null;
+  }
+
+  /** A NAL unit already pushed was cut short: its picture cannot be decoded, and nor can those after it. */
+  damage(): void {
+    if (this.#cur) this.#cur.corrupt = true;
+    else this.#gapNext = true;
+  }
+
+  /** The stream ended: the picture in progress, if any, as it is (`completion: "end"`). */
   flush(): AccessUnit | null {
-    const au = this.#cur;
-    if (!au || !this.#hasSlice) return null;
+    const out: AccessUnit[] = [];
+    this.#complete("end", out);
+    this.#pending = [];
+    this.#predicted = null;
+    return out[0] ?? null;
+  }
+
+  #slice(nal: TimedNal, out: AccessUnit[]): void {
+    let h: SliceHeader | null = null;
+    try {
+      h = parseSliceHeader(nal.data, (id) => this.#pps.get(id)?.info, (id) => this.#sps.get(id)?.info);
+    } catch {
+      this.badNals++;
+    }
+    const cur = this.#cur;
+    if (!h) {
+      // Which picture an unreadable slice belongs to is unknown: the one in progress is not decodable.
+      const pic = cur ?? this.#begin(nal);
+      this.#append(pic, nal);
+      pic.corrupt = true;
+      return;
+    }
+    const p = this.#predicted;
+    if (!cur && p && h.firstMb !== 0 && !startsNewPicture(p, h)) {
+      this.lateSlices++;
+      this.#predict = false;
+      this.#predicted = null;
+      this.#gapNext = true;
+      return;
+    }
+    if (cur && (h.firstMb === 0 || !cur.slice || startsNewPicture(cur.slice, h))) this.#complete("next", out);
+    const pic = this.#cur ?? this.#begin(nal, h);
+    this.#append(pic, nal);
+    pic.layout.push(h.firstMb);
+    if (
+      this.#predict && this.#streak >= LAYOUT_STREAK && !pic.corrupt &&
+      sameLayout(pic.layout, this.#layout)
+    ) {
+      this.#predicted = pic.slice;
+      this.#complete("layout", out);
+    }
+  }
+
+  /** A new picture whose first slice is `nal`; the units pending since the last picture open it. */
+  #begin(nal: TimedNal, h: SliceHeader | null = null): Picture {
+    const params = h ? this.#paramsFor(h.ppsId) : null;
+    const pic: Picture = {
+      ts: null,
+      nals: [],
+      idr: nalType(nal.data) === NalType.idr,
+      corrupt: false,
+      gapBefore: this.#gapNext,
+      slice: h,
+      params,
+      layout: [],
+    };
+    this.#gapNext = false;
+    this.#predicted = null;
+    this.#cur = pic;
+    return pic;
+  }
+
+  /** Adds the pending units, then `nal`, to `pic`; parameter sets do not time a picture. */
+  #append(pic: Picture, nal: TimedNal): void {
+    for (const n of [...this.#pending, nal]) {
+      const t = nalType(n.data);
+      if (pic.ts === null && t !== NalType.sps && t !== NalType.pps) pic.ts = n.ts;
+      pic.nals.push(n.data);
+    }
+    this.#pending = [];
+  }
+
+  #complete(how: Completion, out: AccessUnit[]): void {
+    const pic = this.#cur;
+    if (!pic) return;
     this.#cur = null;
-    this.#hasSlice = false;
-    this.#timed = false;
-    return au;
+    if (how === "next" && !pic.corrupt) {
+      if (sameLayout(pic.layout, this.#layout)) this.#streak++;
+      else {
+        this.#layout = pic.layout;
+        this.#streak = 1;
+      }
+    }
+    if (how !== "layout") {
+      // Units that came after the last slice (an AUD or end of sequence excepted) open the next picture.
+      const tail = this.#pending.filter((n) => nalType(n.data) === 10 || nalType(n.data) === 11);
+      for (const n of tail) pic.nals.push(n.data);
+      this.#pending = this.#pending.filter((n) => !tail.includes(n));
+    }
+    out.push({
+      ts: pic.ts!,
+      nals: pic.nals,
+      idr: pic.idr,
+      corrupt: pic.corrupt,
+      gapBefore: pic.gapBefore,
+      slice: pic.slice,
+      params: pic.params,
+      completion: how,
+    });
+  }
+
+  #paramSet(nal: Uint8Array, type: number): void {
+    try {
+      if (type === NalType.sps) {
+        const info = parseSps(nal);
+        if (!equalBytes(this.#sps.get(info.spsId)?.nal, nal)) {
+          this.#sps.set(info.spsId, { nal: nal.slice(), info });
+          this.#params = null;
+        }
+      } else {
+        const info = parsePps(nal);
+        if (!equalBytes(this.#pps.get(info.ppsId)?.nal, nal)) {
+          this.#pps.set(info.ppsId, { nal: nal.slice(), info });
+          this.#params = null;
+        }
+      }
+    } catch {
+      this.badNals++;
+    }
+  }
+
+  /** The parameter sets for a picture whose slices name PPS `ppsId`; null while it or its SPS is unknown. */
+  #paramsFor(ppsId: number): ParamSets | null {
+    const pps = this.#pps.get(ppsId);
+    const sps = pps && this.#sps.get(pps.info.spsId);
+    if (!sps) return null;
+    if (this.#params?.info !== sps.info) {
+      const spsList = [...this.#sps.values()].map((s) => s.nal);
+      const ppsList = [...this.#pps.values()].map((p) => p.nal);
+      this.#params = {
+        key: [...spsList, ...ppsList].map(hex).join("|"),
+        sps: spsList,
+        pps: ppsList,
+        info: sps.info,
+      };
+    }
+    return this.#params;
   }
 }
 
-/** first_mb_in_slice, slice_type and pic_parameter_set_id must be readable and in range. */
-function sliceHeaderParses(nal: Uint8Array): boolean {
-  try {
-    const r = new BitReader(nal, 1);
-    r.ue();
-    return r.ue() <= 9 && r.ue() <= 255;
-  } catch {
-    return false;
-  }
+function sameLayout(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function equalBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function hex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }

@@ -7,11 +7,21 @@ export interface TimedNal {
 /** NAL units larger than this are discarded: no sane encoder emits them, and buffering is bounded. */
 export const MAX_NAL_BYTES = 8 * 1024 * 1024;
 
+/** Pieces in a row that began with a start code before piece ends are trusted as NAL unit ends. */
+const ALIGNED_STREAK = 8;
+
 /**
  * Splits an Annex-B byte stream that arrives in arbitrary pieces into NAL units. A NAL unit is
  * complete when the next start code arrives, so results do not depend on how the bytes were
  * split into messages. A piece that begins with a start code completes the pending NAL unit
  * without copying it, which is the relay's one-NAL-per-message case.
+ *
+ * The relay sends whole NAL units, so waiting for the next start code would hold the last one
+ * before a pause until the stream resumes. Once several pieces in a row have begun with a start
+ * code, the end of a piece completes its NAL unit too. A piece that then continues a NAL unit
+ * proves the stream is split elsewhere: it is counted (`splitNals`), its bytes up to the next start
+ * code are discarded, `damaged` is set for the caller, and the splitter goes back to waiting for
+ * start codes.
  *
  * @example
  * const s = new AnnexBSplitter();
@@ -24,15 +34,35 @@ export class AnnexBSplitter {
   discardedBytes = 0;
   /** NAL units thrown away for exceeding MAX_NAL_BYTES. */
   oversizedNals = 0;
+  /** NAL units found continued in the next piece after a piece end had completed them. */
+  splitNals = 0;
+  /** Set when a NAL unit already passed on turned out to be cut short; the caller clears it. */
+  damaged = false;
 
   #pending: Uint8Array | null = null; // bytes of the NAL unit in progress (after its start code)
   #pendingTs = 0;
   #inNal = false; // false until the first start code
   #skipping = false; // inside an oversized NAL unit
+  #aligned = 0; // pieces in a row that began with a start code; -1: never trust piece ends again
+
+  /** Arrival of the NAL unit in progress, if one has begun. */
+  get pendingSince(): number | null {
+    return this.#pending && this.#inNal && !this.#skipping ? this.#pendingTs : null;
+  }
 
   push(bytes: Uint8Array, ts: number): TimedNal[] {
     const out: TimedNal[] = [];
-    if (startCodeLength(bytes, 0) > 0 && this.#pending) {
+    const startsWithCode = startCodeLength(bytes, 0) > 0;
+    if (this.#aligned >= 0) {
+      if (startsWithCode) this.#aligned++;
+      else if (this.#aligned >= ALIGNED_STREAK && bytes.length > 0) {
+        this.splitNals++;
+        this.damaged = true;
+        this.#aligned = -1;
+        this.#inNal = false; // the continuation is discarded up to the next start code
+      } else this.#aligned = 0;
+    }
+    if (startsWithCode && this.#pending) {
       if (this.#inNal && !this.#skipping) this.#complete(this.#pending, out);
       else this.discardedBytes += trimZeros(this.#pending, 0, this.#pending.length);
       this.#pending = null;
@@ -79,6 +109,10 @@ export class AnnexBSplitter {
       // A NAL unit whose start code ended the previous piece begins in this one.
       if (nalStart === 0 && pendingLen === 0) this.#pendingTs = ts;
       this.#pending = rest;
+      if (this.#aligned >= ALIGNED_STREAK) {
+        this.#complete(rest, out);
+        this.#pending = null;
+      }
     }
     return out;
   }

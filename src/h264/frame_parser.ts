@@ -1,27 +1,35 @@
-import { AccessUnitAssembler } from "./access_unit.ts";
-import { BitReader } from "./bits.ts";
+import { type AccessUnit, AccessUnitAssembler, type ParamSets } from "./access_unit.ts";
 import { AnnexBSplitter, splitAnnexB, type TimedNal } from "./annexb.ts";
 import { NalType, nalType } from "./nal.ts";
 import { PacketType, parseProducerPacket } from "./producer_packet.ts";
-import { parseSps, type SpsInfo } from "./sps.ts";
 
-/** The parameter sets in force for a frame; a new object each time any of them changes. */
-export interface ParamSets {
-  version: number;
-  sps: Uint8Array[];
-  pps: Uint8Array[];
-  info: SpsInfo;
-}
+export type { ParamSets };
 
 /** A frame as the recorder stores it: an MP4 sample (4-byte length-prefixed NAL units). */
 export interface Frame {
+  /**
+   * Its time in wall-clock ms: the arrival of its first byte, until the frame clock places it on
+   * the stream's grid (src/frame_clock.ts).
+   */
   ts: number;
+  /** Arrival of its first byte (or the producer's timestamp), wall-clock ms. */
+  arrival: number;
+  /** The grid step, in 90 kHz ticks, that `ts` lies on; 0 until the frame clock has placed it. */
+  gridTicks: number;
   /** An IDR picture whose parameter sets are known: a chunk may start here. */
   keyframe: boolean;
   /** A slice could not be parsed; the picture is not decodable. */
   corrupt: boolean;
+  /** The stream ended while it was in progress: it may lack slices. */
+  incomplete: boolean;
+  /** A picture before it was passed on without all its slices, so it may refer to a damaged one. */
+  gapBefore: boolean;
   data: Uint8Array;
   params: ParamSets | null;
+  /** frame_num of its slices; null while its parameter sets are unknown. */
+  frameNum: number | null;
+  /** nal_ref_idc is not 0: later pictures may refer to it. */
+  reference: boolean;
 }
 
 /** Counts of input the parser refused; each is also a metric. */
@@ -30,6 +38,8 @@ export interface ParserCounts {
   badPackets: number;
   discardedBytes: number;
   oversizedNals: number;
+  lateSlices: number;
+  splitNals: number;
 }
 
 // Carried in the sample entry's avcC, or meaningless inside an MP4 sample.
@@ -48,21 +58,17 @@ const OUT_OF_SAMPLE = new Set<number>([NalType.sps, NalType.pps, NalType.aud, 10
 export class FrameParser {
   #splitter = new AnnexBSplitter();
   #assembler = new AccessUnitAssembler();
-  #sps = new Map<number, Uint8Array>();
-  #pps = new Map<number, Uint8Array>();
-  #params: ParamSets | null = null;
-  #paramsDirty = false;
-  #version = 0;
   #anchorMs: number | null = null;
   #badPackets = 0;
-  #badParamSets = 0;
 
   get counts(): ParserCounts {
     return {
-      badNals: this.#assembler.badNals + this.#badParamSets,
+      badNals: this.#assembler.badNals,
       badPackets: this.#badPackets,
       discardedBytes: this.#splitter.discardedBytes,
       oversizedNals: this.#splitter.oversizedNals,
+      lateSlices: this.#assembler.lateSlices,
+      splitNals: this.#splitter.splitNals,
     };
   }
 
@@ -74,86 +80,70 @@ export class FrameParser {
       this.#badPackets++;
       return [];
     }
-    if (!packet) return this.#nals(this.#splitter.push(bytes, arrivedAt), false);
+    if (!packet) return this.#nals(this.#splitter.push(bytes, arrivedAt));
     if (packet.type === PacketType.config) return [];
-    const out = this.#nals(this.#splitter.flush(), false);
-    if (packet.type === PacketType.sps || packet.type === PacketType.pps) {
-      return out.concat(this.#nals(this.#payloadNals(packet.payload, arrivedAt), false));
+    // A packet holds whole NAL units: the one a previous Annex-B message left open is complete.
+    const out = this.#nals(this.#splitter.flush());
+    let ts = arrivedAt;
+    if (packet.type !== PacketType.sps && packet.type !== PacketType.pps) {
+      this.#anchorMs ??= arrivedAt - packet.timestamp / 1000;
+      ts = this.#anchorMs + packet.timestamp / 1000;
     }
-    this.#anchorMs ??= arrivedAt - packet.timestamp / 1000;
-    const ts = this.#anchorMs + packet.timestamp / 1000;
-    // The unit may have begun with a preceding SPS/PPS packet; the frame packet's clock rules.
-    const frames = this.#nals(this.#payloadNals(packet.payload, ts), true);
-    for (const f of frames) f.ts = ts;
-    return out.concat(frames);
+    return out.concat(this.#nals(this.#payloadNals(packet.payload, ts)));
   }
 
-  /** The stream ended (connection closed): everything buffered is complete. */
+  /** The stream ended (connection closed): the picture in progress comes out marked `incomplete`. */
   end(): Frame[] {
-    return this.#nals(this.#splitter.flush(), true);
+    const frames = this.#nals(this.#splitter.flush());
+    const last = this.#assembler.flush();
+    if (last) frames.push(this.#frame(last));
+    return frames;
+  }
+
+  /** Arrival of the earliest byte not yet in a frame, if any: no frame still to come is older. */
+  get pendingSince(): number | null {
+    const a = this.#assembler.pendingSince, b = this.#splitter.pendingSince;
+    return a === null ? b : b === null ? a : Math.min(a, b);
   }
 
   #payloadNals(payload: Uint8Array, ts: number): TimedNal[] {
     return payload[0] === 0 ? splitAnnexB(payload, ts) : [{ data: payload, ts }];
   }
 
-  #nals(nals: TimedNal[], complete: boolean): Frame[] {
+  #nals(nals: TimedNal[]): Frame[] {
+    if (this.#splitter.damaged) {
+      this.#splitter.damaged = false;
+      this.#assembler.damage();
+    }
     const frames: Frame[] = [];
-    for (const nal of nals) {
-      const type = nalType(nal.data);
-      if (type === NalType.sps || type === NalType.pps) this.#paramSet(nal.data, type);
-      const au = this.#assembler.push(nal);
-      if (au) frames.push(this.#frame(au.ts, au.idr, au.corrupt, au.nals));
-    }
-    if (complete) {
-      const au = this.#assembler.flush();
-      if (au) frames.push(this.#frame(au.ts, au.idr, au.corrupt, au.nals));
-    }
+    for (const nal of nals) for (const au of this.#assembler.push(nal)) frames.push(this.#frame(au));
     return frames;
   }
 
-  #paramSet(nal: Uint8Array, type: number): void {
-    try {
-      const map = type === NalType.sps ? this.#sps : this.#pps;
-      const id = type === NalType.sps ? parseSps(nal).spsId : ppsId(nal);
-      const old = map.get(id);
-      if (old && equalBytes(old, nal)) return;
-      map.set(id, nal.slice());
-      this.#paramsDirty = true;
-    } catch {
-      this.#badParamSets++;
-    }
-  }
-
-  #frame(ts: number, idr: boolean, corrupt: boolean, nals: Uint8Array[]): Frame {
-    if (this.#paramsDirty && this.#sps.size > 0 && this.#pps.size > 0) {
-      this.#paramsDirty = false;
-      const sps = [...this.#sps.values()];
-      this.#params = { version: ++this.#version, sps, pps: [...this.#pps.values()], info: parseSps(sps[0]) };
-    }
+  #frame(au: AccessUnit): Frame {
     let size = 0;
-    for (const n of nals) if (!OUT_OF_SAMPLE.has(nalType(n))) size += 4 + n.length;
+    for (const n of au.nals) if (!OUT_OF_SAMPLE.has(nalType(n))) size += 4 + n.length;
     const data = new Uint8Array(size);
     const view = new DataView(data.buffer);
     let at = 0;
-    for (const n of nals) {
+    for (const n of au.nals) {
       if (OUT_OF_SAMPLE.has(nalType(n))) continue;
       view.setUint32(at, n.length);
       data.set(n, at + 4);
       at += 4 + n.length;
     }
-    return { ts, keyframe: idr && !corrupt && this.#params !== null, corrupt, data, params: this.#params };
+    return {
+      ts: au.ts,
+      arrival: au.ts,
+      gridTicks: 0,
+      keyframe: au.idr && !au.corrupt && au.params !== null,
+      corrupt: au.corrupt,
+      incomplete: au.completion === "end",
+      gapBefore: au.gapBefore,
+      data,
+      params: au.params,
+      frameNum: au.slice?.picture?.frameNum ?? null,
+      reference: au.slice?.reference ?? false,
+    };
   }
-}
-
-function ppsId(nal: Uint8Array): number {
-  const id = new BitReader(nal, 1).ue();
-  if (id > 255) throw new RangeError(`PPS id ${id} out of range`);
-  return id;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -17,11 +17,3 @@ export function nalType(nal: Uint8Array): number {
 export function isSlice(type: number): boolean {
   return type === NalType.slice || type === NalType.idr;
 }
-
-/**
- * first_mb_in_slice is 0 exactly when the first bit after the header is 1 (ue(v) "1" = 0), so a
- * new picture can be detected without parsing the slice header.
- */
-export function isFirstSliceOfPicture(nal: Uint8Array): boolean {
-  return nal.length > 1 && (nal[1] & 0x80) !== 0;
-}

@@ -10,6 +10,17 @@ export interface SpsInfo {
   height: number;
   /** RFC 6381 codec string, e.g. "avc1.42c01e". */
   codec: string;
+  /** Fields a slice header's parse depends on (7.3.3). */
+  log2MaxFrameNum: number;
+  pocType: number;
+  log2MaxPocLsb: number;
+  deltaPicOrderAlwaysZero: boolean;
+  frameMbsOnly: boolean;
+  separateColourPlane: boolean;
+  /** gaps_in_frame_num_value_allowed_flag: frame_num may jump without a picture being lost. */
+  gapsAllowed: boolean;
+  /** Macroblocks in a frame: first_mb_in_slice is below it. */
+  frameMbs: number;
 }
 
 const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);
@@ -43,11 +54,15 @@ export function parseSps(nal: Uint8Array): SpsInfo {
       }
     }
   }
-  r.ue(); // log2_max_frame_num_minus4
+  const log2MaxFrameNum = r.ue() + 4;
+  if (log2MaxFrameNum > 16) throw new RangeError(`log2_max_frame_num ${log2MaxFrameNum} out of range`);
   const pocType = r.ue();
-  if (pocType === 0) r.ue();
-  else if (pocType === 1) {
-    r.bit();
+  let log2MaxPocLsb = 0, deltaPicOrderAlwaysZero = false;
+  if (pocType === 0) {
+    log2MaxPocLsb = r.ue() + 4;
+    if (log2MaxPocLsb > 16) throw new RangeError(`log2_max_pic_order_cnt_lsb ${log2MaxPocLsb} out of range`);
+  } else if (pocType === 1) {
+    deltaPicOrderAlwaysZero = r.bit() === 1;
     r.se();
     r.se();
     const n = r.ue();
@@ -55,7 +70,7 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     for (let i = 0; i < n; i++) r.se();
   } else if (pocType !== 2) throw new RangeError(`pic_order_cnt_type ${pocType} out of range`);
   r.ue(); // max_num_ref_frames
-  r.bit(); // gaps_in_frame_num_value_allowed_flag
+  const gapsAllowed = r.bit() === 1;
   const widthMbs = r.ue() + 1;
   const heightMapUnits = r.ue() + 1;
   const frameMbsOnly = r.bit();
@@ -85,6 +100,14 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     width,
     height,
     codec: `avc1.${hex(profile)}${hex(constraints)}${hex(level)}`,
+    log2MaxFrameNum,
+    pocType,
+    log2MaxPocLsb,
+    deltaPicOrderAlwaysZero,
+    frameMbsOnly: frameMbsOnly === 1,
+    separateColourPlane: separateColourPlanes === 1,
+    gapsAllowed,
+    frameMbs: widthMbs * heightMapUnits * (2 - frameMbsOnly),
   };
 }
 

@@ -9,6 +9,8 @@ export interface SampleRef {
   time: number;
   duration: number;
   key: boolean;
+  /** Presented: at or after the edit list's start. False for a carried GOP's decode-only lead. */
+  shown: boolean;
 }
 
 /** What a chunk file holds up to its last complete fragment. */
@@ -16,9 +18,12 @@ export interface ChunkScan {
   /** Bytes up to the end of the last complete fragment (or of moov): everything after is torn. */
   validBytes: number;
   fragments: number;
+  /** Shown frames (decode-only samples excluded). */
   frames: number;
   /** Wall-clock ms of media time 0, from the first prft box; null if no fragment has one. */
   startMs: number | null;
+  /** Media time (ticks) where presentation starts: the edit list's, 0 without one. */
+  editTicks: number;
   /** Media end of the last complete fragment, in ms from the start. */
   endMs: number;
   /** Width and height from the track header; 0 if moov is missing. */
@@ -50,6 +55,7 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
     fragments: 0,
     frames: 0,
     startMs: null,
+    editTicks: 0,
     endMs: 0,
     width: 0,
     height: 0,
@@ -84,6 +90,8 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       }
       const stsd = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stsd"]);
       if (stsd >= 0) result.stsd = { offset: stsd, size: view.getUint32(stsd) };
+      const elst = findBox(bytes, body, at + size, ["trak", "edts", "elst"]);
+      if (elst >= 0) result.editTicks = firstEditMediaTime(view, elst);
       // stsd: full box header, entry count, then avc1 (8-byte header, 78 bytes of visual entry), then avcC.
       const avcC = stsd + 16 + 8 + 78;
       if (stsd >= 0 && avcC + 12 <= at + size && fourcc(bytes, avcC + 4) === "avcC") {
@@ -103,7 +111,10 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
         result.startMs = prftMs;
       }
       result.fragments++;
-      result.frames += moof.samples.length;
+      for (const sample of moof.samples) {
+        sample.shown = sample.time >= result.editTicks;
+        if (sample.shown) result.frames++;
+      }
       result.samples.push(...moof.samples);
       result.endMs = Math.max(result.endMs, (moof.endTicks / TIMESCALE) * 1000);
       result.validBytes = at + size;
@@ -136,12 +147,24 @@ function parseMoof(bytes: Uint8Array, view: DataView, moofStart: number, moofEnd
     if (flags & 0x200) (size = view.getUint32(p), p += 4);
     if (flags & 0x400) (key = (view.getUint32(p) & 0x10000) === 0, p += 4);
     if (flags & 0x800) p += 4;
-    samples.push({ offset, size, time, duration, key });
+    samples.push({ offset, size, time, duration, key, shown: true });
     offset += size;
     time += duration;
     bytesTotal += size;
   }
   return { samples, bytes: bytesTotal, endTicks: time };
+}
+
+/** media_time of the first edit that is not empty (-1), in ticks; 0 when there is none. */
+function firstEditMediaTime(view: DataView, elst: number): number {
+  const version = view.getUint8(elst + 8);
+  const count = view.getUint32(elst + 12);
+  const entry = version === 1 ? 20 : 12;
+  for (let i = 0, at = elst + 16; i < count && at + entry <= view.byteLength; i++, at += entry) {
+    const mediaTime = version === 1 ? Number(view.getBigInt64(at + 8)) : view.getInt32(at + 4);
+    if (mediaTime >= 0) return mediaTime;
+  }
+  return 0;
 }
 
 /** Offset of the box at `path` (each a child of the previous) within [from, to), or -1. */

@@ -4,12 +4,16 @@ import { toMs, toTicks } from "./timing.ts";
 /** A frame as the fragmenter needs it. */
 export interface TimedSample {
   ts: number;
+  /** Arrival of its first byte, for the latency metric (its time if absent). */
+  arrival?: number;
+  /** The stream's frame grid step (90 kHz ticks): how long a last frame with no frame after it lasts. */
+  gridTicks?: number;
   keyframe: boolean;
   data: Uint8Array;
 }
 
 export interface FragmenterOptions {
-  /** Wall-clock ms of the chunk's first frame: media time 0. */
+  /** Wall-clock ms of the chunk's first sample (decode-only or not): media time 0. */
   startMs: number;
   /** A fragment holds frames that arrived within this many ms of its first one. */
   fragmentMs: number;
@@ -30,10 +34,10 @@ export interface FragmentOut {
 const DEFAULT_FRAME_MS = 1000 / 30;
 
 /**
- * Cuts a chunk's frames into fMP4 fragments. Each sample lasts until the next frame's arrival, so
- * a sample's presentation time is exactly its frame's own timestamp; a frame is held until the
- * next one arrives (or the fragment is due) because its duration is known only then. Pure: the
- * caller writes the returned bytes and supplies the clock.
+ * Cuts a chunk's frames into fMP4 fragments. Each sample lasts until the next frame's time, so a
+ * sample's presentation time is exactly its frame's own time; a frame is held until the next one
+ * arrives (or the fragment is due) because its duration is known only then. Pure: the caller
+ * writes the returned bytes and supplies the clock.
  *
  * @example
  * const f = new Fragmenter({ startMs: first.ts, fragmentMs: 1000 });
@@ -54,6 +58,15 @@ export class Fragmenter {
   /** Frames held in memory, not yet in a written fragment. */
   get pendingFrames(): number {
     return this.#pending.length;
+  }
+
+  /**
+   * The decode-only lead of a chunk that starts mid-GOP: `frames` (from the GOP's keyframe) as one
+   * fragment, the last lasting until `nextTs`, the first shown frame.
+   */
+  lead(frames: readonly TimedSample[], nextTs: number): FragmentOut {
+    this.#pending = [...frames];
+    return this.#flush(nextTs);
   }
 
   /** Adds a frame; returns the fragment it completes, if any. */
@@ -99,13 +112,13 @@ export class Fragmenter {
         ? ticks[i + 1] - ticks[i]
         : nextTs !== null
         ? Math.max(1, toTicks(nextTs - this.#opts.startMs) - ticks[i])
-        : this.#lastDuration || toTicks(DEFAULT_FRAME_MS);
+        : f.gridTicks || this.#lastDuration || toTicks(DEFAULT_FRAME_MS);
       if (i + 1 < frames.length || nextTs !== null) this.#lastDuration = duration;
       return { data: f.data, duration, keyframe: f.keyframe };
     });
     // An estimated last duration may overlap the next frame; that frame keeps its own time.
     const end = ticks[ticks.length - 1] + samples[samples.length - 1].duration;
     const bytes = fragment(++this.#sequence, samples, ticks[0], this.#opts.startMs + toMs(ticks[0]));
-    return { bytes, frames: frames.length, endMs: toMs(end), arrivals: frames.map((f) => f.ts) };
+    return { bytes, frames: frames.length, endMs: toMs(end), arrivals: frames.map((f) => f.arrival ?? f.ts) };
   }
 }

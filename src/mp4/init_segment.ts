@@ -151,13 +151,16 @@ function sampleTables(t: SampleTables): Uint8Array[] {
 
 /**
  * ftyp + moov of a chunk: fragmented MP4 with one H.264 track; the samples follow in moof+mdat pairs.
+ * `shownFrom` (media ticks) makes the samples before it decode-only: an edit list starts
+ * presentation there (segment_duration 0: to the end of the fragmented track).
  *
  * @example
  * await file.write(initSegment(frame.params));
  */
-export function initSegment(params: ParamSets): Uint8Array {
+export function initSegment(params: ParamSets, shownFrom?: number): Uint8Array {
   const { width, height } = params.info;
-  return concat([ftyp(), movie({ width, height, sampleEntry: avc1(params) })]);
+  const edit = shownFrom ? { mediaTime: shownFrom, durationMs: 0 } : undefined;
+  return concat([ftyp(), movie({ width, height, sampleEntry: avc1(params), edit })]);
 }
 
 /** The avc1 sample entry with its AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1). */

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { type ClockedFrame, FrameClock } from "../src/frame_clock.ts";
+import { rng } from "./helpers.ts";
+
+type F = ClockedFrame & { i: number };
+const BASE = 1_795_000_000_000;
+const T = 1000 / 30;
+
+/** Frames arriving at `arrivals`, released as a connection releases them; a keyframe every `gop`. */
+function clocked(arrivals: number[], gop = 30): F[] {
+  const clock = new FrameClock<F>();
+  const out: F[] = [];
+  arrivals.forEach((arrival, i) => {
+    out.push(...clock.release(arrival));
+    out.push(...clock.push({ arrival, ts: 0, gridTicks: 0, keyframe: i % gop === 0, i }));
+  });
+  out.push(...clock.flush());
+  assert.deepEqual(out.map((f) => f.i), arrivals.map((_, i) => i), "every frame, in order");
+  return out;
+}
+
+const ticks = (f: F) => Math.round(f.ts * 90);
+
+Deno.test("a jittered stream lands on one grid: whole steps apart, each within a step of its arrival", () => {
+  const r = rng(7);
+  const frames = clocked(Array.from({ length: 900 }, (_, i) => BASE + i * T + r() * 6));
+  const step = frames[0].gridTicks;
+  assert.ok(frames.every((f) => f.gridTicks === step));
+  assert.ok(step < T * 90 && step > 0.85 * T * 90, `step ${step / 90} ms for ${T} ms frames`);
+  for (let i = 1; i < frames.length; i++) {
+    const d = ticks(frames[i]) - ticks(frames[i - 1]);
+    assert.ok(d > 0 && d % step === 0, `interval ${d} ticks is not a whole number of ${step}`);
+  }
+  const worst = Math.max(...frames.map((f) => Math.abs(f.ts - f.arrival)));
+  assert.ok(worst <= step / 90, `a frame ${worst} ms from its arrival`);
+});
+
+Deno.test("frames that arrive together never share a time", () => {
+  // Five frames per message, 150 ms apart.
+  const frames = clocked(Array.from({ length: 300 }, (_, i) => BASE + Math.floor(i / 5) * 150));
+  for (let i = 1; i < frames.length; i++) assert.ok(ticks(frames[i]) > ticks(frames[i - 1]));
+});
+
+Deno.test("a burst after a stall is laid back into the stall, one step apart, ending at its arrival", () => {
+  // 30 fps; frames 100-189 are held up for 3 s and arrive within 5 ms (a link stall, then a burst).
+  const arrivals = Array.from({ length: 400 }, (_, i) => BASE + i * T);
+  for (let i = 100; i < 190; i++) arrivals[i] = BASE + 189 * T + (i - 100) * 0.05;
+  const frames = clocked(arrivals);
+  const step = frames[0].gridTicks;
+  for (let i = 101; i < 190; i++) assert.equal(ticks(frames[i]) - ticks(frames[i - 1]), step);
+  assert.ok(Math.abs(frames[189].ts - arrivals[189]) <= step / 90, "the burst ends at its arrival");
+  assert.ok(frames[100].ts < arrivals[100] - 2500, "and reaches back into the stall");
+  assert.ok(ticks(frames[100]) > ticks(frames[99]));
+  // After it, frames are on time again.
+  assert.ok(frames.slice(190).every((f) => Math.abs(f.ts - f.arrival) <= step / 90));
+});
+
+Deno.test("an encoder pause stays a gap: nothing arrives late to fill it", () => {
+  const arrivals = Array.from({ length: 300 }, (_, i) => BASE + i * T + (i >= 150 ? 4000 : 0));
+  const frames = clocked(arrivals);
+  assert.ok(frames[150].ts - frames[149].ts > 4000);
+  assert.ok(frames.every((f) => Math.abs(f.ts - f.arrival) <= f.gridTicks / 90));
+});
+
+Deno.test("a frame is held until nothing earlier can come and half a step passed quietly", () => {
+  const clock = new FrameClock<F>();
+  const out: F[] = [];
+  for (let i = 0; i < 20; i++) {
+    out.push(...clock.push({ arrival: BASE + i * T, ts: 0, gridTicks: 0, keyframe: false, i }));
+  }
+  const held = 20 - out.length;
+  assert.ok(held >= 1);
+  const last = BASE + 19 * T;
+  assert.deepEqual(clock.release(last + 1), [], "not yet quiet");
+  assert.equal(clock.release(last + T).length, held);
+});
+
+Deno.test("the grid changes only at a keyframe, when the stream's frame rate changes", () => {
+  // 30 fps for 300 frames, then 15 fps; keyframes every 30 frames.
+  const arrivals = Array.from(
+    { length: 600 },
+    (_, i) => BASE + (i < 300 ? i * T : 300 * T + (i - 300) * 2 * T),
+  );
+  const frames = clocked(arrivals);
+  const changes = frames.flatMap((f, i) => i > 0 && f.gridTicks !== frames[i - 1].gridTicks ? [i] : []);
+  assert.equal(changes.length, 1);
+  assert.ok(frames[changes[0]].keyframe && changes[0] > 300);
+  assert.ok(frames.at(-1)!.gridTicks > 1.8 * frames[0].gridTicks);
+});
