@@ -215,6 +215,7 @@ export class Connection implements Behavior<never> {
         const arrived = performance.now();
         lastMessage = arrived;
         if (typeof e.data === "string") {
+          if (e.data === "pong") return; // the answer to our ping
           metrics.textMessages.inc(this.#labels);
           this.#log.debug("text message", { text: e.data.slice(0, 200) });
           return;
@@ -225,7 +226,12 @@ export class Connection implements Behavior<never> {
       ws.onerror = (e) => {
         this.#log.warn("connection error", { error: (e as ErrorEvent).message ?? "error" });
       };
-      ws.onclose = (e) => finish(`closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
+      ws.onclose = (e) =>
+        finish(
+          e.wasClean
+            ? `closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`
+            : "connection lost without a close frame (1006)",
+        );
     });
   }
 }

@@ -58,15 +58,23 @@ export interface Config {
 
 /** A configuration value that is refused: the message names the variable and what it accepts. */
 export class ConfigError extends Error {
+  readonly exitCode: number = 2;
+  readonly summary: string = "invalid configuration";
   constructor(readonly variable: string, message: string) {
     super(`${variable}: ${message}`);
   }
 }
 
-/** Refuses to start: one line naming the variable, exit code 2. */
+/** A valid configuration names something that cannot be had now (a port in use): exit 69. */
+export class StartupError extends ConfigError {
+  override readonly exitCode = 69;
+  override readonly summary = "cannot start";
+}
+
+/** Refuses to start: one line naming the variable, exit code 2 (or 69 for a StartupError). */
 export function refuse(e: ConfigError): never {
-  console.error(`skyreel: invalid configuration: ${e.message}`);
-  Deno.exit(2);
+  console.error(`skyreel: ${e.summary}: ${e.message}`);
+  Deno.exit(e.exitCode);
 }
 
 type Env = Record<string, string | undefined>;

@@ -8,8 +8,8 @@ import type { BrokerStatus } from "./broker_status.ts";
 import { Segmenter } from "../actors/segmenter.ts";
 import { Writer } from "../actors/writer.ts";
 import { Mailbox } from "./actor.ts";
-import { type Config, ConfigError } from "./config.ts";
-import { json, serveHttp } from "./http.ts";
+import { type Config, ConfigError, StartupError } from "./config.ts";
+import { type HttpServer, json, serveHttp } from "./http.ts";
 import { ClipApi } from "./clip/api.ts";
 import { ChunkIndex } from "./index/chunk_index.ts";
 import { IndexEvents } from "./index/index_events.ts";
@@ -200,8 +200,6 @@ export async function startService(config: Config): Promise<Service> {
         }),
     });
   }
-  await supervisor.start();
-
   const listen = (
     variable: string,
     name: string,
@@ -211,9 +209,12 @@ export async function startService(config: Config): Promise<Service> {
     try {
       return serveHttp(name, config.httpHost, port, handler);
     } catch (e) {
-      throw new ConfigError(
+      const where = `${config.httpHost}:${port}`;
+      throw new StartupError(
         variable,
-        `cannot listen on ${config.httpHost}:${port}: ${e instanceof Error ? e.message : e}`,
+        e instanceof Deno.errors.AddrInUse
+          ? `${where} is already in use`
+          : `cannot listen on ${where}: ${e instanceof Error ? e.message : e}`,
       );
     }
   };
@@ -231,7 +232,7 @@ export async function startService(config: Config): Promise<Service> {
     storageLimitGb: config.storageSizeGb,
     leases,
   });
-  const api = listen("HTTP_PORT", "http", config.httpPort, async (req) => {
+  const apiRoutes = async (req: Request) => {
     if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
     const actors = supervisor.health();
     const outbox = await index.outbox();
@@ -246,8 +247,8 @@ export async function startService(config: Config): Promise<Service> {
       broker: brokerStatus,
       outbox: { depth: outbox.depth, oldest_age_seconds: Math.round(oldestAge * 10) / 10 },
     }, down ? 503 : 200);
-  });
-  const metricsServer = listen("METRICS_PORT", "metrics", config.metricsPort, async (req) => {
+  };
+  const scrape = async (req: Request) => {
     if (new URL(req.url).pathname !== "/metrics") return notFound(req);
     for (const q of queues) metrics.queueSize.set({ actor: q.actor, stream: q.stream }, q.box.size);
     const outbox = await index.outbox();
@@ -256,10 +257,22 @@ export async function startService(config: Config): Promise<Service> {
     return new Response(await metrics.registry.metrics(), {
       headers: { "content-type": metrics.registry.contentType },
     });
-  });
+  };
+  let api: HttpServer | null = null, metricsServer: HttpServer;
+  try {
+    api = listen("HTTP_PORT", "http", config.httpPort, apiRoutes);
+    metricsServer = listen("METRICS_PORT", "metrics", config.metricsPort, scrape);
+  } catch (e) {
+    await api?.shutdown();
+    await index.close();
+    throw e;
+  }
+
+  // Both ports are bound before anything records: a port in use stops the start, not a recording.
+  await supervisor.start();
 
   const done = supervisor.done.then(async (code) => {
-    await api.shutdown();
+    await api!.shutdown();
     await metricsServer.shutdown();
     await index.close();
     log.info("stopped", { exitCode: code });
@@ -267,7 +280,7 @@ export async function startService(config: Config): Promise<Service> {
   });
   log.info("recording", { streams: config.streams.map((s) => s.name), storage: root });
   return {
-    httpPort: api.port,
+    httpPort: api!.port,
     metricsPort: metricsServer.port,
     metrics,
     index,

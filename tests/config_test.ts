@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { sourceFrames, startRelay } from "../src/relay.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { ROOT, taskArgs } from "./helpers.ts";
+import { indexRows, pattern, ROOT, ServiceProcess, SMALL_PATTERN, taskArgs } from "./helpers.ts";
 
 Deno.test("defaults", () => {
   const c = loadConfig({});
@@ -83,6 +84,37 @@ Deno.test("each bad value is refused with one line naming the variable, exit cod
     assert.equal(err.split("\n").length, 1, err);
     assert.match(err, new RegExp(`^skyreel: invalid configuration: ${name}`));
     assert.equal(new TextDecoder().decode(stdout), "");
+  }
+});
+
+Deno.test("a port in use stops the start with one line naming it, exit 69, before anything records", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const relay = await startRelay({
+    frames: sourceFrames(await pattern(SMALL_PATTERN)),
+    intervalMs: () => 1000 / 30,
+    loops: Infinity,
+  });
+  const storage = await Deno.makeTempDir();
+  try {
+    for (const variable of ["HTTP_PORT", "METRICS_PORT"]) {
+      const port = String(taken.addr.port);
+      const service = new ServiceProcess({
+        VIDEO_STREAM_URL: relay.url,
+        STORAGE_PATH: storage,
+        ...(variable === "HTTP_PORT" ? { HTTP_PORT: port } : { METRICS_PORT: port }),
+      });
+      const status = await service.exit();
+      assert.equal(status.code, 69, service.stderr.join("\n"));
+      assert.deepEqual(service.stderr, [
+        `skyreel: cannot start: ${variable}: 127.0.0.1:${port} is already in use`,
+      ]);
+      assert.ok(!service.logs.some((l) => l.msg === "connected"), "it never connected to the relay");
+    }
+    assert.deepEqual(indexRows(storage).sessions, []);
+  } finally {
+    taken.close();
+    await relay.close();
+    await Deno.remove(storage, { recursive: true });
   }
 });
 
