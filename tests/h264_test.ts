@@ -243,3 +243,36 @@ Deno.test("BitReader skips emulation-prevention bytes and refuses to read past t
   assert.equal(r.ue(), 0);
   assert.throws(() => r.bits(8), RangeError);
 });
+
+Deno.test("a connection that opens mid-picture: the tail of that picture is incomplete, never a keyframe", () => {
+  const messages = upstream(sourceFrames(fixture));
+  // The relay's cached SPS+PPS, then the live stream from the IDR picture's third slice on.
+  const cached = messages[1];
+  const idrSlice3 = 2 + 2 * 3 + 2; // after SPS, SPS+PPS, and two [SPS, SPS+PPS, slice] triples
+  const { frames } = parseAll([cached, ...messages.slice(idrSlice3)]);
+  assert.equal(frames[0].incomplete, true);
+  assert.equal(frames[0].keyframe, false);
+  assert.ok(frames.slice(1).every((f) => !f.incomplete && !f.keyframe), "the P pictures after it are whole");
+  // The same mid-picture join on a P picture.
+  const p40 = 23 + 39 * 7 + 4;
+  const joined = parseAll([cached, ...messages.slice(p40)]).frames;
+  assert.equal(joined[0].incomplete, true);
+  assert.equal(joined.length, 144 - 40);
+});
+
+Deno.test("a picture completed by its layout whose last slice turns out split is dropped as corrupt", () => {
+  const perNal = sourceFrames(fixture).flatMap((f) => f.nals);
+  const last = 10 + 29 * 7 + 6; // the last slice of picture 30
+  const nal = perNal[last];
+  const half = nal.length >> 1;
+  const messages = [
+    ...perNal.slice(0, last),
+    nal.subarray(0, half),
+    nal.subarray(half),
+    ...perNal.slice(last + 1),
+  ];
+  const { frames, parser } = parseAll(messages);
+  assert.equal(parser.counts.splitNals, 1);
+  assert.deepEqual(frames.flatMap((f, i) => f.corrupt ? [i] : []), [30]);
+  assert.deepEqual(frames.flatMap((f, i) => f.gapBefore ? [i] : []), [31], "and the pictures after it wait");
+});

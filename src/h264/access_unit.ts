@@ -31,6 +31,11 @@ export interface AccessUnit {
   idr: boolean;
   /** A slice header did not parse: the picture cannot be decoded. */
   corrupt: boolean;
+  /**
+   * It may lack slices: the stream ended while it was in progress, or it was joined after its first
+   * slice (a connection that opened mid-picture).
+   */
+  incomplete: boolean;
   /** A picture before this one was passed on without all its slices: this one may refer to it. */
   gapBefore: boolean;
   /** The first slice's header; null when none parsed. */
@@ -42,6 +47,8 @@ export interface AccessUnit {
 
 /** Pictures completed by lookahead with one slice layout before it is trusted to end a picture. */
 const LAYOUT_STREAK = 4;
+/** Non-slice units kept while no slice comes: more are discarded (and counted), oldest first. */
+const MAX_PENDING = 64;
 
 interface Picture {
   ts: number | null;
@@ -104,7 +111,10 @@ export class AccessUnitAssembler {
     else if (type === 10 || type === 11) { // end of sequence / stream: the last unit of its picture
       this.#pending.push(nal);
       this.#complete("next", out);
-    } else this.#pending.push(nal);
+    } else if (this.#pending.push(nal) > MAX_PENDING) {
+      this.#pending.shift();
+      this.badNals++;
+    }
     return out;
   }
 
@@ -189,19 +199,24 @@ export class AccessUnitAssembler {
 
   /** Adds the pending units, then `nal`, to `pic`; parameter sets do not time a picture. */
   #append(pic: Picture, nal: TimedNal): void {
-    for (const n of [...this.#pending, nal]) {
+    const add = (n: TimedNal) => {
       const t = nalType(n.data);
       if (pic.ts === null && t !== NalType.sps && t !== NalType.pps) pic.ts = n.ts;
       pic.nals.push(n.data);
+    };
+    if (this.#pending.length > 0) {
+      this.#pending.forEach(add);
+      this.#pending = [];
     }
-    this.#pending = [];
+    add(nal);
   }
 
   #complete(how: Completion, out: AccessUnit[]): void {
     const pic = this.#cur;
     if (!pic) return;
     this.#cur = null;
-    if (how === "next" && !pic.corrupt) {
+    const missingStart = pic.layout[0] !== 0;
+    if (how === "next" && !pic.corrupt && !missingStart) {
       if (sameLayout(pic.layout, this.#layout)) this.#streak++;
       else {
         this.#layout = pic.layout;
@@ -219,6 +234,7 @@ export class AccessUnitAssembler {
       nals: pic.nals,
       idr: pic.idr,
       corrupt: pic.corrupt,
+      incomplete: how === "end" || missingStart,
       gapBefore: pic.gapBefore,
       slice: pic.slice,
       params: pic.params,

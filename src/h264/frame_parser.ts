@@ -20,7 +20,7 @@ export interface Frame {
   keyframe: boolean;
   /** A slice could not be parsed; the picture is not decodable. */
   corrupt: boolean;
-  /** The stream ended while it was in progress: it may lack slices. */
+  /** It may lack slices: the stream ended while it was in progress, or joined it after its first slice. */
   incomplete: boolean;
   /** A picture before it was passed on without all its slices, so it may refer to a damaged one. */
   gapBefore: boolean;
@@ -60,6 +60,8 @@ export class FrameParser {
   #assembler = new AccessUnitAssembler();
   #anchorMs: number | null = null;
   #badPackets = 0;
+  /** The frame the last NAL unit pushed completed by its slice layout, if it did. */
+  #completedByLast: Frame | null = null;
 
   get counts(): ParserCounts {
     return {
@@ -113,10 +115,24 @@ export class FrameParser {
   #nals(nals: TimedNal[]): Frame[] {
     if (this.#splitter.damaged) {
       this.#splitter.damaged = false;
+      // The NAL unit cut short was the last one pushed: if it completed a picture by its layout,
+      // that picture is damaged (the frame clock still holds it), and so may be those after it.
+      const done = this.#completedByLast;
+      if (done) {
+        done.corrupt = true;
+        done.keyframe = false;
+      }
       this.#assembler.damage();
     }
     const frames: Frame[] = [];
-    for (const nal of nals) for (const au of this.#assembler.push(nal)) frames.push(this.#frame(au));
+    for (const nal of nals) {
+      this.#completedByLast = null;
+      for (const au of this.#assembler.push(nal)) {
+        const frame = this.#frame(au);
+        if (au.completion === "layout") this.#completedByLast = frame;
+        frames.push(frame);
+      }
+    }
     return frames;
   }
 
@@ -136,9 +152,9 @@ export class FrameParser {
       ts: au.ts,
       arrival: au.ts,
       gridTicks: 0,
-      keyframe: au.idr && !au.corrupt && au.params !== null,
+      keyframe: au.idr && !au.corrupt && !au.incomplete && au.params !== null,
       corrupt: au.corrupt,
-      incomplete: au.completion === "end",
+      incomplete: au.incomplete,
       gapBefore: au.gapBefore,
       data,
       params: au.params,
