@@ -21,7 +21,9 @@ export interface ConnectionOptions {
 
 const RECONNECT_BASE_MS = 250;
 /** How often frames held by the clock are checked for release. */
-const RELEASE_CHECK_MS = 50;
+const RELEASE_CHECK_MS = 250;
+/** Retimed frames are logged as a sum at most this often (every one is counted at once). */
+const RETIMED_LOG_MS = 10_000;
 
 /**
  * The WebSocket client of the relay's consumer endpoint. It timestamps each message on arrival
@@ -42,6 +44,8 @@ export class Connection implements Behavior<never> {
   #skipping: { reason: ChainBreak; frames: number } | null = null;
   #dropping = 0;
   #gridTicks: number | null = null;
+  /** Retimed frames not yet logged, the largest shift among them, and when the last line went. */
+  #retimed = { frames: 0, maxShiftMs: 0, loggedAt: -Infinity };
 
   constructor(o: ConnectionOptions) {
     this.#o = o;
@@ -70,6 +74,7 @@ export class Connection implements Behavior<never> {
 
   /** Frames the clock has timed: on to the segmenter if a decoder can decode them, else counted. */
   #forward(frames: Frame[]): void {
+    if (frames.length === 0) return;
     const { metrics, segmenter } = this.#o;
     for (const frame of frames) {
       if (frame.corrupt || frame.incomplete) {
@@ -114,16 +119,24 @@ export class Connection implements Behavior<never> {
     this.#reportClock();
   }
 
-  /** Retimed frames and grid changes: a metric and a log line each. */
-  #reportClock(): void {
+  /** Retimed frames (counted at once, logged as a sum every 10 s, or now if `flush`) and grid changes. */
+  #reportClock(flush = false): void {
     const { moved, maxShiftMs } = this.#clock.retiming;
+    const r = this.#retimed;
     if (moved > 0) {
       this.#o.metrics.framesRetimed.inc(this.#labels, moved);
-      this.#log.warn("frames retimed onto the frame grid", {
-        frames: moved,
-        maxShiftMs: Math.round(maxShiftMs),
-      });
       this.#clock.retiming = { moved: 0, maxShiftMs: 0 };
+      r.frames += moved;
+      if (Math.abs(maxShiftMs) > Math.abs(r.maxShiftMs)) r.maxShiftMs = maxShiftMs;
+    }
+    const now = r.frames > 0 ? performance.now() : 0;
+    if (r.frames > 0 && (flush || now - r.loggedAt >= RETIMED_LOG_MS)) {
+      this.#log.warn("frames retimed onto the frame grid", {
+        frames: r.frames,
+        maxShiftMs: Math.round(r.maxShiftMs),
+        sinceMs: Number.isFinite(r.loggedAt) ? Math.round(now - r.loggedAt) : undefined,
+      });
+      this.#retimed = { frames: 0, maxShiftMs: 0, loggedAt: now };
     }
     const grid = this.#clock.gridTicks;
     if (grid !== null && grid !== this.#gridTicks) {
@@ -172,6 +185,7 @@ export class Connection implements Behavior<never> {
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
         this.#forward(this.#clock.flush());
+        this.#reportClock(true);
         if (connected) {
           this.#log.warn("disconnected", { url: stream.url, reason });
           metrics.streamConnected.set(this.#labels, 0);

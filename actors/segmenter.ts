@@ -66,6 +66,8 @@ export class Segmenter implements Behavior<SegmenterMsg> {
         keyIntervalMs: this.#gop.keyIntervalAt(frame),
       });
       const overflows = this.#gop.overflows;
+      // A GOP is largest just before the next keyframe: its size then is the memory it took.
+      if (frame.keyframe) this.#o.metrics.gopCacheBytes.set(this.#labels, this.#gop.bytes);
       this.#gop.add(frame);
       if (this.#gop.overflows > overflows) {
         this.#o.metrics.gopCacheOverflows.inc(this.#labels);
@@ -73,7 +75,6 @@ export class Segmenter implements Behavior<SegmenterMsg> {
           maxBytes: this.#gop.maxBytes,
         });
       }
-      this.#o.metrics.gopCacheBytes.set(this.#labels, this.#gop.bytes);
     } else if (msg.type === "tick") {
       this.#tickQueued = false;
       this.#machine.send({ type: "TICK", now: msg.now });
@@ -105,7 +106,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
       case "skip":
         metrics.framesSkipped.inc({
           ...this.#labels,
-          reason: this.#gop.overflowed ? "gop_not_cached" : "before_keyframe",
+          reason: this.#gop.overflowed || this.#gop.maxBytes === 0 ? "gop_not_cached" : "before_keyframe",
         });
         return;
       case "write":

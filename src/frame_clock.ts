@@ -27,14 +27,17 @@ const FIRST_INTERVALS = 16;
 const REVISE_EVERY = 8;
 /** Longest the first frames are held while the grid is unknown. */
 const FIRST_HOLD_MS = 2000;
-/** Intervals outside these bounds are bursts or pauses, not the frame rate. */
-const MIN_INTERVAL_MS = 2;
+/** A longer interval is a pause, not the frame rate. */
 const MAX_INTERVAL_MS = 2000;
-/** The step is this far below the lower quartile of intervals, so frames do not outrun the steps. */
+/** The step is this far below the mean interval, so frames do not outrun the steps. */
 const MARGIN = 0.97;
-/** The step changes when the estimate is this much coarser or finer: noise must not split chunks. */
+/**
+ * The step changes when the estimate stays this much coarser or finer for PERSIST_MS of arrivals:
+ * noise, or a burst catching up after a stall, must not split chunks.
+ */
 const GROW = 1.2;
 const SHRINK = 0.9;
+const PERSIST_MS = 3000;
 /** Frames in a row placed over a step late that show the steps are too coarse. */
 const LAG_FRAMES = 16;
 /** Frames held at most: a stream that never pauses still has its frames released. */
@@ -51,8 +54,9 @@ const MAX_HELD = 512;
  * burst ends and are then laid back, one step apart, into the silence before them: they were
  * captured during it. Only when the silence is too short for them do they run late.
  *
- * The step is estimated from recent intervals (their lower quartile, so a late frame does not
- * widen it) and changes only at a keyframe, so a chunk that starts at a keyframe has one step.
+ * The step is estimated from the mean of recent intervals, bursts included (it is the rate frames
+ * come at, whatever their clumping), and changes only at a keyframe, so a chunk that starts at a
+ * keyframe has one step.
  * Pure: the caller supplies arrival times and the horizon, the earliest arrival of anything still
  * to come.
  *
@@ -67,11 +71,14 @@ export class FrameClock<F extends ClockedFrame> {
   #held: F[] = [];
   #intervals: number[] = [];
   #sinceRevised = 0;
+  /** Arrival since which the estimate has stayed outside the band around the step; null: inside. */
+  #outsideSince: number | null = null;
   #lastArrival: number | null = null;
   #grid: number | null = null;
   #origin = 0;
   #lastTick: number | null = null;
-  #nextGrid: number | null = null;
+  /** A step to change to at the next keyframe, and what asked for it. */
+  #nextGrid: { ticks: number; cause: "estimate" | "lateness" } | null = null;
   /** Released frames in a row placed over a step late; counted once a frame was on time after a switch. */
   #late = 0;
   #armed = false;
@@ -84,7 +91,7 @@ export class FrameClock<F extends ClockedFrame> {
 
   /** Adds a frame (in arrival order); returns the frames whose times are now final. */
   push(frame: F): F[] {
-    if (this.#lastArrival !== null) this.#observe(frame.arrival - this.#lastArrival);
+    if (this.#lastArrival !== null) this.#observe(frame.arrival - this.#lastArrival, frame.arrival);
     this.#lastArrival = frame.arrival;
     const last = this.#held.at(-1);
     const out = last && this.#grid !== null && this.#quietSince(last, frame.arrival) ? this.#release() : [];
@@ -117,16 +124,22 @@ export class FrameClock<F extends ClockedFrame> {
     return (now - last.arrival) * TICKS_PER_MS >= this.#grid! / 2;
   }
 
-  /** An interval between arrivals feeds the estimate, unless it is part of a burst or a pause. */
-  #observe(ms: number): void {
-    if (ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) return;
-    if (this.#grid !== null && ms * TICKS_PER_MS < this.#grid / 2) return;
+  /** An interval between arrivals feeds the estimate, unless it is a pause. */
+  #observe(ms: number, arrival: number): void {
+    if (ms > MAX_INTERVAL_MS) return;
     this.#intervals.push(ms);
     if (this.#intervals.length > WINDOW) this.#intervals.shift();
     if (this.#grid === null || ++this.#sinceRevised < REVISE_EVERY) return;
     this.#sinceRevised = 0;
     const target = this.#estimate();
-    if (target > GROW * this.#grid || target < SHRINK * this.#grid) this.#nextGrid = target;
+    if (target <= GROW * this.#grid && target >= SHRINK * this.#grid) {
+      // Back in the band before a keyframe came: the stream no longer has the step it asked for.
+      this.#outsideSince = null;
+      if (this.#nextGrid?.cause === "estimate") this.#nextGrid = null;
+    } else if (this.#outsideSince === null) this.#outsideSince = arrival;
+    else if (arrival - this.#outsideSince >= PERSIST_MS) {
+      this.#nextGrid = { ticks: target, cause: "estimate" };
+    }
   }
 
   /**
@@ -143,15 +156,15 @@ export class FrameClock<F extends ClockedFrame> {
     } else if (
       this.#armed && ticksLate > this.#grid! && ++this.#late >= LAG_FRAMES && this.#nextGrid === null
     ) {
-      this.#nextGrid = Math.max(MIN_GRID_TICKS, Math.min(this.#estimate(), Math.floor(MARGIN * this.#grid!)));
+      const ticks = Math.max(MIN_GRID_TICKS, Math.min(this.#estimate(), Math.floor(MARGIN * this.#grid!)));
+      this.#nextGrid = { ticks, cause: "lateness" };
     }
   }
 
   #estimate(): number {
     if (this.#intervals.length === 0) return DEFAULT_GRID_TICKS;
-    const sorted = [...this.#intervals].sort((a, b) => a - b);
-    const quartile = sorted[Math.floor((sorted.length - 1) / 4)];
-    return Math.max(MIN_GRID_TICKS, Math.floor(MARGIN * quartile * TICKS_PER_MS));
+    const mean = this.#intervals.reduce((a, b) => a + b, 0) / this.#intervals.length;
+    return Math.max(MIN_GRID_TICKS, Math.floor(MARGIN * mean * TICKS_PER_MS));
   }
 
   #start(): void {
@@ -159,22 +172,21 @@ export class FrameClock<F extends ClockedFrame> {
     this.#origin = Math.round(this.#held[0].arrival * TICKS_PER_MS);
   }
 
-  /** Times every held frame: a grid change applies from the first keyframe among them. */
+  /**
+   * Times every held frame. A grid change applies at a keyframe that leads them: never inside a
+   * burst, which is laid back on one grid.
+   */
   #release(): F[] {
     const frames = this.#held;
     this.#held = [];
-    let from = 0;
-    const switchAt = this.#nextGrid === null ? -1 : frames.findIndex((f) => f.keyframe);
-    if (switchAt >= 0) {
-      this.#place(frames.slice(0, switchAt));
-      this.#grid = this.#nextGrid!;
+    if (this.#nextGrid && frames[0].keyframe) {
+      this.#grid = this.#nextGrid.ticks;
       this.#nextGrid = null;
-      this.#intervals = [];
+      this.#outsideSince = null;
       this.#armed = false;
-      this.#origin = Math.round(frames[switchAt].arrival * TICKS_PER_MS);
-      from = switchAt;
+      this.#origin = Math.round(frames[0].arrival * TICKS_PER_MS);
     }
-    this.#place(frames.slice(from));
+    this.#place(frames);
     return frames;
   }
 

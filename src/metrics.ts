@@ -150,7 +150,7 @@ export class Metrics {
     ]);
     this.gopCacheBytes = gauge(
       "storage_gop_cache_bytes",
-      "Frames since the last keyframe, kept to start a chunk mid-GOP",
+      "The last whole GOP's frames, as held to start a chunk mid-GOP (set at each keyframe)",
       ["stream"],
     );
     this.gopCacheOverflows = counter(

@@ -87,3 +87,46 @@ Deno.test("the grid changes only at a keyframe, when the stream's frame rate cha
   assert.ok(frames[changes[0]].keyframe && changes[0] > 300);
   assert.ok(frames.at(-1)!.gridTicks > 1.8 * frames[0].gridTicks);
 });
+
+Deno.test("frames that arrive in pairs keep pace: the step follows the mean interval, times do not fall behind", () => {
+  // Every second frame arrives with the one before it (a link that batches), for 20 s.
+  const arrivals = Array.from({ length: 600 }, (_, i) => BASE + (i - (i % 2)) * T + (i % 2) * 0.2);
+  const frames = clocked(arrivals);
+  const step = frames.at(-1)!.gridTicks;
+  assert.ok(step < T * 90 && step > 0.9 * T * 90, `step ${step / 90} ms for ${T} ms frames`);
+  const late = frames.slice(-60).map((f) => f.ts - f.arrival);
+  assert.ok(Math.max(...late) <= 2 * T, `running ${Math.max(...late)} ms late after 20 s`);
+});
+
+Deno.test("a burst after a stall longer than a pause does not change the step", () => {
+  // 30 fps; frames 300-449 held up 5 s, then arriving within 15 ms.
+  const arrivals = Array.from({ length: 900 }, (_, i) => BASE + i * T);
+  for (let i = 300; i < 450; i++) arrivals[i] = BASE + 449 * T + (i - 300) * 0.1;
+  const frames = clocked(arrivals);
+  assert.equal(new Set(frames.map((f) => f.gridTicks)).size, 1);
+  assert.ok(frames.slice(450).every((f) => Math.abs(f.ts - f.arrival) <= f.gridTicks / 90));
+});
+
+Deno.test("clumpy arrivals around a steady rate keep one step", () => {
+  // A stream replayed at 8x through timers: frames due every 4.17 ms, sent on 1 ms ticks in clumps.
+  const r = rng(3);
+  const arrivals = Array.from({ length: 2000 }, (_, i) => BASE + Math.ceil(i * T / 8 + r() * 3));
+  const sorted = arrivals.map((a, i) => Math.max(a, ...arrivals.slice(Math.max(0, i - 3), i)));
+  const frames = clocked(sorted, 30);
+  assert.equal(new Set(frames.map((f) => f.gridTicks)).size, 1);
+  assert.ok(Math.max(...frames.slice(-100).map((f) => f.ts - f.arrival)) < 20, "no growing lag");
+});
+
+Deno.test("a frame-rate dip that recovers before the next keyframe leaves the grid as it was", () => {
+  // 30 fps, then 4 s at 15 fps, then 30 fps again; a keyframe every 10 s (300, in the dip's
+  // first second, and 600, long after it).
+  const arrivals: number[] = [];
+  let t = BASE;
+  for (let i = 0; i < 900; i++) arrivals.push(t += i >= 300 && i < 360 ? 2 * T : T);
+  const frames = clocked(arrivals, 300);
+  assert.equal(new Set(frames.map((f) => f.gridTicks)).size, 1);
+  assert.ok(
+    frames.slice(-100).every((f) => Math.abs(f.ts - f.arrival) <= f.gridTicks / 90),
+    "on time after it",
+  );
+});
