@@ -233,8 +233,10 @@ export class Writer implements Behavior<WriterMsg> {
     } catch (e) {
       if (!isDiskFull(e)) throw e;
       await c.file.truncate(c.bytes);
+      // A decode-only lead loses no frame: the chunk is not opened, and its opening says so.
+      if (decodeOnly) return false;
       this.#diskFull = true;
-      if (!decodeOnly) metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
+      metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
       this.#log.error("disk full: fragment not written", { path: c.path, framesLost: out.frames, error: e });
       return false;
     }

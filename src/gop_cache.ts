@@ -10,7 +10,7 @@ export interface GopFrame {
  * The frames since the last keyframe, kept so that a chunk can start at any frame of the GOP: the
  * chunk opens with them as decode-only samples. Its caller passes it every frame a decoder can
  * decode, in order, so the frames it holds always lead up to the next one. Bounded: a GOP larger
- * than `maxBytes` is dropped (and counted) until the next keyframe. Pure.
+ * than `maxBytes` is dropped (and counted) until the next keyframe; `maxBytes` 0 turns it off. Pure.
  *
  * @example
  * const gop = new GopCache(32 * 2 ** 20);
@@ -62,6 +62,7 @@ export class GopCache<F extends GopFrame> {
       this.clear();
       this.#overflowed = false;
     } else if (this.#frames.length === 0) return; // nothing to lead up to it: wait for a keyframe
+    if (this.maxBytes === 0) return; // the cache is off
     if (this.#bytes + frame.data.length > this.maxBytes) {
       this.overflows++;
       this.#overflowed = true;

@@ -48,6 +48,7 @@ function run(input: Partial<SegmentInput> = {}, gopBytes = 1e9) {
   actor.start();
   return {
     out,
+    gop,
     frame: (f: Frame) => {
       actor.send({ type: "FRAME", frame: f, carry: gop.carries(f), keyIntervalMs: gop.keyIntervalAt(f) });
       gop.add(f);
@@ -163,6 +164,15 @@ Deno.test("idle: the chunk closes as partial; frames resuming mid-GOP open the n
   lost.frame(frame(10_100));
   lost.frame(frame(10_133, true));
   assert.deepEqual(lost.plan().slice(-3), ["close:idle:partial", "skip@10100", "open@10133"]);
+
+  // GOP_CACHE_MB=0: the cache is off, frames wait for a keyframe, and that is no overflow.
+  const off = run({}, 0);
+  feed(off, 0, 1000);
+  off.tick(10_000);
+  off.frame(frame(10_100));
+  off.frame(frame(10_133, true));
+  assert.deepEqual(off.plan().slice(-3), ["close:idle:partial", "skip@10100", "open@10133"]);
+  assert.equal(off.gop.overflows, 0);
 
   const few = run();
   for (let i = 0; i < 3; i++) few.frame(frame(i * 33, i === 0)); // 3 < minFrames
