@@ -69,16 +69,18 @@ Deno.test("bad input is counted and logged, never fatal, and recording resumes a
     assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "oversizedNals" }), 1);
     assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "discardedBytes" }) >= 50 * 1024 * 1024 - 5); // all but the start code and header
     assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "badNals" }) >= 1);
-    assert.equal(sumMetric(m, "storage_frames_dropped_total", { reason: "corrupt" }), 1);
+    // The garbage continues no NAL unit, but reads as if it continued the 60th picture's last one:
+    // that picture is dropped as possibly cut short, as is the one with the truncated slice.
+    assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "splitNals" }), 1);
+    assert.equal(sumMetric(m, "storage_frames_dropped_total", { reason: "corrupt" }), 2);
     assert.equal(sumMetric(m, "storage_reconnects_total"), 1);
     assert.ok(service.logs.some((l) => l.msg === "bad input skipped" && l.kind === "oversizedNals"));
     assert.ok(service.logs.some((l) => l.msg === "corrupt frame dropped; waiting for the next keyframe"));
     service.signal("SIGTERM");
     assert.equal((await service.exit()).code, 0);
-    // All of the first 60 (each was whole when its message ended; the garbage after them is
-    // discarded), 90, then 60.
+    // 59 of the first 60 (the garbage reads as the 60th's continuation), 90, then 60.
     const recorded = indexRows(storage).chunks.reduce((n, c) => n + c.frames, 0);
-    assert.equal(recorded, 60 + 90 + 60);
+    assert.equal(recorded, 59 + 90 + 60);
   } finally {
     abort.abort();
     service.signal("SIGKILL");
