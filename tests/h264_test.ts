@@ -198,9 +198,9 @@ Deno.test("a slice that arrives after its picture was completed by its layout is
   assert.deepEqual(frames.flatMap((f, i) => f.gapBefore ? [i] : []), [21]);
 });
 
-Deno.test("a NAL unit continued in the next message, once messages looked whole, is counted and damages its picture", () => {
+/** The fixture one NAL unit a message, but NAL unit `at` cut across two messages. */
+function splitNal(at: number): { messages: Uint8Array[]; continued: number } {
   const perNal = sourceFrames(fixture).flatMap((f) => f.nals);
-  const at = 10 + 29 * 7 + 2; // the third slice of picture 30 (picture k >= 1 starts at 10 + 7(k-1))
   const nal = perNal[at];
   const half = nal.length >> 1;
   const messages = [
@@ -209,9 +209,15 @@ Deno.test("a NAL unit continued in the next message, once messages looked whole,
     nal.subarray(half),
     ...perNal.slice(at + 1),
   ];
+  return { messages, continued: nal.length - half };
+}
+
+Deno.test("a NAL unit continued in the next message, once messages looked whole, is counted and damages its picture", () => {
+  // The third slice of picture 30 (picture k >= 1 starts at NAL unit 10 + 7(k-1)).
+  const { messages, continued } = splitNal(10 + 29 * 7 + 2);
   const { frames, parser } = parseAll(messages);
   assert.equal(parser.counts.splitNals, 1);
-  assert.ok(parser.counts.discardedBytes >= nal.length - half);
+  assert.ok(parser.counts.discardedBytes >= continued);
   assert.equal(frames.length, 144);
   assert.deepEqual(frames.flatMap((f, i) => f.corrupt ? [i] : []), [30]);
   // From then on the stream is split at start codes only: random splits later record intact.
@@ -261,16 +267,7 @@ Deno.test("a connection that opens mid-picture: the tail of that picture is inco
 });
 
 Deno.test("a picture completed by its layout whose last slice turns out split is dropped as corrupt", () => {
-  const perNal = sourceFrames(fixture).flatMap((f) => f.nals);
-  const last = 10 + 29 * 7 + 6; // the last slice of picture 30
-  const nal = perNal[last];
-  const half = nal.length >> 1;
-  const messages = [
-    ...perNal.slice(0, last),
-    nal.subarray(0, half),
-    nal.subarray(half),
-    ...perNal.slice(last + 1),
-  ];
+  const { messages } = splitNal(10 + 29 * 7 + 6); // the last slice of picture 30
   const { frames, parser } = parseAll(messages);
   assert.equal(parser.counts.splitNals, 1);
   assert.deepEqual(frames.flatMap((f, i) => f.corrupt ? [i] : []), [30]);
