@@ -2,7 +2,7 @@ import { WebSocketServer } from "ws";
 import type { WebSocket as WsSocket } from "ws";
 import { type AccessUnit, AccessUnitAssembler } from "./h264/access_unit.ts";
 import { splitAnnexB } from "./h264/annexb.ts";
-import { NalType, nalType } from "./h264/nal.ts";
+import { isSlice, NalType, nalType } from "./h264/nal.ts";
 import { logger } from "./log.ts";
 import { sleep } from "./sleep.ts";
 
@@ -203,17 +203,15 @@ export async function startRelay(o: RelayOptions): Promise<Relay> {
         let consumers = Infinity; // the fewest consumers any message of the frame reached
         for (const [m, message] of frameMessages(frame, o, paramSets).entries()) {
           drop(m);
-          const isSlice = message.some((n) =>
-            [NalType.slice, NalType.idr].includes(nalType(n.subarray(4)) as 1)
-          );
-          if (m === 0 || (o.slicePacing === "frame" && isSlice && sentAt > 0)) {
+          const slice = message.some((n) => isSlice(nalType(n.subarray(4))));
+          if (m === 0 || (o.slicePacing === "frame" && slice && sentAt > 0)) {
             if (m > 0) due += interval;
             // A frame that is due goes at once: after a stall the owed frames leave as one burst.
             if (due > now()) await sleep(due - now(), abort.signal);
           }
           if (abort.signal.aborted) return;
           consumers = Math.min(consumers, broadcast(message));
-          if (sentAt === 0 && isSlice) sentAt = now();
+          if (sentAt === 0 && slice) sentAt = now();
         }
         updateCache(frame);
         o.onFrame?.(i++, sentAt || now(), frame, consumers);
