@@ -229,6 +229,9 @@ Deno.test("a connection dropped mid-picture without a close frame: pictures unti
   const received = sent.flatMap((s, k) => s.consumers > 0 ? [k] : []);
   const gap = metric(metrics, "storage_frames_skipped_total", "gap");
   const incomplete = metric(metrics, "storage_frames_dropped_total", "incomplete");
+  console.log(
+    `  a drop mid-picture: ${sent.length} pictures sent, ${received.length} received whole, ${verdict.kept.length} kept bit-exact, ${gap} skipped (gap), ${incomplete} dropped (incomplete)`,
+  );
   assert.equal(incomplete, 1, "the picture the drop cut in half");
   assert.ok(gap > 0);
   assert.equal(verdict.kept.length + gap, received.length);
