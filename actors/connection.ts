@@ -83,7 +83,7 @@ export class Connection implements Behavior<never> {
         this.#log.warn(
           frame.corrupt
             ? "corrupt frame dropped; waiting for the next keyframe"
-            : "frame cut off by the end of the connection dropped",
+            : "incomplete frame dropped: the connection ended in it, or opened after its first slice",
           { frameTs: frame.ts },
         );
         // A dropped picture that others refer to shows as a frame_num gap; a corrupt one may not.

@@ -70,7 +70,7 @@ export class Metrics {
     );
     this.framesDropped = counter(
       "storage_frames_dropped_total",
-      "Frames lost: corrupt, incomplete (cut off by the end of a connection), queue_full, no_open_chunk, disk_full",
+      "Frames lost: corrupt, incomplete (a connection ended in it or opened after its first slice), queue_full, no_open_chunk, disk_full",
       ["stream", "reason"],
     );
     this.badInput = counter(
