@@ -90,7 +90,9 @@ export class Writer implements Behavior<WriterMsg> {
         await this.#closeChunk("restart", true);
         try {
           if (!this.#session) await this.#startSession(msg.frame.ts);
-          await this.#openChunk(msg.frame, msg.carry);
+          if (!(await this.#openChunk(msg.frame, msg.carry))) {
+            this.#abandonOpening("no space for the decode-only lead");
+          }
         } catch (e) {
           if (!isDiskFull(e)) throw e;
           this.#abandonOpening(e);
@@ -150,8 +152,11 @@ export class Writer implements Behavior<WriterMsg> {
     this.#o.indexer.send({ type: "session-ended", stream: this.#o.stream, sessionId: s.id, endMs: ts });
   }
 
-  /** Opens a chunk at `frame`; `carry`, the GOP before it, goes first as decode-only samples. */
-  async #openChunk(frame: Frame, carry: readonly Frame[]): Promise<void> {
+  /**
+   * Opens a chunk at `frame`; `carry`, the GOP before it, goes first as decode-only samples.
+   * False when the lead did not fit on the disk: the caller abandons the opening.
+   */
+  async #openChunk(frame: Frame, carry: readonly Frame[]): Promise<boolean> {
     const { layout, stream } = this.#o;
     const session = this.#session!;
     const params = frame.params!;
@@ -186,9 +191,7 @@ export class Writer implements Behavior<WriterMsg> {
     await fsyncDir(join(layout.root, session.dir, "video_segments"));
     this.#chunk.bytes = init.length;
     if (carry.length > 0) {
-      if (!(await this.#write(this.#chunk.fragmenter.lead(carry, frame.ts), true))) {
-        throw Object.assign(new Error("no space left for the decode-only lead"), { code: "ENOSPC" });
-      }
+      if (!(await this.#write(this.#chunk.fragmenter.lead(carry, frame.ts), true))) return false;
       this.#o.metrics.decodeOnlyFrames.inc(this.#labels, carry.length);
     }
     if (this.#diskFull) {
@@ -201,6 +204,7 @@ export class Writer implements Behavior<WriterMsg> {
       type: "chunk-opened",
       chunk: { stream, sessionId: session.id, index, path, startMs: frame.ts, codec, width, height },
     });
+    return true;
   }
 
   async #frame(frame: Frame): Promise<void> {
