@@ -35,7 +35,7 @@ export class Indexer implements Behavior<IndexerMsg> {
   #o: IndexerOptions;
   #log = logger("indexer");
   #stopping = false;
-  /** When each open chunk's session last had its metadata.json written, by chunk path. */
+  /** When each session's metadata.json was last written (ended sessions are forgotten). */
   #metadataAt = new Map<string, number>();
 
   constructor(o: IndexerOptions) {
@@ -72,6 +72,7 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   /** metadata.json is a copy of the index for people and tools: failing to write it (a full disk) is logged, not fatal. */
   async #metadata(stream: string, sessionId: string): Promise<void> {
+    this.#metadataAt.set(`${stream}\0${sessionId}`, Date.now());
     try {
       await writeSessionMetadata(this.#o.index, this.#o.root, stream, sessionId, this.#o.settings);
     } catch (e) {
@@ -101,7 +102,6 @@ export class Indexer implements Behavior<IndexerMsg> {
         return;
       case "chunk-discarded":
         await index.deleteChunk(msg.path);
-        this.#metadataAt.delete(msg.path);
         return;
       case "stream-state":
         await index.appendEvent(
@@ -129,12 +129,8 @@ export class Indexer implements Behavior<IndexerMsg> {
       }
       case "chunk-progress": {
         await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
-        const now = Date.now();
-        if (now - (this.#metadataAt.get(msg.path) ?? 0) >= METADATA_EVERY_MS) {
-          this.#metadataAt.set(msg.path, now);
-          const row = await index.chunk(msg.path);
-          if (row) await this.#metadata(msg.stream, row.session_id);
-        }
+        const written = this.#metadataAt.get(`${msg.stream}\0${msg.sessionId}`) ?? 0;
+        if (Date.now() - written >= METADATA_EVERY_MS) await this.#metadata(msg.stream, msg.sessionId);
         return;
       }
       case "chunk-closed": {
@@ -159,7 +155,6 @@ export class Indexer implements Behavior<IndexerMsg> {
           );
         }
         await index.finish(msg.path, facts, "complete", msg.reason, events);
-        this.#metadataAt.delete(msg.path);
         const labels = { stream: msg.stream };
         metrics.chunksSaved.inc(labels);
         if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
@@ -186,6 +181,7 @@ export class Indexer implements Behavior<IndexerMsg> {
           }),
         );
         await this.#metadata(msg.stream, msg.sessionId);
+        this.#metadataAt.delete(`${msg.stream}\0${msg.sessionId}`);
         this.#log.info("session ended", {
           stream: msg.stream,
           sessionId: msg.sessionId,

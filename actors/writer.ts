@@ -258,6 +258,7 @@ export class Writer implements Behavior<WriterMsg> {
     this.#o.indexer.send({
       type: "chunk-progress",
       stream: this.#o.stream,
+      sessionId: c.sessionId,
       path: c.path,
       endMs: c.endMs,
       frames: c.frames,

@@ -50,7 +50,15 @@ export type IndexerMsg =
   /** A chunk that never got a frame (its first fragment hit a full disk): its file is gone. */
   | { type: "chunk-discarded"; stream: string; path: string }
   | { type: "chunk-opened"; chunk: ChunkOpened }
-  | { type: "chunk-progress"; stream: string; path: string; endMs: number; frames: number; bytes: number }
+  | {
+    type: "chunk-progress";
+    stream: string;
+    sessionId: string;
+    path: string;
+    endMs: number;
+    frames: number;
+    bytes: number;
+  }
   | {
     type: "chunk-closed";
     stream: string;
