@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { basename, dirname, join } from "node:path";
+import { basename } from "node:path";
 import { chunkInfo } from "../src/events.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
 import { brokerProxy, subscribe } from "./broker_helpers.ts";
@@ -135,9 +135,11 @@ Deno.test("SIGKILL between commit and confirm: the event is delivered after the 
   let second: ServiceProcess | null = null;
   try {
     const closed = await first.waitForLog((l) => l.msg === "chunk closed", "a chunk closed");
-    // metadata.json is rewritten right after the close and its chunk_saved event commit together.
-    const metadata = join(storage, dirname(dirname(String(closed.path))), "metadata.json");
-    await until(() => Deno.stat(metadata).then(() => true, () => false), "the close committed");
+    // The chunk's row turns complete in the same transaction as its chunk_saved event.
+    await until(
+      () => indexRows(storage).chunks.some((c) => c.path === closed.path && c.status === "complete"),
+      "the close committed",
+    );
     first.signal("SIGKILL");
     await first.exit();
     proxy.restore();
