@@ -50,26 +50,19 @@ export type IndexerMsg =
   /** A chunk that never got a frame (its first fragment hit a full disk): its file is gone. */
   | { type: "chunk-discarded"; stream: string; path: string }
   | { type: "chunk-opened"; chunk: ChunkOpened }
-  | {
-    type: "chunk-progress";
-    stream: string;
-    sessionId: string;
-    path: string;
-    endMs: number;
-    frames: number;
-    bytes: number;
-  }
-  | {
-    type: "chunk-closed";
-    stream: string;
-    sessionId: string;
-    path: string;
-    endMs: number;
-    frames: number;
-    bytes: number;
-    partial: boolean;
-    reason: string;
-  };
+  /** A fragment was written: the chunk so far. */
+  | ({ type: "chunk-progress" } & ChunkSoFar)
+  | ({ type: "chunk-closed"; partial: boolean; reason: string } & ChunkSoFar);
+
+/** What a chunk holds, as the writer reports it after each fragment and at its close. */
+export interface ChunkSoFar {
+  stream: string;
+  sessionId: string;
+  path: string;
+  endMs: number;
+  frames: number;
+  bytes: number;
+}
 
 /** Bytes a message holds in a mailbox: frames count, control messages do not. */
 export function messageBytes(msg: { type: string; frame?: Frame }): number {
