@@ -70,7 +70,8 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
     assert.equal(await decodeErrors(fmp4), "");
     assert.ok(parts.length > 3, "streamed in pieces");
     assert.deepEqual((await probeFrames(fmp4)).length, probed.length);
-    assert.ok(Math.abs(await probeDurationMs(fmp4) - (to - clip.startMs)) <= frameMs);
+    // It ends with the last picture starting before `to`, which lasts one or two grid steps.
+    assert.ok(Math.abs(await probeDurationMs(fmp4) - (to - clip.startMs)) <= 2 * frameMs);
   } finally {
     await Deno.remove(storage, { recursive: true });
   }
