@@ -2,6 +2,7 @@ import type { ActorRef, Behavior } from "../src/actor.ts";
 import type { StreamConfig } from "../src/config.ts";
 import { type ChainBreak, DecodeChain } from "../src/decode_chain.ts";
 import { FrameClock } from "../src/frame_clock.ts";
+import type { StreamStatus } from "../src/health.ts";
 import { type Frame, FrameParser, type ParserCounts } from "../src/h264/frame_parser.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/messages.ts";
@@ -14,7 +15,12 @@ export interface ConnectionOptions {
   /** Connection state changes become stream_state events. */
   indexer: ActorRef<IndexerMsg>;
   metrics: Metrics;
-  /** No message for this long: the relay is considered dead and the socket is dropped. */
+  /** Read by /healthz; this actor is its only writer. */
+  status: StreamStatus;
+  /**
+   * Each stage of a connection must finish within this: TCP connect and WebSocket handshake
+   * together, then every silence (the first message included). Past it the socket is dropped.
+   */
   timeoutMs: number;
   reconnectMaxMs: number;
 }
@@ -24,13 +30,18 @@ const RECONNECT_BASE_MS = 250;
 const RELEASE_CHECK_MS = 250;
 /** Retimed frames are logged as a sum at most this often (every one is counted at once). */
 const RETIMED_LOG_MS = 10_000;
+/** A dropped socket's close handshake is awaited this long, then abandoned: a hung peer cannot wedge reconnects. */
+const CLOSE_WAIT_MS = 1000;
+
+type EndReason = "handshake_timeout" | "refused" | "silent" | "lost" | "closed" | "shutdown";
 
 /**
  * The WebSocket client of the relay's consumer endpoint. It timestamps each message on arrival
  * (a monotonic clock anchored to the wall clock at connect), turns messages into frames, places
  * them on the stream's frame grid, passes on those a decoder can decode, and reconnects after any
- * drop with capped exponential backoff and jitter. It sends a text "ping" every third of the
- * timeout; a relay that sends nothing at all for the timeout is dropped. The clock and the decode
+ * drop with capped exponential backoff and jitter. Every stage is bounded by the timeout: a
+ * handshake not answered in time is abandoned, and a relay that sends nothing at all (it is pinged
+ * every third of the timeout) is dropped, without waiting on its close. The clock and the decode
  * chain outlive connections: frames that resume a coded sequence without a loss are kept.
  */
 export class Connection implements Behavior<never> {
@@ -57,6 +68,14 @@ export class Connection implements Behavior<never> {
 
   #state(state: "connected" | "disconnected", reason: string): void {
     this.#o.indexer.send({ type: "stream-state", stream: this.#o.stream.name, state, reason });
+  }
+
+  #setStatus(state: StreamStatus["state"], reason: string): void {
+    const s = this.#o.status, now = Date.now();
+    s.state = state;
+    s.since = now;
+    s.reason = reason;
+    s.downSince = state === "connected" ? null : s.downSince ?? now;
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -155,11 +174,13 @@ export class Connection implements Behavior<never> {
     return new Promise<boolean>((resolve) => {
       let gotData = false;
       let connected = false;
-      let lastMessage = performance.now();
+      const started = performance.now();
+      let lastMessage = started;
       let wall0 = Date.now(), mono0 = performance.now();
       const wallNow = () => wall0 + (performance.now() - mono0);
       const parser = new FrameParser();
       let seen: ParserCounts = parser.counts;
+      this.#setStatus("connecting", `connecting to ${stream.url}`);
       const ws = new WebSocket(stream.url);
       ws.binaryType = "arraybuffer";
 
@@ -177,7 +198,7 @@ export class Connection implements Behavior<never> {
       };
 
       let finished = false;
-      const finish = (reason: string) => {
+      const finish = (kind: EndReason, reason: string) => {
         if (finished) return;
         finished = true;
         clearInterval(watchdog);
@@ -186,25 +207,40 @@ export class Connection implements Behavior<never> {
         deliver(parser.end());
         this.#forward(this.#clock.flush());
         this.#reportClock(true);
+        if (kind !== "shutdown") metrics.connectionEnds.inc({ ...this.#labels, reason: kind });
+        this.#setStatus("disconnected", reason);
         if (connected) {
           this.#log.warn("disconnected", { url: stream.url, reason });
           metrics.streamConnected.set(this.#labels, 0);
           this.#state("disconnected", reason);
+        } else if (kind !== "shutdown") {
+          this.#log.warn("connection failed", { url: stream.url, reason });
         }
-        if (ws.readyState === WebSocket.CLOSED) resolve(gotData);
-        else {
-          ws.addEventListener("close", () => resolve(gotData));
-          ws.close();
-        }
+        if (ws.readyState === WebSocket.CLOSED) return resolve(gotData);
+        const abandon = setTimeout(() => resolve(gotData), CLOSE_WAIT_MS);
+        ws.addEventListener("close", () => {
+          clearTimeout(abandon);
+          resolve(gotData);
+        });
+        ws.close();
       };
-      const onAbort = () => finish("shutdown");
+      const onAbort = () => finish("shutdown", "shutdown");
       signal.addEventListener("abort", onAbort, { once: true });
 
       const watchdog = setInterval(() => {
+        const now = performance.now();
+        if (ws.readyState === WebSocket.CONNECTING && now - started > timeoutMs) {
+          // Closing a connecting WebSocket cancels its TCP connect or upgrade at once.
+          finish(
+            "handshake_timeout",
+            `no WebSocket handshake within ${timeoutMs} ms (TCP connect or upgrade)`,
+          );
+          return;
+        }
         if (ws.readyState !== WebSocket.OPEN) return;
-        if (performance.now() - lastMessage > timeoutMs) {
+        if (now - lastMessage > timeoutMs) {
           this.#log.warn("relay silent: dropping the connection", { timeoutMs });
-          finish(`nothing received for ${timeoutMs} ms`);
+          finish("silent", `nothing received for ${timeoutMs} ms`);
           return;
         }
         ws.send("ping");
@@ -220,6 +256,7 @@ export class Connection implements Behavior<never> {
         mono0 = performance.now();
         lastMessage = mono0;
         connected = true;
+        this.#setStatus("connected", `connection ${this.#connections + 1} to ${stream.url}`);
         metrics.streamConnected.set(this.#labels, 1);
         this.#state("connected", `connection ${this.#connections + 1} to ${stream.url}`);
         if (this.#connections++ > 0) metrics.reconnects.inc(this.#labels);
@@ -235,17 +272,19 @@ export class Connection implements Behavior<never> {
           return;
         }
         gotData = true;
+        this.#o.status.lastDataMs = wall0 + (arrived - mono0);
         deliver(parser.message(new Uint8Array(e.data as ArrayBuffer), wall0 + (arrived - mono0)));
       };
       ws.onerror = (e) => {
         this.#log.warn("connection error", { error: (e as ErrorEvent).message ?? "error" });
       };
-      ws.onclose = (e) =>
-        finish(
-          e.wasClean
-            ? `closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`
-            : "connection lost without a close frame (1006)",
-        );
+      ws.onclose = (e) => {
+        if (!connected) {
+          finish("refused", `connection failed before the handshake completed (code ${e.code})`);
+        } else if (e.wasClean) {
+          finish("closed", `closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
+        } else finish("lost", "connection lost without a close frame (1006)");
+      };
     });
   }
 }

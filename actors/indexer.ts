@@ -1,6 +1,7 @@
 import type { Behavior } from "../src/actor.ts";
 import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
 import { logger } from "../src/log.ts";
+import type { Conditions } from "../src/health.ts";
 import type { IndexerMsg } from "../src/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
 import { chunkInfo, seconds, storageEvent } from "../src/events.ts";
@@ -9,14 +10,15 @@ import type { Metrics } from "../src/metrics.ts";
 import { sleep } from "../src/sleep.ts";
 
 const DISK_FULL_RETRY_MS = 500;
+/** While the index cannot be written, a reminder is logged this often. */
+const DISK_FULL_LOG_MS = 60_000;
 /** metadata.json is rewritten at least this often while a chunk records (and at every close). */
 const METADATA_EVERY_MS = 10_000;
-const DISK_FULL_GIVE_UP_MS = 60_000;
+const DISK_FULL = "index_disk_full";
 
-/** SQLITE_FULL, and the failed ROLLBACK kysely reports after SQLite rolled the transaction back itself. */
+/** SQLITE_FULL, or ENOSPC from the WAL. */
 function isDiskFull(e: unknown): boolean {
-  return e instanceof Error &&
-    /database or disk is full|SQLITE_FULL|No space left|no transaction is active/.test(e.message);
+  return e instanceof Error && /database or disk is full|SQLITE_FULL|No space left/.test(e.message);
 }
 
 export interface IndexerOptions {
@@ -25,6 +27,8 @@ export interface IndexerOptions {
   settings: MetadataSettings;
   metrics: Metrics;
   events: IndexEvents;
+  /** Holds "index_disk_full" while the index cannot be written; this actor is its owner. */
+  conditions: Conditions;
 }
 
 /**
@@ -48,23 +52,27 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   async receive(msg: IndexerMsg): Promise<void> {
     // A full disk fails SQLite too. Every message can be applied again (a failed transaction left
-    // nothing behind), so wait for space rather than fail: the mailbox holds what comes meanwhile.
+    // nothing behind), so wait for space however long it takes, rather than fail: the mailbox
+    // holds what comes meanwhile, and a restart would meet the same full disk.
     for (let waited = 0;; waited += DISK_FULL_RETRY_MS) {
       try {
         await this.#apply(msg);
         break;
       } catch (e) {
         // At shutdown, give up: recovery repairs the index at the next start.
-        if (!isDiskFull(e) || waited >= DISK_FULL_GIVE_UP_MS || this.#stopping) throw e;
-        if (waited === 0) {
+        if (!isDiskFull(e) || this.#stopping) throw e;
+        if (waited % DISK_FULL_LOG_MS === 0) {
           this.#log.error("disk full: the index cannot be written; retrying", {
             message: msg.type,
+            waitedMs: waited,
             error: e,
           });
+          this.#o.conditions.set(DISK_FULL, "disk full: the index cannot be written");
         }
         await sleep(DISK_FULL_RETRY_MS);
       }
     }
+    if (this.#o.conditions.clear(DISK_FULL)) this.#log.warn("index writable again", { message: msg.type });
     if (msg.type !== "session-started" && msg.type !== "chunk-opened") {
       this.#o.events.changed(msg.stream, msg.type);
     }

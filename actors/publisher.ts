@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { type ChannelModel, type ConfirmChannel, connect } from "amqplib";
 import type { Behavior } from "../src/actor.ts";
-import type { BrokerStatus } from "../src/broker_status.ts";
+import type { BrokerStatus } from "../src/health.ts";
 import type { ChunkIndex, EventRow } from "../src/index/chunk_index.ts";
 import type { IndexEvents } from "../src/index/index_events.ts";
 import { logger } from "../src/log.ts";
@@ -26,6 +26,20 @@ const BATCH = 200;
 const IDLE_CHECK_MS = 1000;
 const PRUNE_EVERY_MS = 60_000;
 const DRAIN_MS = 2000;
+/**
+ * Seconds between AMQP heartbeats, unless AMQP_URL sets `heartbeat`: a silent broker (a network
+ * partition, a paused host) is noticed after two missed beats instead of RabbitMQ's 60 s default.
+ */
+const HEARTBEAT_S = 5;
+/** TCP connect plus the AMQP handshake must finish within this. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** AMQP_URL with our heartbeat, unless it sets its own. */
+export function withHeartbeat(url: string): string {
+  const u = new URL(url);
+  if (!u.searchParams.has("heartbeat")) u.searchParams.set("heartbeat", String(HEARTBEAT_S));
+  return u.toString();
+}
 
 /**
  * Sends the outbox to RabbitMQ in order, on a confirm channel: an event is marked sent only after
@@ -94,7 +108,10 @@ export class Publisher implements Behavior<never> {
   /** One broker connection: publish until it closes or `signal` aborts. */
   async #session(signal: AbortSignal): Promise<void> {
     const { index, exchange, status } = this.#o;
-    const conn: ChannelModel = await connect(this.#o.url, { noDelay: true });
+    const conn: ChannelModel = await connect(withHeartbeat(this.#o.url), {
+      noDelay: true,
+      timeout: CONNECT_TIMEOUT_MS,
+    });
     let closed: Error | null = null;
     let wake = () => {};
     const onClose = (e?: Error) => {

@@ -35,6 +35,8 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   #failure: Error | null = null;
   #tickQueued = false;
   #gop: GopCache<Frame>;
+  /** Why the writer lost its chunk, until the next one opens: the frames skipped meanwhile are lost for it. */
+  #lost: "writer_restart" | "disk_full" | null = null;
   #log;
   #labels;
 
@@ -79,7 +81,12 @@ export class Segmenter implements Behavior<SegmenterMsg> {
       this.#tickQueued = false;
       this.#machine.send({ type: "TICK", now: msg.now });
     } else {
-      this.#log.warn("writer restarted: the open chunk was closed by recovery; waiting for a keyframe");
+      this.#log.warn(
+        msg.reason === "disk_full"
+          ? "disk full: no chunk is open; frames are dropped until one opens at a keyframe"
+          : "writer restarted: the open chunk was closed by recovery; waiting for a keyframe",
+      );
+      this.#lost = msg.reason;
       this.#gop.clear();
       this.#machine.send({ type: "RESET" });
     }
@@ -104,10 +111,13 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     const { writer, metrics } = this.#o;
     switch (cmd.type) {
       case "skip":
-        metrics.framesSkipped.inc({
-          ...this.#labels,
-          reason: this.#gop.overflowed || this.#gop.maxBytes === 0 ? "gop_not_cached" : "before_keyframe",
-        });
+        if (this.#lost) metrics.framesDropped.inc({ ...this.#labels, reason: this.#lost });
+        else {
+          metrics.framesSkipped.inc({
+            ...this.#labels,
+            reason: this.#gop.overflowed || this.#gop.maxBytes === 0 ? "gop_not_cached" : "before_keyframe",
+          });
+        }
         return;
       case "write":
         if (!this.#gate.admit(cmd.frame)) {
@@ -121,6 +131,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
         }
         return;
       case "chunk-open": {
+        this.#lost = null;
         this.#gate = new KeyframeGate(false);
         const carry = cmd.carried ? [...this.#gop.frames] : [];
         if (carry.length > 0) {

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { ActorRef, Behavior } from "../src/actor.ts";
 import type { Frame } from "../src/h264/frame_parser.ts";
+import type { Conditions } from "../src/health.ts";
 import { logger } from "../src/log.ts";
 import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/messages.ts";
 import type { Metrics } from "../src/metrics.ts";
@@ -33,6 +34,8 @@ export interface WriterOptions {
   segmenter: ActorRef<SegmenterMsg>;
   /** A session left open by a crash, which the recording may continue. */
   resume?: { sessionId: string; dir: string } | null;
+  /** Holds "disk_full:<stream>" while chunks cannot be written; this writer is its owner. */
+  conditions: Conditions;
 }
 
 interface OpenChunk {
@@ -68,11 +71,13 @@ export class Writer implements Behavior<WriterMsg> {
   #noChunkDrops = 0;
   /** The device filled up: chunks are retried at each keyframe until space returns. */
   #diskFull = false;
+  #condition;
 
   constructor(o: WriterOptions) {
     this.#o = o;
     this.#log = logger("writer", o.stream);
     this.#labels = { stream: o.stream };
+    this.#condition = `disk_full:${o.stream}`;
     this.#session = o.resume ? { id: o.resume.sessionId, dir: o.resume.dir } : null;
   }
 
@@ -196,6 +201,7 @@ export class Writer implements Behavior<WriterMsg> {
     }
     if (this.#diskFull) {
       this.#diskFull = false;
+      this.#o.conditions.clear(this.#condition);
       this.#log.warn("disk space returned: recording resumed", { path });
     }
     const { codec, width, height } = params.info;
@@ -239,7 +245,7 @@ export class Writer implements Behavior<WriterMsg> {
       await c.file.truncate(c.bytes);
       // A decode-only lead loses no frame: the chunk is not opened, and its opening says so.
       if (decodeOnly) return false;
-      this.#diskFull = true;
+      this.#fullDisk();
       metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, out.frames);
       this.#log.error("disk full: fragment not written", { path: c.path, framesLost: out.frames, error: e });
       return false;
@@ -272,7 +278,7 @@ export class Writer implements Behavior<WriterMsg> {
     const pending = this.#chunk?.fragmenter.pendingFrames ?? 0;
     if (pending > 0) this.#o.metrics.framesDropped.inc({ ...this.#labels, reason: "disk_full" }, pending);
     await this.#closeChunk("disk-full", true, undefined, false);
-    this.#o.segmenter.send({ type: "writer-reset" });
+    this.#o.segmenter.send({ type: "writer-reset", reason: "disk_full" });
   }
 
   /** A full disk stopped a chunk from opening: remove what was created; the next keyframe retries. */
@@ -287,8 +293,13 @@ export class Writer implements Behavior<WriterMsg> {
     if (!this.#diskFull) {
       this.#log.error("disk full: cannot open a chunk; retrying at each keyframe", { error });
     }
+    this.#fullDisk();
+    this.#o.segmenter.send({ type: "writer-reset", reason: "disk_full" });
+  }
+
+  #fullDisk(): void {
     this.#diskFull = true;
-    this.#o.segmenter.send({ type: "writer-reset" });
+    this.#o.conditions.set(this.#condition, `disk full: stream ${this.#o.stream} cannot write its chunks`);
   }
 
   async #closeChunk(reason: string, partial: boolean, endTs?: number, flush = true): Promise<void> {

@@ -11,8 +11,11 @@ export type { Frame };
 export type SegmenterMsg =
   | { type: "frame"; frame: Frame }
   | { type: "tick"; now: number }
-  /** The writer restarted and its open chunk is gone: wait for the next keyframe. */
-  | { type: "writer-reset" };
+  /**
+   * The writer's open chunk is gone (it restarted, or a full disk ended or refused the chunk):
+   * wait for the next keyframe; the frames until then are lost for this reason.
+   */
+  | { type: "writer-reset"; reason: "writer_restart" | "disk_full" };
 
 /** To a stream's writer: the segment machine's decisions in order, the frames, and its own clock tick. */
 export type WriterMsg =

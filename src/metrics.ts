@@ -20,6 +20,7 @@ export class Metrics {
   readonly framesDropped;
   readonly badInput;
   readonly reconnects;
+  readonly connectionEnds;
   readonly streamConnected;
   readonly textMessages;
   readonly actorRestarts;
@@ -91,6 +92,11 @@ export class Metrics {
     this.reconnects = counter("storage_reconnects_total", "Connections to the relay re-established", [
       "stream",
     ]);
+    this.connectionEnds = counter(
+      "storage_stream_connection_ends_total",
+      "Relay connections ended or attempts abandoned: handshake_timeout, refused, silent, lost (no close frame), closed",
+      ["stream", "reason"],
+    );
     this.actorRestarts = counter("storage_actor_restarts_total", "Actor restarts by the supervisor", [
       "actor",
       "stream",

@@ -4,11 +4,11 @@ import { Indexer } from "../actors/indexer.ts";
 import { Janitor, type JanitorMsg } from "../actors/janitor.ts";
 import { Leases } from "./leases.ts";
 import { Publisher } from "../actors/publisher.ts";
-import type { BrokerStatus } from "./broker_status.ts";
 import { Segmenter } from "../actors/segmenter.ts";
 import { Writer } from "../actors/writer.ts";
 import { Mailbox } from "./actor.ts";
 import { type Config, ConfigError, StartupError } from "./config.ts";
+import { type BrokerStatus, Conditions, healthReport, type StreamStatus, streamStatus } from "./health.ts";
 import { type HttpServer, json, serveHttp } from "./http.ts";
 import { ClipApi } from "./clip/api.ts";
 import { ChunkIndex } from "./index/chunk_index.ts";
@@ -35,8 +35,6 @@ export interface Service {
 }
 
 const MAILBOX_BYTES = 64 * 1024 * 1024;
-/** An event unsent for this long marks the service degraded in /healthz. */
-const OUTBOX_AGE_DEGRADED_S = 60;
 
 /**
  * Starts the recorder: recovery from the index, then the actors under the supervisor (the indexer,
@@ -79,6 +77,10 @@ export async function startService(config: Config): Promise<Service> {
     onRestart: (actor, stream) => metrics.actorRestarts.inc({ actor, stream: stream ?? "" }),
   });
   const brokerStatus: BrokerStatus = { state: "off", lastError: null };
+  const conditions = new Conditions();
+  const streams = new Map<string, StreamStatus>(
+    config.streams.map((s) => [s.name, streamStatus(Date.now())]),
+  );
   // Registered first, so it stops last: after the indexer has committed the final events.
   supervisor.register({
     name: "publisher",
@@ -100,7 +102,7 @@ export async function startService(config: Config): Promise<Service> {
   supervisor.register({
     name: "indexer",
     mailbox: indexerBox,
-    create: () => new Indexer({ index, root, settings, metrics, events }),
+    create: () => new Indexer({ index, root, settings, metrics, events, conditions }),
     afterRestart: async () => void await recover(recovery),
   });
   const GIB = 2 ** 30;
@@ -154,11 +156,12 @@ export async function startService(config: Config): Promise<Service> {
           self: writerBox,
           segmenter: segmenterBox,
           resume: writerResume,
+          conditions,
         }),
       afterRestart: async () => {
         writerResume = (await recover({ ...recovery, stream: stream.name })).resumable.get(stream.name) ??
           null;
-        segmenterBox.send({ type: "writer-reset" });
+        segmenterBox.send({ type: "writer-reset", reason: "writer_restart" });
       },
     });
     supervisor.register({
@@ -195,6 +198,7 @@ export async function startService(config: Config): Promise<Service> {
           segmenter: segmenterBox,
           indexer: indexerBox,
           metrics,
+          status: streams.get(stream.name)!,
           timeoutMs: config.streamTimeoutSeconds * 1000,
           reconnectMaxMs: config.reconnectMaxSeconds * 1000,
         }),
@@ -234,19 +238,16 @@ export async function startService(config: Config): Promise<Service> {
   });
   const apiRoutes = async (req: Request) => {
     if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
-    const actors = supervisor.health();
-    const outbox = await index.outbox();
-    const oldestAge = outbox.oldestMs === null ? 0 : (Date.now() - outbox.oldestMs) / 1000;
-    const down = actors.some((a) => a.state !== "running");
-    // A broker outage degrades the service: recording goes on and the outbox keeps the events.
-    const degraded = (brokerStatus.state !== "connected" && brokerStatus.state !== "off") ||
-      oldestAge > OUTBOX_AGE_DEGRADED_S;
-    return json({
-      status: down ? "down" : degraded ? "degraded" : "ok",
-      actors,
+    const { status, body } = healthReport({
+      now: Date.now(),
+      actors: supervisor.health(),
       broker: brokerStatus,
-      outbox: { depth: outbox.depth, oldest_age_seconds: Math.round(oldestAge * 10) / 10 },
-    }, down ? 503 : 200);
+      outbox: await index.outbox(),
+      streams,
+      conditions,
+      streamTimeoutMs: config.streamTimeoutSeconds * 1000,
+    });
+    return json(body, status);
   };
   const scrape = async (req: Request) => {
     if (new URL(req.url).pathname !== "/metrics") return notFound(req);

@@ -13,7 +13,7 @@ import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
 import { Janitor } from "../actors/janitor.ts";
 import { Publisher } from "../actors/publisher.ts";
 import { Leases } from "../src/leases.ts";
-import type { BrokerStatus } from "../src/broker_status.ts";
+import type { BrokerStatus } from "../src/health.ts";
 import { storageEvent } from "../src/events.ts";
 import { ChunkIndex } from "../src/index/chunk_index.ts";
 import { IndexEvents } from "../src/index/index_events.ts";

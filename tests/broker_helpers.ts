@@ -1,4 +1,4 @@
-/** Test peers for the event tests: a subscriber on the real broker, and a proxy that can cut it off. */
+/** Test peers for the event tests: a subscriber on the real broker. */
 import { connect, type ConsumeMessage } from "amqplib";
 
 export const BROKER = "amqp://guest:guest@127.0.0.1:5672";
@@ -36,50 +36,7 @@ export async function subscribe(exchange: string, type = "fanout") {
   };
 }
 
-/** A TCP proxy to the broker on a port of its own; `cut()` drops every connection and refuses new ones. */
-export function brokerProxy() {
-  let listener: Deno.Listener | null = null;
-  const conns = new Set<Deno.Conn>();
-  let port = 0;
-  const open = () => {
-    listener = Deno.listen({ hostname: "127.0.0.1", port });
-    port = (listener.addr as Deno.NetAddr).port;
-    const l = listener;
-    (async () => {
-      for await (const client of l) {
-        conns.add(client);
-        Deno.connect({ hostname: "127.0.0.1", port: 5672 }).then((upstream) => {
-          conns.add(upstream);
-          const done = () => {
-            for (const c of [client, upstream]) {
-              conns.delete(c);
-              try {
-                c.close();
-              } catch { /* already closed */ }
-            }
-          };
-          client.readable.pipeTo(upstream.writable).catch(() => {}).finally(done);
-          upstream.readable.pipeTo(client.writable).catch(() => {}).finally(done);
-        }, () => client.close());
-      }
-    })().catch(() => {});
-  };
-  open();
-  return {
-    url: () => `amqp://guest:guest@127.0.0.1:${port}`,
-    cut() {
-      listener?.close();
-      listener = null;
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      conns.clear();
-    },
-    restore: open,
-    close() {
-      this.cut();
-    },
-  };
+/** The broker's URL on `port` (a tcpProxy's, to inject faults). */
+export function brokerUrl(port: number): string {
+  return `amqp://guest:guest@127.0.0.1:${port}`;
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { basename } from "node:path";
 import { chunkInfo } from "../src/events.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
-import { brokerProxy, subscribe } from "./broker_helpers.ts";
+import { brokerUrl, subscribe } from "./broker_helpers.ts";
+import { tcpProxy } from "./tcp_proxy.ts";
 import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
 
 const exchangeName = () => `skyreel_test_${crypto.randomUUID().slice(0, 8)}`;
@@ -56,65 +57,69 @@ Deno.test("every chunk has exactly one chunk_saved event, in order, with the fie
   }
 });
 
-Deno.test("a broker outage: events wait in the outbox and all arrive, in order, when it returns; no frame lost", async () => {
-  const exchange = exchangeName();
-  const sub = await subscribe(exchange);
-  const proxy = brokerProxy();
-  const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
-  let sent = 0;
-  const relay = await startRelay({
-    frames: sourceFrames(h264),
-    intervalMs: () => 1000 / 30,
-    loops: 3,
-    startAfterClients: 1,
-    onFrame: () => sent++,
+for (const fault of ["refused", "silent"] as const) {
+  Deno.test(`a broker outage (${fault}): events wait in the outbox, /healthz says degraded, all arrive in order when it returns; no frame lost`, async () => {
+    const exchange = exchangeName();
+    const sub = await subscribe(exchange);
+    const proxy = tcpProxy(5672);
+    const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
+    let sent = 0;
+    const relay = await startRelay({
+      frames: sourceFrames(h264),
+      intervalMs: () => 1000 / 30,
+      loops: 3,
+      startAfterClients: 1,
+      onFrame: () => sent++,
+    });
+    const storage = await Deno.makeTempDir();
+    const service = new ServiceProcess({
+      VIDEO_STREAM_URL: relay.url,
+      STORAGE_PATH: storage,
+      AMQP_URL: brokerUrl(proxy.port),
+      EVENTS_EXCHANGE: exchange,
+      VIDEO_CHUNK_DURATION_SECONDS: "1",
+      RECONNECT_MAX_SECONDS: "1",
+    });
+    const health = async () => (await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`)).json();
+    try {
+      await until(() => sub.of("chunk_saved").length >= 1, "first chunk_saved");
+      // Silent: a partition that sends no reset; only the AMQP heartbeat (5 s) can notice it.
+      if (fault === "refused") proxy.refuse();
+      else proxy.pause();
+      await until(async () => (await health()).outbox.depth >= 3, "events piling up", 20_000);
+      await until(async () => (await health()).status === "degraded", "degraded", 20_000);
+      assert.notEqual((await health()).broker.state, "connected");
+      proxy.resume();
+      await relay.finished;
+      await until(async () => (await health()).outbox.depth === 0, "the outbox drained", 30_000);
+      await relay.close();
+      await service.waitForLog((l) => l.msg === "disconnected");
+      service.signal("SIGTERM");
+      assert.equal((await service.exit()).code, 0);
+      const { chunks } = indexRows(storage);
+      await until(() => chunkSaved(sub.received).length === chunks.length, "every chunk_saved", 20_000);
+      assert.deepEqual(
+        chunkSaved(sub.received).map((e) => e.body.data.chunk_info.index),
+        chunks.map((c) => c.idx),
+      );
+      assert.equal(chunks.reduce((n, c) => n + c.frames, 0), sent, "recording lost no frame");
+      assert.ok(service.logs.some((l) => l.actor === "publisher" && l.msg === "broker connection failed"));
+    } finally {
+      service.signal("SIGKILL");
+      await service.exit();
+      await relay.close();
+      proxy.close();
+      await sub.close();
+      await Deno.remove(storage, { recursive: true });
+    }
   });
-  const storage = await Deno.makeTempDir();
-  const service = new ServiceProcess({
-    VIDEO_STREAM_URL: relay.url,
-    STORAGE_PATH: storage,
-    AMQP_URL: proxy.url(),
-    EVENTS_EXCHANGE: exchange,
-    VIDEO_CHUNK_DURATION_SECONDS: "1",
-    RECONNECT_MAX_SECONDS: "1",
-  });
-  const health = async () => (await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`)).json();
-  try {
-    await until(() => sub.of("chunk_saved").length >= 1, "first chunk_saved");
-    proxy.cut();
-    await until(async () => (await health()).outbox.depth >= 3, "events piling up", 20_000);
-    const degraded = await health();
-    assert.equal(degraded.status, "degraded");
-    assert.notEqual(degraded.broker.state, "connected");
-    proxy.restore();
-    await relay.finished;
-    await relay.close();
-    await service.waitForLog((l) => l.msg === "disconnected");
-    service.signal("SIGTERM");
-    assert.equal((await service.exit()).code, 0);
-    const { chunks } = indexRows(storage);
-    await until(() => chunkSaved(sub.received).length === chunks.length, "every chunk_saved", 20_000);
-    assert.deepEqual(
-      chunkSaved(sub.received).map((e) => e.body.data.chunk_info.index),
-      chunks.map((c) => c.idx),
-    );
-    assert.equal(chunks.reduce((n, c) => n + c.frames, 0), sent, "recording lost no frame");
-    assert.ok(service.logs.some((l) => l.actor === "publisher" && l.msg === "broker connection failed"));
-  } finally {
-    service.signal("SIGKILL");
-    await service.exit();
-    await relay.close();
-    proxy.close();
-    await sub.close();
-    await Deno.remove(storage, { recursive: true });
-  }
-});
+}
 
 Deno.test("SIGKILL between commit and confirm: the event is delivered after the restart", async () => {
   const exchange = exchangeName();
   const sub = await subscribe(exchange);
-  const proxy = brokerProxy();
-  proxy.cut(); // the broker is unreachable: chunk_saved is committed, never confirmed
+  const proxy = tcpProxy(5672);
+  proxy.refuse(); // the broker is unreachable: chunk_saved is committed, never confirmed
   const h264 = await pattern({ width: 640, height: 360, fps: 30, seconds: 4, gop: 15, bitrateKbps: 600 });
   const relay = await startRelay({
     frames: sourceFrames(h264),
@@ -126,7 +131,7 @@ Deno.test("SIGKILL between commit and confirm: the event is delivered after the 
   const env = {
     VIDEO_STREAM_URL: relay.url,
     STORAGE_PATH: storage,
-    AMQP_URL: proxy.url(),
+    AMQP_URL: brokerUrl(proxy.port),
     EVENTS_EXCHANGE: exchange,
     VIDEO_CHUNK_DURATION_SECONDS: "1",
     RECONNECT_MAX_SECONDS: "1",
@@ -142,7 +147,7 @@ Deno.test("SIGKILL between commit and confirm: the event is delivered after the 
     );
     first.signal("SIGKILL");
     await first.exit();
-    proxy.restore();
+    proxy.resume();
     second = new ServiceProcess(env);
     const filename = basename(String(closed.path));
     await until(

@@ -109,7 +109,6 @@ export class ServiceProcess {
     }
   }
 
-  /** The first log line (past or future) that matches; rejects if the process exits first. */
   /** The first log line (past or future) that matches; rejects if the process exits first or after `timeoutMs`. */
   waitForLog(pred: (l: LogLine) => boolean, what = "log line", timeoutMs = 60_000): Promise<LogLine> {
     const seen = this.logs.find(pred);

@@ -254,13 +254,30 @@ Deno.test({
 });
 
 Deno.test({
-  name: "with the floor off, a full disk closes the chunk cleanly and recording resumes when space returns",
+  name:
+    "a disk full for over a minute, index included: the service waits it out, /healthz says so, every lost frame counts as disk_full",
   ignore: Deno.uid() !== 0, // reported as ignored where the tests do not run as root (mount needs it)
   fn: async () => {
     const storage = smallFilesystem(32);
     const filler = join(storage, "filler.bin");
     await Deno.writeFile(filler, new Uint8Array(22 * MB));
-    const relay = await heavyStream(2);
+    const h264 = await pattern({
+      width: 1280,
+      height: 720,
+      fps: 30,
+      seconds: 12,
+      gop: 30,
+      bitrateKbps: 8000,
+    });
+    // Fast until the disk is full, then real time while it stays full, then fast again.
+    let intervalMs = 5, sent = 0;
+    const relay = await startRelay({
+      frames: sourceFrames(h264),
+      intervalMs: () => intervalMs,
+      loops: Infinity,
+      startAfterClients: 1,
+      onFrame: () => sent++,
+    });
     const service = new ServiceProcess({
       VIDEO_STREAM_URL: relay.url,
       STORAGE_PATH: join(storage, "rec"),
@@ -270,31 +287,41 @@ Deno.test({
       FSYNC_FRAGMENTS: "false",
       FRAGMENT_DURATION_MS: "100", // ~20 frames a fragment: the disk fills in the middle of a chunk
     });
+    const health = async () =>
+      await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`).then((r) => r.json());
     try {
       await service.waitForLog(
         (l) => l.actor === "writer" && String(l.msg).startsWith("disk full"),
         "ENOSPC in the writer",
       );
+      const fullSince = Date.now();
+      intervalMs = 1000 / 30;
+      // The index must not escape: a commit now needs pages the disk lacks.
+      await service.waitForLog(
+        (l) => l.actor === "indexer" && String(l.msg).startsWith("disk full"),
+        "SQLITE_FULL",
+      );
+      await until(
+        async () => (await health()).reasons.some((r: string) => r.startsWith("disk full")),
+        "degraded",
+      );
+      // Longer than the minute after which the indexer once gave up (exit 70).
+      await new Promise((r) => setTimeout(r, fullSince + 65_000 - Date.now()));
+      assert.ok((await health()).actors.every((a: { state: string }) => a.state === "running"));
       await Deno.remove(filler); // space returns
       await service.waitForLog((l) => l.msg === "disk space returned: recording resumed", "resume");
-      await relay.finished;
+      await service.waitForLog((l) => l.msg === "index writable again", "index resumed");
+      intervalMs = 5;
+      await until(async () => (await health()).status === "ok", "ok again");
       await relay.close();
       await service.waitForLog((l) => l.msg === "disconnected");
       const metrics = await service.metrics();
-      const health = await fetch(`http://127.0.0.1:${await service.port("http")}/healthz`).then((r) =>
-        r.json()
-      );
       service.signal("SIGTERM");
       assert.equal((await service.exit()).code, 0);
-      const failures = service.logs.filter((l) => l.actor === "supervisor").map((l) =>
-        `${l.failed}: ${l.error}`
-      );
-      assert.ok(
-        health.actors.every((a: { restarts: number }) => a.restarts === 0),
-        `no actor failed: ${failures.join("; ")}`,
-      );
-      assert.ok(sumMetric(metrics, "storage_frames_dropped_total", { reason: "disk_full" }) > 0);
+      const restarts = service.logs.filter((l) => l.actor === "supervisor");
+      assert.deepEqual(restarts.map((l) => `${l.msg}: ${l.error}`), [], "no actor failed");
       const { chunks } = indexRows(join(storage, "rec"));
+      assert.deepEqual(chunks.filter((c) => c.status === "recording"), [], "no row left recording");
       const full = chunks.find((c) => c.close_reason === "disk-full");
       assert.ok(full, "a chunk was closed by the full disk");
       assert.equal(full.status, "complete");
@@ -304,9 +331,18 @@ Deno.test({
         "",
         "closed cleanly: it decodes",
       );
-      const after = chunks.filter((c) => c.start_ms > full.end_ms && c.frames > 0);
-      assert.ok(after.length > 0, "recording resumed in a new chunk");
+      assert.ok(
+        chunks.some((c) => c.start_ms > full.end_ms && c.frames > 0),
+        "recording resumed in a new chunk",
+      );
       assert.ok(chunks.every((c) => c.frames > 0), "no empty chunk kept");
+      // Every frame sent is in a chunk or counted lost to the full disk, and to nothing else.
+      const written = chunks.reduce((n, c) => n + c.frames, 0);
+      const diskFull = sumMetric(metrics, "storage_frames_dropped_total", { reason: "disk_full" });
+      assert.equal(sumMetric(metrics, "storage_frames_dropped_total"), diskFull, "no other drop reason");
+      assert.equal(sumMetric(metrics, "storage_frames_skipped_total"), 0, "nothing skipped");
+      assert.ok(diskFull > 1000, `${diskFull} frames lost while full`);
+      assert.equal(written + diskFull, sent, `${written} written + ${diskFull} lost = ${sent} sent`);
     } finally {
       service.signal("SIGKILL");
       await service.exit();

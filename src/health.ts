@@ -1,0 +1,116 @@
+import type { ActorHealth } from "./supervisor.ts";
+
+/** The publisher's view of the broker. Owner: the publisher. */
+export interface BrokerStatus {
+  /** "off" when AMQP_URL is empty: events are recorded in the outbox, not published. */
+  state: "off" | "connecting" | "connected" | "disconnected";
+  lastError: string | null;
+}
+
+/** One stream's relay connection. Owner: that stream's connection actor. */
+export interface StreamStatus {
+  state: "connecting" | "connected" | "disconnected";
+  /** Wall-clock ms of the last state change. */
+  since: number;
+  /** When it was last connected or first tried, while it is not connected; null while connected. */
+  downSince: number | null;
+  /** Why it is in this state (the close, the timeout, the URL connected to). */
+  reason: string;
+  /** Wall-clock ms of the last video message, if any came. */
+  lastDataMs: number | null;
+}
+
+/** A new stream's status: not yet connected, down since `now`. */
+export function streamStatus(now: number): StreamStatus {
+  return { state: "connecting", since: now, downSince: now, reason: "starting", lastDataMs: null };
+}
+
+/**
+ * Faults an actor has seen begin and not yet seen end (a full disk), by name. Each name has one
+ * owner, the actor that sets and clears it.
+ */
+export class Conditions {
+  #faults = new Map<string, { since: number; detail: string }>();
+
+  /** The fault `name` holds (its start is kept if it already did). */
+  set(name: string, detail: string, now = Date.now()): void {
+    const held = this.#faults.get(name);
+    this.#faults.set(name, { since: held?.since ?? now, detail });
+  }
+
+  /** True if the fault held. */
+  clear(name: string): boolean {
+    return this.#faults.delete(name);
+  }
+
+  list(): { name: string; since: number; detail: string }[] {
+    return [...this.#faults].map(([name, f]) => ({ name, ...f }));
+  }
+}
+
+export interface HealthInput {
+  now: number;
+  actors: ActorHealth[];
+  broker: BrokerStatus;
+  outbox: { depth: number; oldestMs: number | null };
+  streams: Map<string, StreamStatus>;
+  conditions: Conditions;
+  /** A stream down longer than this is a fault (STREAM_TIMEOUT_SECONDS): shorter is a reconnect. */
+  streamTimeoutMs: number;
+}
+
+/** An event unsent for this long is a fault, while a broker is configured. */
+export const OUTBOX_AGE_DEGRADED_S = 60;
+
+/**
+ * The /healthz answer: "down" (503) when an actor is not running; "degraded" (200) with every
+ * reason when recording or publishing is impaired; "ok" otherwise. Pure: the caller gathers the
+ * facts and the clock.
+ */
+export function healthReport(h: HealthInput): { status: number; body: Record<string, unknown> } {
+  const age = (ms: number | null) => ms === null ? null : Math.round((h.now - ms) / 100) / 10;
+  const reasons: string[] = [];
+  for (const a of h.actors) {
+    if (a.state !== "running") {
+      reasons.push(`actor ${a.actor}${a.stream ? ` (${a.stream})` : ""} is ${a.state}`);
+    }
+  }
+  const down = reasons.length > 0;
+  const outboxAge = age(h.outbox.oldestMs) ?? 0;
+  if (h.broker.state !== "off") {
+    if (h.broker.state !== "connected") reasons.push(`broker ${h.broker.state}`);
+    if (outboxAge > OUTBOX_AGE_DEGRADED_S) {
+      reasons.push(`oldest unsent event is ${Math.round(outboxAge)} s old`);
+    }
+  }
+  const streams = [...h.streams].map(([stream, s]) => {
+    if (s.downSince !== null && h.now - s.downSince > h.streamTimeoutMs) {
+      reasons.push(
+        `stream ${stream} not connected for ${Math.round((h.now - s.downSince) / 1000)} s: ${s.reason}`,
+      );
+    }
+    return {
+      stream,
+      state: s.state,
+      since_seconds: age(s.since),
+      reason: s.reason,
+      last_data_age_seconds: age(s.lastDataMs),
+    };
+  });
+  const conditions = h.conditions.list().map((c) => {
+    reasons.push(c.detail);
+    return { name: c.name, since_seconds: age(c.since), detail: c.detail };
+  });
+  return {
+    status: down ? 503 : 200,
+    body: {
+      status: down ? "down" : reasons.length > 0 ? "degraded" : "ok",
+      reasons,
+      actors: h.actors,
+      streams,
+      conditions,
+      broker: h.broker,
+      outbox: { depth: h.outbox.depth, oldest_age_seconds: outboxAge },
+    },
+  };
+}
