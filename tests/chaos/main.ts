@@ -1,0 +1,26 @@
+/**
+ * `deno task chaos [--seed N] [--minutes M] [--only class[:variant],...] [--long]`: the fault
+ * injection suite against the real service. The seed is printed first; the same seed replays the
+ * same faults. Exit 1 if any invariant failed.
+ */
+import { parseArgs } from "node:util";
+import { formatReport, runChaos } from "./run.ts";
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: "string" },
+    minutes: { type: "string", default: "3" },
+    only: { type: "string" },
+    long: { type: "boolean", default: false },
+  },
+});
+const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
+const minutes = Number(values.minutes);
+if (!Number.isInteger(seed) || !(minutes > 0)) {
+  console.error("chaos: --seed must be an integer and --minutes a positive number");
+  Deno.exit(2);
+}
+console.log(`chaos: seed ${seed}, ${minutes} min${values.long ? ", long faults" : ""}`);
+const reports = await runChaos({ seed, minutes, only: values.only?.split(","), long: values.long });
+console.log(formatReport(seed, reports));
+Deno.exit(reports.some((r) => r.failures.length > 0) ? 1 : 0);
