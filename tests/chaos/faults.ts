@@ -4,7 +4,7 @@
  */
 import { nowMs, ServiceProcess, sumMetric } from "../helpers.ts";
 import { Checks, healthWithin, jobsSettled, storageInvariants } from "./invariants.ts";
-import { FRAGMENT_MS, hold, STREAM_TIMEOUT_S, World } from "./world.ts";
+import { FRAGMENT_MS, hold, PATTERN, STREAM_TIMEOUT_S, World } from "./world.ts";
 import { INVALID_PRODUCERS, PRODUCER_VARIANTS, producerSource, VALID_PRODUCERS } from "./producers.ts";
 import { HTTP_VARIANTS, httpFaults } from "./http_faults.ts";
 
@@ -49,8 +49,11 @@ const kill: FaultClass = {
   name: "kill",
   variants: KILL_MOMENTS,
   async run(r) {
-    // A budget of ~5 chunks keeps the janitor deleting.
-    const world = await World.create({ env: { STORAGE_SIZE_GB: String(0.4 / 1024) } });
+    // ~0.5 MB chunks against the smallest budget (1 MiB) keep the janitor deleting.
+    const world = await World.create({
+      env: { STORAGE_SIZE_GB: "0.001" },
+      pattern: { ...PATTERN, width: 640, height: 360, bitrateKbps: 2000 },
+    });
     try {
       let s = await world.start();
       await s.waitForLog((l) => l.msg === "chunk closed", "a first chunk", 20_000);

@@ -20,6 +20,8 @@ export interface WorldOptions {
   /** The storage is a tmpfs of this many MiB (root only). */
   tmpfsMib?: number;
   relay?: Partial<RelayOptions>;
+  /** The pattern the relay plays (PATTERN by default). */
+  pattern?: typeof PATTERN;
   /** A source of our own instead of the pattern relay; it records what it sends in `sent`. */
   source?: (sent: Sent[]) => Promise<Source>;
 }
@@ -67,7 +69,7 @@ export class World {
     if (o.tmpfsMib) mountTmpfs(root, o.tmpfsMib);
     const sent: Sent[] = [];
     const source = o.source ? await o.source(sent) : await startRelay({
-      frames: sourceFrames(await pattern(PATTERN)),
+      frames: sourceFrames(await pattern(o.pattern ?? PATTERN)),
       intervalMs: () => 1000 / FPS,
       loops: Infinity,
       startAfterClients: 1, // the first connection starts at a keyframe: no frame is skipped
