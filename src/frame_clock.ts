@@ -70,6 +70,8 @@ export class FrameClock<F extends ClockedFrame> {
   retiming: Retiming = { moved: 0, maxShiftMs: 0 };
   #held: F[] = [];
   #intervals: number[] = [];
+  /** A pause was left out of the estimate: the burst catching up after it is left out too. */
+  #afterPause = false;
   #sinceRevised = 0;
   /** Arrival since which the estimate has stayed outside the band around the step; null: inside. */
   #outsideSince: number | null = null;
@@ -124,9 +126,17 @@ export class FrameClock<F extends ClockedFrame> {
     return (now - last.arrival) * TICKS_PER_MS >= this.#grid! / 2;
   }
 
-  /** An interval between arrivals feeds the estimate, unless it is a pause. */
+  /**
+   * An interval between arrivals feeds the estimate, unless it is a pause, or the burst that makes
+   * up for one: counting the burst without the pause would take it for the frame rate.
+   */
   #observe(ms: number, arrival: number): void {
-    if (ms > MAX_INTERVAL_MS) return;
+    if (ms > MAX_INTERVAL_MS) {
+      this.#afterPause = true;
+      return;
+    }
+    if (this.#afterPause && ms * TICKS_PER_MS < (this.#grid ?? DEFAULT_GRID_TICKS) / 2) return;
+    this.#afterPause = false;
     this.#intervals.push(ms);
     if (this.#intervals.length > WINDOW) this.#intervals.shift();
     if (this.#grid === null || ++this.#sinceRevised < REVISE_EVERY) return;
