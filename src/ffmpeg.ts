@@ -42,6 +42,11 @@ export interface TestPatternOptions {
   bitrateKbps: number;
   /** Slices per picture (the drone codes 7); one when absent. */
   slices?: number;
+  /** CABAC (main/high profile entropy coding) instead of ultrafast's CAVLC. */
+  cabac?: boolean;
+  /** x264's preset and B-frames (ultrafast, none by default): "medium" with B-frames exercises weighted prediction and reference list changes. */
+  preset?: string;
+  bframes?: number;
 }
 
 /**
@@ -65,11 +70,11 @@ export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promis
       "-c:v",
       "libx264",
       "-preset",
-      "ultrafast",
+      o.preset ?? "ultrafast",
       "-tune",
       "zerolatency",
       "-bf",
-      "0",
+      String(o.bframes ?? 0),
       "-g",
       String(o.gop),
       "-keyint_min",
@@ -77,6 +82,7 @@ export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promis
       "-sc_threshold",
       "0",
       ...(o.slices ? ["-x264-params", `slices=${o.slices}:sliced-threads=0`] : []),
+      ...(o.cabac ? ["-coder", "1"] : []),
       "-pix_fmt",
       "yuv420p",
       "-b:v",

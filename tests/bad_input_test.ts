@@ -68,7 +68,7 @@ Deno.test("bad input is counted and logged, never fatal, and recording resumes a
     assert.equal(sumMetric(m, "storage_text_messages_total"), 5000, "the relay's pongs are not counted");
     assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "oversizedNals" }), 1);
     assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "discardedBytes" }) >= 50 * 1024 * 1024 - 5); // all but the start code and header
-    assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "badNals" }) >= 1);
+    assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "badSlices" }) >= 1);
     // The garbage continues no NAL unit, but reads as if it continued the 60th picture's last one:
     // that picture is dropped as possibly cut short, as is the one with the truncated slice.
     assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "splitNals" }), 1);

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { AnnexBSplitter, splitAnnexB } from "../src/h264/annexb.ts";
 import { BitReader } from "../src/h264/bits.ts";
 import { type Frame, FrameParser } from "../src/h264/frame_parser.ts";
+import { nalDefect } from "../src/h264/nal_check.ts";
+import { DecodeChain } from "../src/decode_chain.ts";
 import { parseSps } from "../src/h264/sps.ts";
 import { frameMessages, type SourceFrame, sourceFrames, type UpstreamState } from "../src/relay.ts";
 import { FIXTURE, pattern, rng } from "./helpers.ts";
@@ -36,7 +38,13 @@ Deno.test("the fixture assembles into 144 frames with 1 keyframe from its 1,008 
   assert.equal(frames[0].params?.info.height, 480);
   assert.equal(frames[0].params?.info.codec, "avc1.42c01e");
   assert.deepEqual(parser.counts, {
-    badNals: 0,
+    badHeaders: 0,
+    badEscapes: 0,
+    badSei: 0,
+    badParamSets: 0,
+    badSlices: 0,
+    strayNals: 0,
+    badTimestamps: 0,
     badPackets: 0,
     discardedBytes: 0,
     oversizedNals: 0,
@@ -74,7 +82,8 @@ Deno.test("the upstream interleaving (SPS, SPS+PPS before each of 7 IDR slices) 
   assert.deepEqual(frames.flatMap((f, i) => f.keyframe ? [i] : []), [0]);
   frames.forEach((f, i) => assert.deepEqual(f.data, withoutSei(reference[i].data), `picture ${i}`));
   assert.equal(frames[0].params?.key, reference[0].params?.key, "repeated parameter sets change nothing");
-  assert.equal(parser.counts.badNals + parser.counts.lateSlices + parser.counts.splitNals, 0);
+  const { lateSlices, splitNals, badSlices, badParamSets } = parser.counts;
+  assert.equal(lateSlices + splitNals + badSlices + badParamSets, 0);
   // A picture is timed by its first slice, not the parameter sets before it.
   assert.equal(frames[0].ts, 4);
   assert.equal(frames[1].ts, 2 + 7 * 3);
@@ -128,19 +137,21 @@ Deno.test("a frame's timestamp is the arrival of its first byte, parameter sets 
   assert.equal(frames[143].ts, 1000 + 10 + 142 * 7);
 });
 
+/** A producer packet: 13-byte header (size, type, u64 timestamp), or 21 bytes for a frame (+ data_size, flags). */
+function header(type: number, ts: bigint, payload: Uint8Array, frame: boolean): Uint8Array {
+  const size = (frame ? 21 : 13) + payload.length;
+  const b = new Uint8Array(size);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, size);
+  b[4] = type;
+  v.setBigUint64(5, ts);
+  if (frame) v.setUint32(13, payload.length);
+  b.set(payload, frame ? 21 : 13);
+  return b;
+}
+
 Deno.test("producer packets: framing detected per message, timestamps from the producer's clock", () => {
   const aus = sourceFrames(fixture).slice(0, 10);
-  const header = (type: number, ts: bigint, payload: Uint8Array, frame: boolean) => {
-    const size = (frame ? 21 : 13) + payload.length;
-    const b = new Uint8Array(size);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, size);
-    b[4] = type;
-    v.setBigUint64(5, ts);
-    if (frame) v.setUint32(13, payload.length);
-    b.set(payload, frame ? 21 : 13);
-    return b;
-  };
   const messages: Uint8Array[] = [];
   const nalType = (n: Uint8Array) => n[4] & 0x1f;
   const first = aus[0].nals;
@@ -166,12 +177,13 @@ Deno.test("producer packets: framing detected per message, timestamps from the p
   assert.equal(parser.counts.badPackets, 1);
 });
 
-Deno.test("bad NAL units are counted and the picture marked corrupt", () => {
+Deno.test("bad NAL units are counted by reason and the picture marked corrupt", () => {
   const aus = sourceFrames(fixture);
   const truncated = Uint8Array.of(0, 0, 0, 1, 0x41); // a P slice cut after its header byte
   const forbidden = Uint8Array.of(0, 0, 0, 1, 0xc1, 0x9a, 0x00, 0x01);
   const { frames, parser } = parseAll([...aus[0].nals, ...aus[1].nals, truncated, forbidden, ...aus[2].nals]);
-  assert.equal(parser.counts.badNals, 2);
+  assert.equal(parser.counts.badSlices, 1);
+  assert.equal(parser.counts.badHeaders, 1);
   // The truncated slice cannot tell which picture it belongs to: the one in progress is not decodable.
   assert.deepEqual(frames.map((f) => f.corrupt), [false, true, false]);
 });
@@ -272,4 +284,111 @@ Deno.test("a picture completed by its layout whose last slice turns out split is
   assert.equal(parser.counts.splitNals, 1);
   assert.deepEqual(frames.flatMap((f, i) => f.corrupt ? [i] : []), [30]);
   assert.deepEqual(frames.flatMap((f, i) => f.gapBefore ? [i] : []), [31], "and the pictures after it wait");
+});
+
+Deno.test("NAL unit checks: escapes, SEI tiling and header types, on hand-made units", () => {
+  const n = (...b: number[]) => Uint8Array.of(...b);
+  assert.equal(nalDefect(n(0x65, 0x88, 0x00, 0x00, 0x02, 0x80)), "badEscapes"); // 00 00 02 inside
+  assert.equal(nalDefect(n(0x65, 0x88, 0x00, 0x00, 0x00, 0x80)), "badEscapes"); // 00 00 00 inside
+  assert.equal(nalDefect(n(0x65, 0x88, 0x00, 0x00, 0x03, 0x04, 0x80)), "badEscapes"); // an escape before 04
+  assert.equal(nalDefect(n(0x65, 0x88, 0x00, 0x00, 0x03, 0x01, 0x80)), null);
+  assert.equal(nalDefect(n(0x65, 0x88, 0x00, 0x00, 0x03)), null, "cabac_zero_word at the end");
+  assert.equal(nalDefect(n(0xe5, 0x88)), "badHeaders", "forbidden_zero_bit");
+  assert.equal(nalDefect(n(0x74, 0x88)), "badHeaders", "an SVC prefix unit (20)");
+  assert.equal(nalDefect(n(0x06, 5, 4, 0, 0, 3, 1, 0x80)), "badSei", "4 bytes announced, 3 there");
+  assert.equal(nalDefect(n(0x06, 5, 3, 0, 0, 3)), "badSei", "no trailing bits");
+  assert.equal(nalDefect(n(0x06, 5, 2, 7, 7, 6, 1, 9, 0x80)), null, "two messages");
+  assert.equal(nalDefect(n(0x06, 0xff, 0x01, 1, 9, 0x80)), null, "payloadType 256");
+});
+
+Deno.test("every NAL unit x264 writes passes the checks and every slice header reads to its data", async () => {
+  const base = { width: 640, height: 360, fps: 30, seconds: 2, gop: 30, bitrateKbps: 800 };
+  // CAVLC (ultrafast), CABAC, and medium with B-frames: weighted prediction, list modifications, MMCOs.
+  for (const o of [base, { ...base, cabac: true }, { ...base, preset: "medium", bframes: 3 }]) {
+    const h264 = await pattern(o);
+    const nals = splitAnnexB(h264, 0);
+    assert.ok(nals.some((x) => (x.data[0] & 0x1f) === 6), "an SEI is among them");
+    assert.deepEqual(nals.map((x) => nalDefect(x.data)).filter((d) => d !== null), [], JSON.stringify(o));
+    const { frames, parser } = parseAll([h264]);
+    assert.equal(frames.length, 60, JSON.stringify(o));
+    assert.equal(parser.counts.badSlices + parser.counts.badParamSets, 0, JSON.stringify(o));
+    assert.ok(frames.every((f) => !f.corrupt));
+  }
+});
+
+Deno.test("an absurd SPS, or a PPS of an unknown SPS, is refused: the stream goes on under the last good ones", () => {
+  const aus = sourceFrames(fixture);
+  const absurd = Uint8Array.of(0, 0, 0, 1, 0x67, 0xff, 0xff, 0xff, 0xe1, 0x10, 0x10, 0x80); // avc1.ffffff
+  const orphanPps = Uint8Array.of(0, 0, 0, 1, 0x68, 0xa6, 0x3c, 0x80); // PPS 0 of SPS 4
+  const { frames, parser } = parseAll([...aus[0].nals, absurd, orphanPps, ...aus[1].nals, ...aus[2].nals]);
+  assert.equal(parser.counts.badParamSets, 2);
+  assert.equal(frames.length, 3);
+  assert.ok(frames.every((f) => !f.corrupt && f.params?.info.codec === "avc1.42c01e"));
+  assert.throws(() => parseSps(Uint8Array.of(0x67, 0x42, 0xc0, 0x07, 0xf4)), /level_idc 7/);
+});
+
+Deno.test("a producer timestamp far from the arrival clock is re-anchored and counted: u64-max cannot move time", () => {
+  const parser = new FrameParser();
+  const aus = sourceFrames(fixture).slice(0, 4);
+  const times = [0n, 33_333n, 0xffff_ffff_ffff_ffffn, 100_000n];
+  const frames = aus.flatMap((au, i) =>
+    parser.message(header(i === 0 ? 3 : 4, times[i], concat(au.nals), true), 1_000 + i * 33.3)
+  );
+  frames.push(...parser.end());
+  assert.equal(parser.counts.badTimestamps, 2, "the jump there, and the jump back");
+  assert.ok(frames.every((f) => f.ts >= 1_000 && f.ts < 1_200), frames.map((f) => f.ts).join(","));
+});
+
+Deno.test("random NAL units are refused by reason, never a keyframe, and the decode chain admits none of them", () => {
+  const aus = sourceFrames(fixture);
+  const random = rng(11);
+  const junk: Uint8Array[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const body = Uint8Array.from(
+      { length: 8 + Math.floor(random() * 200) },
+      () => Math.floor(random() * 256),
+    );
+    body[0] = [0x65, 0x41, 0x06, 0x67, 0x68, 0x22][i % 6]; // IDR and P slices, SEI, SPS, PPS, a partition
+    // Whole NAL units, as a relay delivers them: no start code inside.
+    junk.push(
+      Uint8Array.of(0, 0, 0, 1, ...body.filter((_, j) => j < 2 || body[j - 1] !== 0 || body[j - 2] !== 0)),
+    );
+  }
+  const parser = new FrameParser();
+  const good = [0, 1, 2, 3].flatMap((i) => aus[i].nals);
+  const frames = [...good, ...junk, ...aus[4].nals, ...aus[5].nals].flatMap((m) => parser.message(m, 0));
+  frames.push(...parser.end());
+  const c = parser.counts;
+  assert.ok(
+    c.badHeaders >= 500 && c.badSei >= 450 && c.badParamSets >= 950 && c.badSlices >= 500,
+    JSON.stringify(c),
+  );
+  assert.deepEqual(
+    frames.flatMap((f, i) => f.keyframe ? [i] : []),
+    [0],
+    "no random IDR passes as a keyframe",
+  );
+  const chain = new DecodeChain();
+  const admitted = frames.filter((f) => !f.corrupt && !f.incomplete && chain.admit(f) === null);
+  assert.equal(
+    admitted.length,
+    3,
+    "the pictures before the junk; the 4th is spoiled by the first random slice",
+  );
+});
+
+Deno.test("a slice cut in its header is refused and spoils the picture it may belong to", () => {
+  const aus = sourceFrames(fixture);
+  for (const n of [1, 2]) {
+    const cut = aus[2].nals.map((x) => (x[4] & 0x1f) === 1 ? x.subarray(0, 5 + n) : x);
+    const { frames, parser } = parseAll([
+      ...aus[0].nals,
+      ...aus[1].nals,
+      ...cut,
+      ...aus[3].nals,
+      ...aus[4].nals,
+    ]);
+    assert.equal(parser.counts.badSlices, 7, `cut ${n}: its 7 slices`);
+    assert.deepEqual(frames.map((f) => f.corrupt), [false, true, false, false], `cut ${n}`);
+  }
 });

@@ -1,5 +1,6 @@
 import type { TimedNal } from "./annexb.ts";
 import { isSlice, NalType, nalType } from "./nal.ts";
+import { nalDefect } from "./nal_check.ts";
 import { parsePps, type PpsInfo } from "./pps.ts";
 import { parseSliceHeader, type SliceHeader, startsNewPicture } from "./slice_header.ts";
 import { parseSps, type SpsInfo } from "./sps.ts";
@@ -80,8 +81,8 @@ interface Picture {
  * const last = asm.flush(); // at the end of the stream
  */
 export class AccessUnitAssembler {
-  /** NAL units refused: forbidden bit, a type Annex-B streams never carry, an unparsable parameter set or slice. */
-  badNals = 0;
+  /** NAL units refused, by reason (src/h264/nal_check.ts, and parameter sets and slice headers that do not parse or make no sense). */
+  refused = { badHeaders: 0, badEscapes: 0, badSei: 0, badParamSets: 0, badSlices: 0, strayNals: 0 };
   /** Slices that arrived for a picture already completed by its layout. */
   lateSlices = 0;
   #sps = new Map<number, { nal: Uint8Array; info: SpsInfo }>();
@@ -100,11 +101,14 @@ export class AccessUnitAssembler {
   push(nal: TimedNal): AccessUnit[] {
     const b = nal.data;
     const type = nalType(b);
-    if ((b[0] & 0x80) !== 0 || type === 0 || type >= 24) {
-      this.badNals++;
-      return [];
-    }
+    const defect = nalDefect(b);
     const out: AccessUnit[] = [];
+    if (defect) {
+      this.refused[defect]++;
+      // A slice that cannot be trusted spoils the picture in progress; anything else goes alone.
+      if (isSlice(type) && defect === "badEscapes") this.#spoil(nal);
+      return out;
+    }
     if (type === NalType.sps || type === NalType.pps) this.#paramSet(b, type);
     if (type === NalType.aud) this.#complete("next", out);
     if (isSlice(type)) this.#slice(nal, out);
@@ -113,7 +117,7 @@ export class AccessUnitAssembler {
       this.#complete("next", out);
     } else if (this.#pending.push(nal) > MAX_PENDING) {
       this.#pending.shift();
-      this.badNals++;
+      this.refused.strayNals++;
     }
     return out;
   }
@@ -147,16 +151,10 @@ export class AccessUnitAssembler {
     try {
       h = parseSliceHeader(nal.data, (id) => this.#pps.get(id)?.info, (id) => this.#sps.get(id)?.info);
     } catch {
-      this.badNals++;
+      this.refused.badSlices++;
     }
     const cur = this.#cur;
-    if (!h) {
-      // Which picture an unreadable slice belongs to is unknown: the one in progress is not decodable.
-      const pic = cur ?? this.#begin(nal);
-      this.#append(pic, nal);
-      pic.corrupt = true;
-      return;
-    }
+    if (!h) return this.#spoil(nal);
     const p = this.#predicted;
     if (!cur && p && h.firstMb !== 0 && !startsNewPicture(p, h)) {
       this.lateSlices++;
@@ -176,6 +174,13 @@ export class AccessUnitAssembler {
       this.#predicted = pic.slice;
       this.#complete("layout", out);
     }
+  }
+
+  /** Which picture an unreadable slice belongs to is unknown: the one in progress is not decodable. */
+  #spoil(nal: TimedNal): void {
+    const pic = this.#cur ?? this.#begin(nal);
+    this.#append(pic, nal);
+    pic.corrupt = true;
   }
 
   /** A new picture whose first slice is `nal`; the units pending since the last picture open it. */
@@ -216,6 +221,10 @@ export class AccessUnitAssembler {
     if (!pic) return;
     this.#cur = null;
     const missingStart = pic.layout[0] !== 0;
+    if (pic.idr && !pic.corrupt && this.#tooSmallForIdr(pic)) {
+      this.refused.badSlices++;
+      pic.corrupt = true;
+    }
     if (how === "next" && !pic.corrupt && !missingStart) {
       if (sameLayout(pic.layout, this.#layout)) this.#streak++;
       else {
@@ -252,14 +261,28 @@ export class AccessUnitAssembler {
         }
       } else {
         const info = parsePps(nal);
+        if (!this.#sps.has(info.spsId)) throw new RangeError(`PPS refers to unknown SPS ${info.spsId}`);
         if (!equalBytes(this.#pps.get(info.ppsId)?.nal, nal)) {
           this.#pps.set(info.ppsId, { nal: nal.slice(), info });
           this.#params = null;
         }
       }
     } catch {
-      this.badNals++;
+      this.refused.badParamSets++;
     }
+  }
+
+  /**
+   * A CAVLC IDR picture spends at least 6 bits on each macroblock (an I_16x16 mb_type, the chroma
+   * mode, the QP delta and an empty DC coeff_token): fewer bytes than that is not a picture,
+   * whatever its headers say. (CABAC can code a flat picture in less, so it is not judged.)
+   */
+  #tooSmallForIdr(pic: Picture): boolean {
+    const pps = pic.slice && this.#pps.get(pic.slice.ppsId)?.info;
+    if (!pic.params || !pps || pps.cabac) return false;
+    let bytes = 0;
+    for (const n of pic.nals) if (isSlice(nalType(n))) bytes += n.length;
+    return bytes * 8 < pic.params.info.frameMbs * 6;
   }
 
   /** The parameter sets for a picture whose slices name PPS `ppsId`; null while it or its SPS is unknown. */

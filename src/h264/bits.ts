@@ -51,6 +51,30 @@ export class BitReader {
     return k % 2 === 1 ? (k + 1) / 2 : -(k / 2);
   }
 
+  /** Reads to the next byte boundary: true if every bit read was 1 (cabac_alignment_one_bit). */
+  alignedOnes(): boolean {
+    let ones = true;
+    while (this.#bit !== 0) if (this.bit() !== 1) ones = false;
+    return ones;
+  }
+
+  /** True when only rbsp_trailing_bits are left (a 1 bit, then zero bits to the end). Reads nothing. */
+  atTrailingBits(): boolean {
+    const pos = this.#pos, bit = this.#bit, zeros = this.#zeros;
+    try {
+      if (this.bit() !== 1) return false;
+      while (this.#bit !== 0) if (this.bit() !== 0) return false;
+      for (let i = this.#pos; i < this.#bytes.length; i++) if (this.#bytes[i] !== 0) return false;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.#pos = pos;
+      this.#bit = bit;
+      this.#zeros = zeros;
+    }
+  }
+
   #enterByte(): void {
     if (this.#pos >= this.#bytes.length) throw new RangeError("read past the end of the NAL unit");
     if (this.#zeros >= 2 && this.#bytes[this.#pos] === 3) {

@@ -34,7 +34,13 @@ export interface Frame {
 
 /** Counts of input the parser refused; each is also a metric. */
 export interface ParserCounts {
-  badNals: number;
+  badHeaders: number;
+  badEscapes: number;
+  badSei: number;
+  badParamSets: number;
+  badSlices: number;
+  strayNals: number;
+  badTimestamps: number;
   badPackets: number;
   discardedBytes: number;
   oversizedNals: number;
@@ -42,13 +48,22 @@ export interface ParserCounts {
   splitNals: number;
 }
 
+/**
+ * A producer timestamp this far from the arrival clock (anchored at the first packet) is not
+ * believed: the anchor moves so that the packet is timed by its arrival. Wider than any stall a
+ * burst makes up for, far narrower than a clock reset or a garbage timestamp.
+ */
+const TIMESTAMP_TOLERANCE_MS = 30_000;
+
 // Carried in the sample entry's avcC, or meaningless inside an MP4 sample.
 const OUT_OF_SAMPLE = new Set<number>([NalType.sps, NalType.pps, NalType.aud, 10, 11, 12]);
 
 /**
  * Turns WebSocket messages from the relay into frames. Each message is either plain Annex-B
  * (timestamped with its arrival time) or a producer packet (timestamped with its own clock,
- * anchored to the arrival time of the first such packet). Pure: no I/O, no clock of its own.
+ * anchored to the arrival time of the first such packet, re-anchored when it strays over 30 s from
+ * arrival). NAL units are validated first (src/h264/nal_check.ts, parameter sets, slice headers);
+ * what fails is counted by reason and never stored. Pure: no I/O, no clock of its own.
  *
  * @example
  * const parser = new FrameParser();
@@ -60,12 +75,14 @@ export class FrameParser {
   #assembler = new AccessUnitAssembler();
   #anchorMs: number | null = null;
   #badPackets = 0;
+  #badTimestamps = 0;
   /** The frame the last NAL unit pushed completed by its slice layout, if it did. */
   #completedByLast: Frame | null = null;
 
   get counts(): ParserCounts {
     return {
-      badNals: this.#assembler.badNals,
+      ...this.#assembler.refused,
+      badTimestamps: this.#badTimestamps,
       badPackets: this.#badPackets,
       discardedBytes: this.#splitter.discardedBytes,
       oversizedNals: this.#splitter.oversizedNals,
@@ -90,6 +107,11 @@ export class FrameParser {
     if (packet.type !== PacketType.sps && packet.type !== PacketType.pps) {
       this.#anchorMs ??= arrivedAt - packet.timestamp / 1000;
       ts = this.#anchorMs + packet.timestamp / 1000;
+      if (!(Math.abs(ts - arrivedAt) <= TIMESTAMP_TOLERANCE_MS)) {
+        this.#badTimestamps++;
+        this.#anchorMs = arrivedAt - packet.timestamp / 1000;
+        ts = arrivedAt;
+      }
     }
     return out.concat(this.#nals(this.#payloadNals(packet.payload, ts)));
   }

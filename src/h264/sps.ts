@@ -17,6 +17,8 @@ export interface SpsInfo {
   deltaPicOrderAlwaysZero: boolean;
   frameMbsOnly: boolean;
   separateColourPlane: boolean;
+  /** ChromaArrayType: 0 for monochrome or separate planes, else chroma_format_idc. */
+  chromaArrayType: number;
   /** gaps_in_frame_num_value_allowed_flag: frame_num may jump without a picture being lost. */
   gapsAllowed: boolean;
   /** Macroblocks in a frame: first_mb_in_slice is below it. */
@@ -24,10 +26,16 @@ export interface SpsInfo {
 }
 
 const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135]);
+/** profile_idc values of Annex A and its extensions (baseline, main, extended, and the high family). */
+const PROFILES = new Set([66, 77, 88, ...HIGH_PROFILES]);
+/** level_idc values of table A-1 (9 is level 1b). */
+const LEVELS = new Set([9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52, 60, 61, 62]);
 
 /**
  * Parses the fields of an SPS NAL unit (header byte included) up to the picture size.
- * Throws RangeError on a truncated or malformed SPS.
+ * Throws RangeError on a truncated or malformed SPS, or one no encoder writes (an unknown profile
+ * or level, a picture outside 16-8192 pixels a side): its pictures would be recorded under an
+ * avcC no decoder accepts.
  *
  * @example
  * const info = parseSps(spsNal);
@@ -36,6 +44,8 @@ const HIGH_PROFILES = new Set([100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 13
 export function parseSps(nal: Uint8Array): SpsInfo {
   if (nal.length < 4) throw new RangeError("SPS shorter than 4 bytes");
   const profile = nal[1], constraints = nal[2], level = nal[3];
+  if (!PROFILES.has(profile)) throw new RangeError(`unknown profile_idc ${profile}`);
+  if (!LEVELS.has(level)) throw new RangeError(`unknown level_idc ${level}`);
   const r = new BitReader(nal, 4);
   const spsId = r.ue();
   if (spsId > 31) throw new RangeError(`SPS id ${spsId} out of range`);
@@ -88,7 +98,7 @@ export function parseSps(nal: Uint8Array): SpsInfo {
   const cropUnitY = (chromaArrayType === 0 ? 1 : (chromaFormat === 1 ? 2 : 1)) * (2 - frameMbsOnly);
   const width = widthMbs * 16 - cropUnitX * (cropLeft + cropRight);
   const height = (2 - frameMbsOnly) * heightMapUnits * 16 - cropUnitY * (cropTop + cropBottom);
-  if (width <= 0 || height <= 0 || width > 16384 || height > 16384) {
+  if (width < 16 || height < 16 || width > 8192 || height > 8192) {
     throw new RangeError(`implausible picture size ${width}x${height}`);
   }
   const hex = (n: number) => n.toString(16).padStart(2, "0");
@@ -106,12 +116,14 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     deltaPicOrderAlwaysZero,
     frameMbsOnly: frameMbsOnly === 1,
     separateColourPlane: separateColourPlanes === 1,
+    chromaArrayType,
     gapsAllowed,
     frameMbs: widthMbs * heightMapUnits * (2 - frameMbsOnly),
   };
 }
 
-function skipScalingList(r: BitReader, size: number): void {
+/** Reads past a scaling_list() (7.3.2.1.1.1); PPSs carry them too. */
+export function skipScalingList(r: BitReader, size: number): void {
   let last = 8, next = 8;
   for (let j = 0; j < size; j++) {
     if (next !== 0) next = (last + r.se() + 256) % 256;

@@ -1,7 +1,8 @@
 /**
  * `deno task chaos [--seed N] [--minutes M] [--only class[:variant],...] [--long]`: the fault
  * injection suite against the real service. The seed is printed first; the same seed replays the
- * same faults. Exit 1 if any invariant failed.
+ * same faults. `--only class:variant --round-seed S [--keep]` replays the one round a report names
+ * (keeping its storage). Exit 1 if any invariant failed.
  */
 import { parseArgs } from "node:util";
 import { formatReport, runChaos } from "./run.ts";
@@ -12,6 +13,8 @@ const { values } = parseArgs({
     minutes: { type: "string", default: "3" },
     only: { type: "string" },
     long: { type: "boolean", default: false },
+    "round-seed": { type: "string" },
+    keep: { type: "boolean", default: false },
   },
 });
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
@@ -21,6 +24,13 @@ if (!Number.isInteger(seed) || !(minutes > 0)) {
   Deno.exit(2);
 }
 console.log(`chaos: seed ${seed}, ${minutes} min${values.long ? ", long faults" : ""}`);
-const reports = await runChaos({ seed, minutes, only: values.only?.split(","), long: values.long });
+if (values.keep) Deno.env.set("CHAOS_KEEP", "1");
+const reports = await runChaos({
+  seed,
+  minutes,
+  only: values.only?.split(","),
+  long: values.long,
+  roundSeed: values["round-seed"] === undefined ? undefined : Number(values["round-seed"]),
+});
 console.log(formatReport(seed, reports));
 Deno.exit(reports.some((r) => r.failures.length > 0) ? 1 : 0);

@@ -11,7 +11,7 @@ export const VALID_PRODUCERS = ["upstream-messy", "bursty", "resolution-flap"] a
 /** Invalid input: counted and skipped; no chunk may hold what a decoder refuses. */
 export const INVALID_PRODUCERS = [
   "random-bytes",
-  "truncated-nals",
+  "cut-headers",
   "corrupt-headers",
   "absurd-sps",
   "emulation",
@@ -68,10 +68,11 @@ async function script(variant: string, rand: () => number) {
         nals: [...f.nals, Uint8Array.from({ length: 1 + pick(3000) }, () => pick(256))],
       }));
       break;
-    case "truncated-nals":
+    case "cut-headers":
+      // Cut inside the slice header (a cut inside macroblock data cannot be told without decoding).
       doctor((f) => {
         const i = sliceAt(f);
-        const cut = f.nals[i].subarray(0, 5 + pick(f.nals[i].length - 6));
+        const cut = f.nals[i].subarray(0, 6 + pick(2));
         return { ...f, nals: f.nals.map((n, j) => j === i ? cut : n) };
       });
       break;

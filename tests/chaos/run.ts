@@ -12,6 +12,8 @@ export interface ChaosOptions {
   /** Only these classes, or `class:variant`s. */
   only?: string[];
   long?: boolean;
+  /** Replays one round: the seed a report printed for it (with `only` naming its class:variant). */
+  roundSeed?: number;
   log?: (line: string) => void;
 }
 
@@ -44,7 +46,7 @@ export async function runChaos(o: ChaosOptions): Promise<ClassReport[]> {
     const c = runnable[n % runnable.length];
     const variants = c.variants.filter((v) => wanted(c.name, v));
     const variant = variants[Math.floor(rand() * variants.length)];
-    const roundSeed = Math.floor(rand() * 2 ** 31);
+    const roundSeed = o.roundSeed ?? Math.floor(rand() * 2 ** 31);
     const r: Round = { rand: rng(roundSeed), variant, checks: new Checks(), long: !!o.long, injected: 0 };
     const started = Date.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -86,6 +88,7 @@ export async function runChaos(o: ChaosOptions): Promise<ClassReport[]> {
         `${failed.length} failed, ${Math.round((Date.now() - started) / 100) / 10} s` +
         failed.map((f) => `\n    FAIL ${f.name}: ${f.detail.slice(0, 300)}`).join(""),
     );
+    if (o.roundSeed !== undefined) break;
   }
   return [...reports.values()];
 }

@@ -182,6 +182,10 @@ export class World {
     this.brokerProxy.close();
     await this.#subscriber?.close();
     const root = join(this.storage, "..");
+    if (Deno.env.get("CHAOS_KEEP")) {
+      await Deno.writeTextFile(join(root, "service.log"), this.logs.map((l) => JSON.stringify(l)).join("\n"));
+      return console.log(`chaos: kept ${root} (service.log: every run's log)`);
+    }
     if (this.tmpfs) new Deno.Command("umount", { args: [root] }).outputSync();
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
