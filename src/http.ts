@@ -15,7 +15,8 @@ export interface HttpServer {
 
 /**
  * Serves `handler` on host:port (port 0 picks a free one, reported in the log and on the result).
- * A handler that throws answers 500 with the message, and the error is logged.
+ * A handler that throws answers 500 with a request id, and the error is logged under that id (the
+ * message, which may name paths, is not sent).
  *
  * @example
  * const api = serveHttp("api", "127.0.0.1", 8080, (req) => json({ ok: true }));
@@ -31,8 +32,10 @@ export function serveHttp(
     try {
       return await handler(req);
     } catch (e) {
-      log.error("request failed", { url: req.url, error: e });
-      return json({ error: e instanceof Error ? e.message : String(e) }, 500);
+      // The detail (paths, system errors) goes to the log only; the client gets the id to find it.
+      const id = crypto.randomUUID().slice(0, 8);
+      log.error("request failed", { url: req.url, requestId: id, error: e });
+      return json({ error: `internal error (request ${id}); see the service log`, request_id: id }, 500);
     }
   });
   const addr = server.addr as Deno.NetAddr;

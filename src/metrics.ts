@@ -21,6 +21,8 @@ export class Metrics {
   readonly badInput;
   readonly reconnects;
   readonly connectionEnds;
+  readonly saveJobs;
+  readonly saveJobsPending;
   readonly streamConnected;
   readonly textMessages;
   readonly actorRestarts;
@@ -97,6 +99,12 @@ export class Metrics {
       "Relay connections ended or attempts abandoned: handshake_timeout, refused, silent, lost (no close frame), closed",
       ["stream", "reason"],
     );
+    this.saveJobs = counter(
+      "storage_save_jobs_total",
+      "Async saves: accepted, refused (429), done, failed, resumed (interrupted by a stop, run again)",
+      ["outcome"],
+    );
+    this.saveJobsPending = gauge("storage_save_jobs_pending", "Async saves queued or running", []);
     this.actorRestarts = counter("storage_actor_restarts_total", "Actor restarts by the supervisor", [
       "actor",
       "stream",

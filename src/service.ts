@@ -235,6 +235,7 @@ export async function startService(config: Config): Promise<Service> {
     apiToken: config.apiToken,
     storageLimitGb: config.storageSizeGb,
     leases,
+    metrics,
   });
   const apiRoutes = async (req: Request) => {
     if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
@@ -271,8 +272,10 @@ export async function startService(config: Config): Promise<Service> {
 
   // Both ports are bound before anything records: a port in use stops the start, not a recording.
   await supervisor.start();
+  await clips.start();
 
   const done = supervisor.done.then(async (code) => {
+    await clips.stop();
     await api!.shutdown();
     await metricsServer.shutdown();
     await index.close();

@@ -8,11 +8,13 @@ import { json } from "../http.ts";
 import { storageEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Leases } from "../leases.ts";
+import type { Metrics } from "../metrics.ts";
 import { fsyncDir } from "../storage.ts";
 import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
 import { type ClipPlan, planClip } from "./plan.ts";
 import { mergeRanges, nearestRanges, type Range } from "./ranges.ts";
 import { ApiError, clipRange, saveLabels } from "./request.ts";
+import { SaveJobs } from "./save_jobs.ts";
 import { formatCompact, formatIso } from "./timestamps.ts";
 
 export interface ClipApiOptions {
@@ -27,17 +29,13 @@ export interface ClipApiOptions {
   apiToken: string | null;
   storageLimitGb: number | null;
   leases: Leases;
+  metrics: Metrics;
 }
 
-export interface Job {
-  id: string;
-  state: "pending" | "running" | "done" | "failed";
-  progress: number;
-  filename: string;
-  created: string;
-  error?: string;
-  gaps?: { from: string; to: string }[];
-}
+/** Clips are written here, under STORAGE_PATH, out of the view of whatever syncs UPLOAD_PATH. */
+export const TMP_DIR = "tmp";
+/** At shutdown, how long a running save job may take to finish before it is left to the next start. */
+const SAVE_STOP_GRACE_MS = 2000;
 
 const MAX_BODY = 64 * 1024;
 const GIB = 2 ** 30;
@@ -49,11 +47,44 @@ const GIB = 2 ** 30;
  */
 export class ClipApi {
   #o: ClipApiOptions;
-  #jobs = new Map<string, Job>();
+  #jobs: SaveJobs;
   #log = logger("clips");
 
   constructor(o: ClipApiOptions) {
     this.#o = o;
+    this.#jobs = new SaveJobs({
+      index: o.index,
+      metrics: o.metrics,
+      save: async (request, onProgress, signal) => {
+        const stream = this.#stream(request.stream);
+        await this.#waitForVideo(stream, clipRange(request).to);
+        const { filename, plan } = await this.#writeClip(request, onProgress, signal);
+        return { filename, gaps: describe(plan, clipRange(request).from, clipRange(request).to).gaps };
+      },
+      describe: (e) => this.redact(e instanceof Error ? e.message : String(e)),
+    });
+  }
+
+  /** Removes temporary files a stop left, then resumes the save jobs it left. */
+  async start(): Promise<void> {
+    const removed = await cleanTemporaryFiles(join(this.#o.storagePath, TMP_DIR), this.#o.uploadPath);
+    if (removed > 0) {
+      this.#log.warn("temporary clip files of an interrupted save removed", { files: removed });
+    }
+    await this.#jobs.start();
+  }
+
+  /** Waits a little for a running save job; one that does not finish runs again at the next start. */
+  stop(): Promise<void> {
+    return this.#jobs.stop(SAVE_STOP_GRACE_MS);
+  }
+
+  /** `message` with STORAGE_PATH and UPLOAD_PATH named, not spelled out: a client may read it. */
+  redact(message: string): string {
+    return message.replaceAll(this.#o.uploadPath, "UPLOAD_PATH").replaceAll(
+      this.#o.storagePath,
+      "STORAGE_PATH",
+    );
   }
 
   async handle(req: Request): Promise<Response> {
@@ -67,14 +98,19 @@ export class ClipApi {
       if (req.method === "GET" && url.pathname === "/api/ranges") return await this.#ranges(url.searchParams);
       const job = url.pathname.match(/^\/api\/jobs\/([\w-]+)$/);
       if (req.method === "GET" && job) {
-        const found = this.#jobs.get(job[1]);
+        const found = await this.#jobs.get(job[1]);
         if (!found) throw new ApiError(404, `no job ${job[1]}`);
         return json(found);
       }
       throw new ApiError(404, `no route for ${req.method} ${url.pathname}`);
     } catch (e) {
-      if (e instanceof ApiError) return json({ error: e.message, ...e.details }, e.status);
-      throw e;
+      if (!(e instanceof ApiError)) throw e;
+      const res = json({ error: this.redact(e.message), ...e.details }, e.status);
+      if (e.status === 429) res.headers.set("retry-after", String(e.details.retry_after_seconds ?? 5));
+      // Deno.serve has no read timeouts (denoland/deno#3515): after a 408 the socket stays open
+      // until the client goes, but nothing of the service waits on it.
+      if (e.status === 408) res.headers.set("connection", "close");
+      return res;
     }
   }
 
@@ -266,35 +302,15 @@ export class ClipApi {
     const { from, to } = clipRange(body);
     if (to > Date.now()) throw new ApiError(400, `"to" is in the future: ${formatCompact(to)}`);
     const { metadata, tags } = saveLabels(body);
-    const dir = join(this.#o.uploadPath, ...tags.map((t) => `tag=${t}`));
-    const base = `${stream}_${formatCompact(from).slice(0, -1)}${metadata ? `_${metadata}` : ""}`;
-    if (body.async === true) {
+    if (body.async !== undefined && typeof body.async !== "boolean") {
+      throw new ApiError(400, `"async" must be true or false`);
+    }
+    if (body.async) {
       await this.#plan(body); // a range with no video at all is refused now, not later
-      const job: Job = {
-        id: crypto.randomUUID(),
-        state: "pending",
-        progress: 0,
-        filename: "",
-        created: formatIso(Date.now()),
-      };
-      this.#jobs.set(job.id, job);
-      this.#waitForVideo(stream, to)
-        .then(async () => {
-          job.state = "running";
-          const { filename, plan } = await this.#writeClip(dir, base, body, (p) => (job.progress = p));
-          job.filename = filename;
-          job.gaps = describe(plan, from, to).gaps;
-          job.state = "done";
-          job.progress = 1;
-        })
-        .catch((e) => {
-          job.state = "failed";
-          job.error = e instanceof Error ? e.message : String(e);
-          this.#log.warn("async save failed", { job: job.id, error: job.error });
-        });
+      const job = await this.#jobs.submit({ stream, from: body.from, to: body.to, metadata, tags });
       return json({ command: "save", status: "async", job_id: job.id, job_url: `/api/jobs/${job.id}` });
     }
-    const { filename, plan } = await this.#writeClip(dir, base, body, () => {});
+    const { filename, plan } = await this.#writeClip(body, () => {});
     return json({ command: "save", filename, ...describe(plan, from, to) });
   }
 
@@ -323,21 +339,22 @@ export class ClipApi {
     });
   }
 
-  /** Plans and writes a faststart clip under a temporary name, then renames it into place. */
-  async #writeClip(
-    dir: string,
-    base: string,
-    body: Record<string, unknown>,
-    onProgress: (p: number) => void,
-  ) {
-    const { from, to, plan } = await this.#plan(body);
+  /**
+   * Plans and writes a faststart clip under STORAGE_PATH/tmp, then moves it into place under
+   * UPLOAD_PATH (a rename; across filesystems a copy to a hidden name there, then a rename), so no
+   * half-written clip is ever in UPLOAD_PATH's view. An aborted `signal` stops it before the move.
+   */
+  async #writeClip(body: Record<string, unknown>, onProgress: (p: number) => void, signal?: AbortSignal) {
+    const { stream, from, to, plan } = await this.#plan(body);
+    const { metadata, tags } = saveLabels(body);
+    const dir = join(this.#o.uploadPath, ...tags.map((t) => `tag=${t}`));
+    const base = `${stream}_${formatCompact(from).slice(0, -1)}${metadata ? `_${metadata}` : ""}`;
+    const tmpDir = join(this.#o.storagePath, TMP_DIR);
+    await Deno.mkdir(tmpDir, { recursive: true });
     await Deno.mkdir(dir, { recursive: true });
-    let name = `${base}.mp4`;
-    for (let n = 2; await Deno.stat(join(dir, name)).then(() => true, () => false); n++) {
-      name = `${base}_${n}.mp4`;
-    }
-    const tmp = join(dir, `.${name}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+    const tmp = join(tmpDir, `${crypto.randomUUID()}.mp4.tmp`);
     let summary: ClipSummary;
+    let name = `${base}.mp4`;
     try {
       const file = await Deno.open(tmp, { write: true, createNew: true });
       try {
@@ -351,15 +368,18 @@ export class ClipApi {
       } finally {
         file.close();
       }
-      await Deno.rename(tmp, join(dir, name));
-      await fsyncDir(dirname(join(dir, name)));
+      signal?.throwIfAborted();
+      for (let n = 2; await Deno.stat(join(dir, name)).then(() => true, () => false); n++) {
+        name = `${base}_${n}.mp4`;
+      }
+      await moveInto(tmp, dir, name);
+      await fsyncDir(dir);
     } finally {
       await Deno.remove(tmp).catch(() => {});
     }
     const filename = relative(this.#o.uploadPath, join(dir, name));
     this.#log.info("clip saved", { filename, frames: summary.frames, bytes: summary.bytes });
-    const { metadata, tags } = saveLabels(body);
-    await this.#o.index.appendEvent(storageEvent("clip_saved", this.#stream(body.stream), {
+    await this.#o.index.appendEvent(storageEvent("clip_saved", stream, {
       filename,
       from: formatIso(summary.startMs),
       to: formatIso(summary.endMs),
@@ -367,7 +387,7 @@ export class ClipApi {
       metadata,
       tags,
     }));
-    this.#o.events.changed(this.#stream(body.stream));
+    this.#o.events.changed(stream);
     return { filename, plan, summary };
   }
 }
@@ -386,15 +406,86 @@ function describe(plan: ClipPlan, from: number, to: number) {
   };
 }
 
-/** The request body as a JSON object, at most 64 KiB. */
+/** Moves `tmp` to `dir/name`: a rename, or across filesystems a copy to a hidden name in `dir` and a rename. */
+async function moveInto(tmp: string, dir: string, name: string): Promise<void> {
+  try {
+    await Deno.rename(tmp, join(dir, name));
+  } catch (e) {
+    if (
+      !(e instanceof Error &&
+        /EXDEV|cross-device|os error 18/i.test(`${(e as { code?: string }).code} ${e.message}`))
+    ) {
+      throw e;
+    }
+    const hidden = join(dir, `.${name}.${crypto.randomUUID().slice(0, 8)}.tmp`);
+    try {
+      await Deno.copyFile(tmp, hidden);
+      const f = await Deno.open(hidden, { write: true });
+      await f.sync().finally(() => f.close());
+      await Deno.rename(hidden, join(dir, name));
+    } finally {
+      await Deno.remove(hidden).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Removes what interrupted saves left: everything in `tmpDir`, and hidden `.*.tmp` files of a
+ * cross-filesystem move under `uploadPath`. Returns how many files went.
+ */
+export async function cleanTemporaryFiles(tmpDir: string, uploadPath: string): Promise<number> {
+  let removed = 0;
+  const walk = async (dir: string, all: boolean) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    for (const e of entries) {
+      const path = join(dir, e.name);
+      if (e.isDirectory) await walk(path, all);
+      else if (all || (e.name.startsWith(".") && e.name.endsWith(".tmp"))) {
+        await Deno.remove(path);
+        removed++;
+      }
+    }
+  };
+  await walk(tmpDir, true);
+  await walk(uploadPath, false);
+  return removed;
+}
+
+/** A request body must be whole within this: a client that stops half-way is let go. */
+export const BODY_TIMEOUT_MS = 10_000;
+
+/** The request body as a JSON object, at most 64 KiB (413 beyond), whole within 10 s (408 otherwise). */
 async function readJson(req: Request): Promise<Record<string, unknown>> {
-  if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY) throw new ApiError(400, "body over 64 KiB");
+  if (Number(req.headers.get("content-length") ?? 0) > MAX_BODY) throw new ApiError(413, "body over 64 KiB");
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of req.body ?? ReadableStream.from([])) {
-    size += chunk.length;
-    if (size > MAX_BODY) throw new ApiError(400, "body over 64 KiB");
-    chunks.push(chunk);
+  const reader = (req.body ?? ReadableStream.from<Uint8Array>([])).getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ApiError(408, `body not received within ${BODY_TIMEOUT_MS / 1000} s`)),
+      BODY_TIMEOUT_MS,
+    );
+  });
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), late]);
+      if (done) break;
+      size += value.length;
+      if (size > MAX_BODY) throw new ApiError(413, "body over 64 KiB");
+      chunks.push(value);
+    }
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
   }
   let body: unknown;
   try {

@@ -26,16 +26,26 @@ export function clipRange(fields: Record<string, unknown>): { from: number; to: 
   return { from, to };
 }
 
-const MAX_LABEL = 100;
+/** Bytes (UTF-8) of `metadata`, which ends the clip's file name. */
+const MAX_METADATA_BYTES = 100;
+/** Bytes (UTF-8) of one tag, a folder name `tag=<tag>`. */
+const MAX_TAG_BYTES = 64;
+/** Tags of one save: each is a folder level, so this bounds the depth under UPLOAD_PATH. */
+export const MAX_TAGS = 3;
 
-/** A label that becomes part of a path: no separators, no "..", no NUL, at most 100 characters. */
-export function pathLabel(field: string, value: unknown): string {
+/**
+ * A label that becomes part of a path: no separators, no "..", no NUL or other control
+ * character, at most `maxBytes` bytes of UTF-8 (a file name component holds 255).
+ */
+export function pathLabel(field: string, value: unknown, maxBytes: number): string {
   if (typeof value !== "string" || value === "") {
     throw new ApiError(400, `"${field}" must be a non-empty string`);
   }
-  if (value.length > MAX_LABEL) throw new ApiError(400, `"${field}" is longer than ${MAX_LABEL} characters`);
-  if (/[\/\\\0]/.test(value) || value.includes("..")) {
-    throw new ApiError(400, `"${field}" must not contain path separators, ".." or NUL`);
+  const bytes = new TextEncoder().encode(value).length;
+  if (bytes > maxBytes) throw new ApiError(400, `"${field}" is ${bytes} bytes of UTF-8; at most ${maxBytes}`);
+  // deno-lint-ignore no-control-regex
+  if (/[\/\\\x00-\x1f\x7f]/.test(value) || value.includes("..")) {
+    throw new ApiError(400, `"${field}" must not contain path separators, "..", or control characters`);
   }
   return value;
 }
@@ -44,9 +54,12 @@ export function pathLabel(field: string, value: unknown): string {
 export function saveLabels(fields: Record<string, unknown>): { metadata: string | null; tags: string[] } {
   const metadata = fields.metadata === undefined || fields.metadata === null
     ? null
-    : pathLabel("metadata", fields.metadata);
+    : pathLabel("metadata", fields.metadata, MAX_METADATA_BYTES);
   const raw = fields.tags ?? [];
   if (!Array.isArray(raw)) throw new ApiError(400, `"tags" must be an array of strings`);
-  const tags = raw.map((t, i) => pathLabel(`tags[${i}]`, t)).sort();
+  if (raw.length > MAX_TAGS) {
+    throw new ApiError(400, `"tags" has ${raw.length} entries; at most ${MAX_TAGS} (each is a folder level)`);
+  }
+  const tags = raw.map((t, i) => pathLabel(`tags[${i}]`, t, MAX_TAG_BYTES)).sort();
   return { metadata, tags };
 }

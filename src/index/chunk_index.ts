@@ -1,6 +1,6 @@
 import { Kysely, type Selectable } from "kysely";
 import type { StorageEvent } from "../events.ts";
-import type { ChunkStatus, ChunkTable, EventTable, Schema, SessionTable } from "./schema.ts";
+import type { ChunkStatus, ChunkTable, EventTable, SaveJobTable, Schema, SessionTable } from "./schema.ts";
 import { migrate } from "./schema.ts";
 import { nodeSqliteDialect } from "./sqlite_dialect.ts";
 
@@ -9,6 +9,7 @@ export type SessionRow = Selectable<SessionTable>;
 export type NewChunk = Omit<ChunkRow, "id" | "close_reason">;
 export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status">;
 export type EventRow = Selectable<EventTable>;
+export type SaveJobRow = Selectable<SaveJobTable>;
 
 const PLAYABLE = new Set<ChunkStatus>(["recording", "complete", "recovered"]);
 
@@ -83,6 +84,25 @@ export class ChunkIndex {
   /** An event that reports no index change of its own (a connection state, a saved clip). */
   async appendEvent(event: StorageEvent): Promise<void> {
     await insertEvent(this.db, event);
+  }
+
+  async insertJob(job: SaveJobRow): Promise<void> {
+    await this.db.insertInto("save_jobs").values(job).execute();
+  }
+
+  async updateJob(id: string, change: Partial<Omit<SaveJobRow, "id">>): Promise<void> {
+    await this.db.updateTable("save_jobs").set({ ...change, updated_ms: Date.now() }).where("id", "=", id)
+      .execute();
+  }
+
+  job(id: string): Promise<SaveJobRow | undefined> {
+    return this.db.selectFrom("save_jobs").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /** Jobs queued or running, oldest first. */
+  pendingJobs(): Promise<SaveJobRow[]> {
+    return this.db.selectFrom("save_jobs").selectAll().where("state", "in", ["queued", "running"])
+      .orderBy("created_ms").execute();
   }
 
   /** The oldest unsent events, in the order they must be published. */

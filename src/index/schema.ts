@@ -46,13 +46,29 @@ export interface EventTable {
   sent_ms: number | null;
 }
 
+/** An accepted async save: persisted so that a restart resumes it (docs/clips.md). */
+export interface SaveJobTable {
+  id: string;
+  /** The save request's fields (stream, from, to, metadata, tags), as JSON. */
+  request: string;
+  state: "queued" | "running" | "done" | "failed";
+  created_ms: number;
+  updated_ms: number;
+  /** Relative to UPLOAD_PATH, once done. */
+  filename: string | null;
+  error: string | null;
+  /** The clip's gaps as JSON, once done. */
+  gaps: string | null;
+}
+
 export interface Schema {
   sessions: SessionTable;
   chunks: ChunkTable;
   events: EventTable;
+  save_jobs: SaveJobTable;
 }
 
-const VERSION = 3;
+const VERSION = 4;
 
 /**
  * Creates the tables on a new index; an index from a newer version is refused rather than
@@ -114,6 +130,17 @@ export async function migrate(db: Kysely<Schema>): Promise<void> {
     .addColumn("sent_ms", "integer")
     .execute();
   await db.schema.createIndex("events_unsent").ifNotExists().on("events").columns(["sent_ms", "seq"])
+    .execute();
+  // Version 4: async save jobs.
+  await db.schema.createTable("save_jobs").ifNotExists()
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("request", "text", (c) => c.notNull())
+    .addColumn("state", "text", (c) => c.notNull())
+    .addColumn("created_ms", "integer", (c) => c.notNull())
+    .addColumn("updated_ms", "integer", (c) => c.notNull())
+    .addColumn("filename", "text")
+    .addColumn("error", "text")
+    .addColumn("gaps", "text")
     .execute();
   await sql.raw(`PRAGMA user_version = ${VERSION}`).execute(db);
 }
