@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { statfsSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { type ChunkIndex, type ChunkRow, playable } from "../index/chunk_index.ts";
 import type { IndexEvents } from "../index/index_events.ts";
 import { json } from "../http.ts";
