@@ -138,7 +138,13 @@ export class FrameClock<F extends ClockedFrame> {
     if (this.#afterPause && ms * TICKS_PER_MS < (this.#grid ?? DEFAULT_GRID_TICKS) / 2) return;
     this.#afterPause = false;
     this.#intervals.push(ms);
-    if (this.#intervals.length > WINDOW) this.#intervals.shift();
+    if (this.#intervals.length > WINDOW) {
+      this.#intervals.shift();
+      // A clump's intervals leave with the gap before it: the mean would otherwise take a burst
+      // (or the second of a pair) for the rate for as long as the gap it makes up for is gone.
+      const clumped = (this.#grid ?? DEFAULT_GRID_TICKS) / 2 / TICKS_PER_MS;
+      while (this.#intervals.length > 1 && this.#intervals[0] < clumped) this.#intervals.shift();
+    }
     if (this.#grid === null || ++this.#sinceRevised < REVISE_EVERY) return;
     this.#sinceRevised = 0;
     const target = this.#estimate();
