@@ -204,19 +204,19 @@ export async function startService(config: Config): Promise<Service> {
         }),
     });
   }
-  const listen = (
+  const listen = async (
     variable: string,
     name: string,
     port: number,
     handler: (req: Request) => Response | Promise<Response>,
   ) => {
     try {
-      return serveHttp(name, config.httpHost, port, handler);
+      return await serveHttp(name, config.httpHost, port, handler);
     } catch (e) {
       const where = `${config.httpHost}:${port}`;
       throw new StartupError(
         variable,
-        e instanceof Deno.errors.AddrInUse
+        (e as { code?: string }).code === "EADDRINUSE"
           ? `${where} is already in use`
           : `cannot listen on ${where}: ${e instanceof Error ? e.message : e}`,
       );
@@ -262,8 +262,8 @@ export async function startService(config: Config): Promise<Service> {
   };
   let api: HttpServer | null = null, metricsServer: HttpServer;
   try {
-    api = listen("HTTP_PORT", "http", config.httpPort, apiRoutes);
-    metricsServer = listen("METRICS_PORT", "metrics", config.metricsPort, scrape);
+    api = await listen("HTTP_PORT", "http", config.httpPort, apiRoutes);
+    metricsServer = await listen("METRICS_PORT", "metrics", config.metricsPort, scrape);
   } catch (e) {
     await api?.shutdown();
     await index.close();

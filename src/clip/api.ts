@@ -107,8 +107,7 @@ export class ClipApi {
       if (!(e instanceof ApiError)) throw e;
       const res = json({ error: this.redact(e.message), ...e.details }, e.status);
       if (e.status === 429) res.headers.set("retry-after", String(e.details.retry_after_seconds ?? 5));
-      // Deno.serve has no read timeouts (denoland/deno#3515): after a 408 the socket stays open
-      // until the client goes, but nothing of the service waits on it.
+      // The rest of the body may never come: the connection cannot carry another request.
       if (e.status === 408) res.headers.set("connection", "close");
       return res;
     }
