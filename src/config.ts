@@ -1,5 +1,6 @@
 import { type Level, LEVELS } from "./log.ts";
 import type { ChunkCut } from "./segment_machine.ts";
+import { TMP_DIR } from "./storage.ts";
 
 export interface StreamConfig {
   name: string;
@@ -215,6 +216,13 @@ function streamsOf(doc: Record<string, unknown>): StreamConfig[] | null {
       throw new ConfigError(
         "CONFIG_FILE",
         `${where}.name must be 1-64 letters, digits, _ or - (got ${JSON.stringify(name)})`,
+      );
+    }
+    if (name === TMP_DIR) {
+      // STORAGE_PATH/tmp is where clips are staged, emptied at every start (docs/storage.md).
+      throw new ConfigError(
+        "CONFIG_FILE",
+        `${where}.name "${TMP_DIR}" is reserved for STORAGE_PATH/${TMP_DIR}`,
       );
     }
     if (seen.has(name)) {

@@ -8,7 +8,7 @@ import type { Metrics } from "./metrics.ts";
 import { scanChunk } from "./mp4/fragment_reader.ts";
 import { toMs } from "./mp4/timing.ts";
 import type { OpenChunks } from "./open_chunks.ts";
-import { fsyncDir, type Layout, parseChunkPath } from "./storage.ts";
+import { entriesOf, fsyncDir, type Layout, parseChunkPath } from "./storage.ts";
 
 export interface RecoveryOptions {
   index: ChunkIndex;
@@ -234,14 +234,7 @@ async function fileSize(path: string): Promise<number | null> {
 
 /** Chunk files under the root, relative to it: `[stream/]session/video_segments/chunk_NNNN.mp4`. */
 async function* chunkFiles(root: string, dir = root, depth = 0): AsyncGenerator<string> {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = await Array.fromAsync(Deno.readDir(dir));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw e;
-  }
-  for (const e of entries) {
+  for (const e of await entriesOf(dir)) {
     const path = join(dir, e.name);
     if (e.isDirectory && depth < 3) yield* chunkFiles(root, path, depth + 1);
     else if (e.isFile && e.name.endsWith(".mp4")) yield relative(root, path);

@@ -16,6 +16,19 @@ export function sessionIdFor(ms: number): string {
   return new Date(ms).toISOString().slice(0, 19).replace(/-|:/g, "").replace("T", "_");
 }
 
+/** STORAGE_PATH/tmp: clips being written by save, emptied at every start; no stream may take the name. */
+export const TMP_DIR = "tmp";
+
+/** The entries of `dir`, none if it does not exist. */
+export async function entriesOf(dir: string): Promise<Deno.DirEntry[]> {
+  try {
+    return await Array.fromAsync(Deno.readDir(dir));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
 /** A session's folder, relative to the storage root. */
 export function sessionDir(layout: Layout, stream: string, sessionId: string): string {
   return layout.multiStream ? join(stream, sessionId) : sessionId;

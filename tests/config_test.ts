@@ -23,6 +23,8 @@ Deno.test("several streams from CONFIG_FILE", () => {
   assert.throws(bad({ streams: [] }), /CONFIG_FILE: streams must be a non-empty array/);
   assert.throws(bad({ streams: [{ name: "a/b", url: "ws://x" }] }), /streams\[0\]\.name/);
   assert.throws(bad({ streams: [{ name: "a", url: "ws://x" }, { name: "a", url: "ws://y" }] }), /used twice/);
+  // STORAGE_PATH/tmp is emptied at every start: a stream there would lose its recordings.
+  assert.throws(bad({ streams: [{ name: "tmp", url: "ws://x" }] }), /streams\[0\]\.name "tmp" is reserved/);
   assert.throws(bad({ streams: [{ name: "a", url: "http://x" }] }), /streams\[0\]\.url: expected a ws/);
   assert.throws(
     () => loadConfig({ CONFIG_FILE: "f.json" }, () => "{oops"),

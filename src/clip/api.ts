@@ -9,7 +9,7 @@ import { storageEvent } from "../events.ts";
 import { logger } from "../log.ts";
 import type { Leases } from "../leases.ts";
 import type { Metrics } from "../metrics.ts";
-import { fsyncDir } from "../storage.ts";
+import { entriesOf, fsyncDir, TMP_DIR } from "../storage.ts";
 import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
 import { type ClipPlan, planClip } from "./plan.ts";
 import { mergeRanges, nearestRanges, type Range } from "./ranges.ts";
@@ -33,7 +33,6 @@ export interface ClipApiOptions {
 }
 
 /** Clips are written here, under STORAGE_PATH, out of the view of whatever syncs UPLOAD_PATH. */
-export const TMP_DIR = "tmp";
 /** At shutdown, how long a running save job may take to finish before it is left to the next start. */
 const SAVE_STOP_GRACE_MS = 2000;
 
@@ -435,14 +434,7 @@ async function moveInto(tmp: string, dir: string, name: string): Promise<void> {
 export async function cleanTemporaryFiles(tmpDir: string, uploadPath: string): Promise<number> {
   let removed = 0;
   const walk = async (dir: string, all: boolean) => {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return;
-      throw e;
-    }
-    for (const e of entries) {
+    for (const e of await entriesOf(dir)) {
       const path = join(dir, e.name);
       if (e.isDirectory) await walk(path, all);
       else if (all || (e.name.startsWith(".") && e.name.endsWith(".tmp"))) {
