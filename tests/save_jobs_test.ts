@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MAX_PENDING_JOBS } from "../src/clip/save_jobs.ts";
+import { JOB_HISTORY_MS, MAX_PENDING_JOBS, SaveJobs } from "../src/clip/save_jobs.ts";
+import { ChunkIndex, type SaveJobRow } from "../src/index/chunk_index.ts";
+import { Metrics } from "../src/metrics.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
 import { decodeErrors, pattern, ServiceProcess, until } from "./helpers.ts";
 
@@ -193,5 +195,52 @@ Deno.test("HTTP edges: long and many labels are 400 naming the field, no error n
     assert.ok(headers.ms >= 9_500 && headers.ms < 12_500, `408 and close after ${Math.round(headers.ms)} ms`);
   } finally {
     await t.close();
+  }
+});
+
+Deno.test("start-up forgets jobs settled over 7 days ago and keeps the rest", async () => {
+  const dir = await Deno.makeTempDir();
+  const index = await ChunkIndex.open(join(dir, "index.db"));
+  try {
+    const now = Date.now();
+    const row = (id: string, state: SaveJobRow["state"], ageMs: number): SaveJobRow => ({
+      id,
+      request: "{}",
+      state,
+      created_ms: now - ageMs,
+      updated_ms: now - ageMs,
+      filename: null,
+      error: null,
+      gaps: null,
+    });
+    const week = JOB_HISTORY_MS;
+    for (
+      const r of [
+        row("old-done", "done", week + 60_000),
+        row("old-failed", "failed", week + 60_000),
+        row("recent-done", "done", week - 60_000),
+        row("old-running", "running", week + 60_000),
+      ]
+    ) await index.db.insertInto("save_jobs").values(r).execute();
+    const ran: string[] = [];
+    const jobs = new SaveJobs({
+      index,
+      metrics: new Metrics(),
+      save: (request) => {
+        ran.push(JSON.stringify(request));
+        return Promise.resolve({ filename: "x.mp4", gaps: [] });
+      },
+      describe: String,
+    });
+    await jobs.start();
+    await until(async () => (await index.job("old-running"))?.state === "done", "the interrupted job to run");
+    await jobs.stop(1000);
+    assert.equal(await index.job("old-done"), undefined);
+    assert.equal(await index.job("old-failed"), undefined);
+    assert.equal((await index.job("recent-done"))?.state, "done");
+    assert.deepEqual(ran, ["{}"], "only the interrupted job ran");
+  } finally {
+    await index.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

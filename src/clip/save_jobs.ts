@@ -5,6 +5,8 @@ import { ApiError } from "./request.ts";
 
 /** Async saves queued or running at most; more are refused with 429. */
 export const MAX_PENDING_JOBS = 16;
+/** A settled job stays readable at /api/jobs/<id> this long; start-up removes older ones. */
+export const JOB_HISTORY_MS = 7 * 24 * 3600_000;
 
 export interface SaveJobsOptions {
   index: ChunkIndex;
@@ -42,8 +44,13 @@ export class SaveJobs {
     this.#o = o;
   }
 
-  /** Resumes what a previous process left queued or running, then runs jobs as they come. */
+  /**
+   * Forgets jobs settled over JOB_HISTORY_MS ago, resumes what a previous process left queued or
+   * running, then runs jobs as they come.
+   */
   async start(): Promise<void> {
+    const pruned = await this.#o.index.pruneJobs(Date.now() - JOB_HISTORY_MS);
+    if (pruned > 0) this.#log.info("settled save jobs over 7 days old removed", { jobs: pruned });
     const pending = await this.#o.index.pendingJobs();
     for (const job of pending.filter((j) => j.state === "running")) {
       await this.#o.index.updateJob(job.id, { state: "queued" });

@@ -99,6 +99,13 @@ export class ChunkIndex {
     return this.db.selectFrom("save_jobs").selectAll().where("id", "=", id).executeTakeFirst();
   }
 
+  /** Removes jobs settled (done or failed) before `beforeMs`; returns how many. */
+  async pruneJobs(beforeMs: number): Promise<number> {
+    const r = await this.db.deleteFrom("save_jobs").where("state", "in", ["done", "failed"])
+      .where("updated_ms", "<", beforeMs).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   /** Jobs queued or running, oldest first. */
   pendingJobs(): Promise<SaveJobRow[]> {
     return this.db.selectFrom("save_jobs").selectAll().where("state", "in", ["queued", "running"])
