@@ -172,7 +172,13 @@ export class FrameClock<F extends ClockedFrame> {
     } else if (
       this.#armed && ticksLate > this.#grid! && ++this.#late >= LAG_FRAMES && this.#nextGrid === null
     ) {
-      const ticks = Math.max(MIN_GRID_TICKS, Math.min(this.#estimate(), Math.floor(MARGIN * this.#grid!)));
+      // Only frames coming faster than the steps outrun them for good; with a step under the mean
+      // interval, lateness is jitter (or a burst that overfilled its stall) queueing behind it and
+      // drains by itself. A speed-up beyond the band is the estimate's to follow: a burst in the
+      // window must not take the step down with it.
+      const estimate = this.#estimate();
+      if (estimate >= Math.floor(MARGIN * this.#grid!)) return;
+      const ticks = Math.max(MIN_GRID_TICKS, estimate, Math.floor(SHRINK * this.#grid!));
       this.#nextGrid = { ticks, cause: "lateness" };
     }
   }

@@ -150,3 +150,20 @@ Deno.test("a frame-rate dip that recovers before the next keyframe leaves the gr
     "on time after it",
   );
 });
+
+Deno.test("a burst with more frames than its stall's silence runs late without taking the step down", () => {
+  // 30 fps; the link stalls 1688 ms at frame 39 and, still catching up, 808 ms at frame 72: the
+  // second burst holds 43 frames for a 808 ms silence, so frames run late and drain slowly.
+  const arrivals: number[] = [];
+  let due = BASE, now = BASE;
+  for (let i = 0; i < 600; i++) {
+    if (i === 39) now = Math.max(now, due) + 1688;
+    if (i === 72) now = Math.max(now, due) + 808;
+    now = Math.max(now, due);
+    arrivals.push(now);
+    due += T;
+  }
+  const frames = clocked(arrivals);
+  const steps = [...new Set(frames.map((f) => Math.round(f.gridTicks / 9) / 10))];
+  assert.ok(steps.every((ms) => ms > 0.85 * T && ms < T), `steps ${steps.join(", ")} ms`);
+});
