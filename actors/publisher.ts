@@ -51,6 +51,12 @@ export class Publisher implements Behavior<never> {
   #o: PublisherOptions;
   #log = logger("publisher");
   #lastPrune = 0;
+  /**
+   * Events the broker confirmed that the index does not yet say were sent (its write failed: a
+   * full disk). Kept across reconnects, so they are marked, not published again; only a crash
+   * forgets them (and then a subscriber drops the repeat by its message_id).
+   */
+  #confirmed: number[] = [];
   /** Set while stop() waits for the outbox to empty. */
   #onDrained: (() => void) | null = null;
 
@@ -132,12 +138,16 @@ export class Publisher implements Behavior<never> {
       status.lastError = null;
       this.#log.info("broker connected", { exchange, type: this.#o.exchangeType });
       while (!signal.aborted && !closed) {
+        if (this.#confirmed.length > 0) {
+          await this.#markConfirmed(signal);
+          continue;
+        }
         const rows = await index.unsentEvents(BATCH);
         if (rows.length > 0) {
           for (const row of rows) this.#publish(channel, row);
           await channel.waitForConfirms();
-          await index.markSent(rows.map((r) => r.seq), Date.now());
           for (const row of rows) this.#o.metrics.eventsPublished.inc({ type: row.type });
+          this.#confirmed = rows.map((r) => r.seq);
           continue;
         }
         this.#onDrained?.();
@@ -161,6 +171,35 @@ export class Publisher implements Behavior<never> {
     }
   }
 
+  /**
+   * Records the confirmed events as sent, retrying (with the connection kept) until the index
+   * takes the write: a full disk must not make them unsent, to be published again.
+   */
+  async #markConfirmed(signal: AbortSignal): Promise<void> {
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        await this.#o.index.markSent(this.#confirmed, Date.now());
+        if (attempt > 0) {
+          this.#log.info("confirmed events marked sent", {
+            events: this.#confirmed.length,
+            attempts: attempt + 1,
+          });
+        }
+        this.#confirmed = [];
+        return;
+      } catch (e) {
+        this.#o.metrics.publishFailures.inc();
+        if (attempt === 0) {
+          this.#log.warn("events the broker confirmed cannot be marked sent: retrying, not republishing", {
+            events: this.#confirmed.length,
+            error: e,
+          });
+        }
+        await sleep(Math.min(5000, 250 * 2 ** attempt), signal);
+      }
+    }
+  }
+
   #publish(channel: ConfirmChannel, row: EventRow): void {
     const routingKey = this.#o.exchangeType === "topic" ? `storage.${row.stream}.${row.type}` : "";
     channel.publish(this.#o.exchange, routingKey, Buffer.from(row.body), {
@@ -175,7 +214,12 @@ export class Publisher implements Behavior<never> {
   async #prune(sentOnly: boolean): Promise<void> {
     if (Date.now() - this.#lastPrune < PRUNE_EVERY_MS) return;
     this.#lastPrune = Date.now();
-    const deleted = await this.#o.index.pruneEvents(Date.now() - this.#o.retentionMs, sentOnly);
-    if (deleted > 0) this.#log.info("outbox pruned", { deleted, sentOnly });
+    try {
+      const deleted = await this.#o.index.pruneEvents(Date.now() - this.#o.retentionMs, sentOnly);
+      if (deleted > 0) this.#log.info("outbox pruned", { deleted, sentOnly });
+    } catch (e) {
+      // Pruning can wait for the next round (a full disk); it must not cost the broker connection.
+      this.#log.warn("outbox not pruned", { error: e });
+    }
   }
 }

@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
-import { basename } from "node:path";
-import { chunkInfo } from "../src/events.ts";
+import { basename, join } from "node:path";
+import { Publisher } from "../actors/publisher.ts";
+import { chunkInfo, storageEvent } from "../src/events.ts";
+import type { BrokerStatus } from "../src/health.ts";
+import { ChunkIndex } from "../src/index/chunk_index.ts";
+import { IndexEvents } from "../src/index/index_events.ts";
+import { Metrics } from "../src/metrics.ts";
 import { sourceFrames, startRelay } from "../src/relay.ts";
-import { brokerUrl, subscribe } from "./broker_helpers.ts";
+import { BROKER, brokerUrl, subscribe } from "./broker_helpers.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
 
@@ -189,5 +194,51 @@ Deno.test("a topic exchange routes each event as storage.<stream>.<type>", async
     for (const r of sub.received) assert.equal(r.routingKey, `storage.default.${r.body.type}`);
   } finally {
     await sub.close();
+  }
+});
+
+Deno.test("events the broker confirmed while the index cannot record it are marked later, not published again", async () => {
+  const dir = await Deno.makeTempDir();
+  const index = await ChunkIndex.open(join(dir, "index.db"));
+  const exchange = exchangeName();
+  const sub = await subscribe(exchange);
+  const stopping = new AbortController();
+  // The real index, whose write of "sent" fails as on a full disk for its first three attempts.
+  const markSent = index.markSent.bind(index);
+  let refusals = 3;
+  index.markSent = (seqs, at) =>
+    refusals-- > 0 ? Promise.reject(new Error("database or disk is full")) : markSent(seqs, at);
+  const status: BrokerStatus = { state: "connecting", lastError: null };
+  const publisher = new Publisher({
+    index,
+    events: new IndexEvents(),
+    url: BROKER,
+    exchange,
+    exchangeType: "fanout",
+    retentionMs: 3600_000,
+    reconnectMaxMs: 1000,
+    metrics: new Metrics(),
+    status,
+  });
+  const running = publisher.run(stopping.signal);
+  try {
+    for (let i = 0; i < 5; i++) {
+      await index.appendEvent(
+        storageEvent("stream_state", "default", { state: "connected", reason: `r${i}` }),
+      );
+    }
+    await until(async () => (await index.outbox()).depth === 0, "the outbox marked sent");
+    assert.ok(refusals < 0, "the write was refused, then taken");
+    // The publisher sends in order: a repeat would arrive before a later event.
+    await index.appendEvent(storageEvent("stream_state", "default", { state: "connected", reason: "end" }));
+    await until(() => sub.received.some((r) => r.body.data.reason === "end"), "a later event");
+    assert.deepEqual(sub.received.map((r) => r.body.data.reason), ["r0", "r1", "r2", "r3", "r4", "end"]);
+    assert.equal(status.state, "connected", "the connection was kept");
+  } finally {
+    stopping.abort();
+    await running;
+    await sub.close();
+    await index.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
