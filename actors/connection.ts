@@ -1,16 +1,16 @@
-import type { ActorRef, Behavior } from "../src/actor.ts";
-import type { StreamConfig } from "../src/config.ts";
-import { type ChainBreak, DecodeChain } from "../src/decode_chain.ts";
-import { FrameClock } from "../src/frame_clock.ts";
-import type { StreamStatus } from "../src/health.ts";
-import { type Frame, FrameParser, type ParserCounts } from "../src/h264/frame_parser.ts";
-import { logger } from "../src/log.ts";
-import type { IndexerMsg, SegmenterMsg } from "../src/messages.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { sleep } from "../src/sleep.ts";
+import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
+import { type ChainBreak, DecodeChain } from "../src/ingest/decode_chain.ts";
+import { FrameClock } from "../src/ingest/frame_clock.ts";
+import type { StreamStatus } from "../src/serve/health.ts";
+import { type Frame, FrameParser, type ParserCounts } from "../src/ingest/h264/frame_parser.ts";
+import { logger } from "../src/runtime/log.ts";
+import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 
 export interface ConnectionOptions {
-  stream: StreamConfig;
+  /** The stream this connection feeds, and its relay's URL. */
+  stream: { name: string; url: string };
   segmenter: ActorRef<SegmenterMsg>;
   /** Connection state changes become stream_state events. */
   indexer: ActorRef<IndexerMsg>;

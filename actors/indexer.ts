@@ -1,13 +1,13 @@
-import type { Behavior } from "../src/actor.ts";
-import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
-import { logger } from "../src/log.ts";
-import type { Conditions } from "../src/health.ts";
-import type { IndexerMsg } from "../src/messages.ts";
-import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
-import { chunkInfo, seconds, storageEvent } from "../src/events.ts";
-import type { IndexEvents } from "../src/index/index_events.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { sleep } from "../src/sleep.ts";
+import type { Behavior } from "../src/runtime/actor.ts";
+import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
+import { logger } from "../src/runtime/log.ts";
+import type { Conditions } from "../src/serve/health.ts";
+import type { IndexerMsg } from "../src/record/messages.ts";
+import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
+import { chunkInfo, seconds, storageEvent } from "../src/publish/envelope.ts";
+import type { IndexEvents } from "../src/store/index/index_events.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 
 const DISK_FULL_RETRY_MS = 500;
 /** While the index cannot be written, a reminder is logged this often. */

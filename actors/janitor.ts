@@ -1,17 +1,17 @@
 import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { ActorRef, Behavior } from "../src/actor.ts";
-import { storageEvent } from "../src/events.ts";
-import { type ChunkIndex, playable } from "../src/index/chunk_index.ts";
-import type { IndexEvents } from "../src/index/index_events.ts";
-import type { Leases } from "../src/leases.ts";
-import { logger } from "../src/log.ts";
-import { type MetadataSettings, writeSessionMetadata } from "../src/metadata.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { planDeletions, type RetentionPolicy } from "../src/retention.ts";
-import { sleep } from "../src/sleep.ts";
-import { fsyncDir } from "../src/storage.ts";
-import { deleteChunk } from "../src/chunk_deletion.ts";
+import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
+import { storageEvent } from "../src/publish/envelope.ts";
+import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
+import type { IndexEvents } from "../src/store/index/index_events.ts";
+import type { Leases } from "../src/store/leases.ts";
+import { logger } from "../src/runtime/log.ts";
+import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { planDeletions, type RetentionPolicy } from "../src/store/retention.ts";
+import { sleep } from "../src/runtime/sleep.ts";
+import { fsyncDir } from "../src/store/layout.ts";
+import { deleteChunk } from "../src/store/chunk_deletion.ts";
 
 export type JanitorMsg = { type: "check" };
 

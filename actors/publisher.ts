@@ -1,12 +1,12 @@
 import { Buffer } from "node:buffer";
 import { type ChannelModel, type ConfirmChannel, connect } from "amqplib";
-import type { Behavior } from "../src/actor.ts";
-import type { BrokerStatus } from "../src/health.ts";
-import type { ChunkIndex, EventRow } from "../src/index/chunk_index.ts";
-import type { IndexEvents } from "../src/index/index_events.ts";
-import { logger } from "../src/log.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { sleep } from "../src/sleep.ts";
+import type { Behavior } from "../src/runtime/actor.ts";
+import type { BrokerStatus } from "../src/serve/health.ts";
+import type { ChunkIndex, EventRow } from "../src/store/index/chunk_index.ts";
+import type { IndexEvents } from "../src/store/index/index_events.ts";
+import { logger } from "../src/runtime/log.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 
 export interface PublisherOptions {
   index: ChunkIndex;

@@ -1,13 +1,13 @@
 import { type Actor, createActor } from "xstate";
-import type { ActorRef, Behavior } from "../src/actor.ts";
-import { GopCache } from "../src/gop_cache.ts";
-import type { Frame } from "../src/h264/frame_parser.ts";
-import { KeyframeGate } from "../src/keyframe_gate.ts";
-import { logger } from "../src/log.ts";
-import type { SegmenterMsg, WriterMsg } from "../src/messages.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/segment_machine.ts";
-import { sleep } from "../src/sleep.ts";
+import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
+import { GopCache } from "../src/record/gop_cache.ts";
+import type { Frame } from "../src/ingest/h264/frame_parser.ts";
+import { KeyframeGate } from "../src/record/keyframe_gate.ts";
+import { logger } from "../src/runtime/log.ts";
+import type { SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/record/segment_machine.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 
 export interface SegmenterOptions {
   stream: string;

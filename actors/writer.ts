@@ -1,15 +1,15 @@
 import { join } from "node:path";
-import type { ActorRef, Behavior } from "../src/actor.ts";
-import type { Frame } from "../src/h264/frame_parser.ts";
-import type { Conditions } from "../src/health.ts";
-import { logger } from "../src/log.ts";
-import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/messages.ts";
-import type { Metrics } from "../src/metrics.ts";
-import { Fragmenter, type FragmentOut } from "../src/mp4/fragmenter.ts";
-import { initSegment } from "../src/mp4/init_segment.ts";
-import { toTicks } from "../src/mp4/timing.ts";
-import type { OpenChunks } from "../src/open_chunks.ts";
-import { sleep } from "../src/sleep.ts";
+import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
+import type { Frame } from "../src/ingest/h264/frame_parser.ts";
+import type { Conditions } from "../src/serve/health.ts";
+import { logger } from "../src/runtime/log.ts";
+import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
+import type { Metrics } from "../src/runtime/metrics.ts";
+import { Fragmenter, type FragmentOut } from "../src/store/mp4/fragmenter.ts";
+import { initSegment } from "../src/store/mp4/init_segment.ts";
+import { toTicks } from "../src/store/mp4/timing.ts";
+import type { OpenChunks } from "../src/store/open_chunks.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 import {
   chunkPath,
   fsyncDir,
@@ -18,7 +18,7 @@ import {
   sessionDir,
   sessionIdFor,
   writeAll,
-} from "../src/storage.ts";
+} from "../src/store/layout.ts";
 
 export interface WriterOptions {
   stream: string;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import { formatCompact } from "../src/clip/timestamps.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { formatCompact } from "../src/serve/clip/timestamps.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import {
   decodeErrors,
   indexRows,

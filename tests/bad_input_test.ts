@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { sourceFrames } from "../src/relay.ts";
-import { sleep } from "../src/sleep.ts";
+import { sourceFrames } from "../src/tools/relay.ts";
+import { sleep } from "../src/runtime/sleep.ts";
 import { indexRows, pattern, rng, ServiceProcess, sumMetric } from "./helpers.ts";
 
 /**

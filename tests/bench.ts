@@ -9,15 +9,15 @@
  * BENCH_STREAMS (4), BENCH_SPEED (8), BENCH_REALTIME_STREAMS (20), BENCH_REALTIME_SECONDS (15).
  */
 import { join } from "node:path";
-import { type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
+import { type SourceFrame, sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { Janitor } from "../actors/janitor.ts";
 import { Publisher } from "../actors/publisher.ts";
-import { Leases } from "../src/leases.ts";
-import type { BrokerStatus } from "../src/health.ts";
-import { storageEvent } from "../src/events.ts";
-import { ChunkIndex } from "../src/index/chunk_index.ts";
-import { IndexEvents } from "../src/index/index_events.ts";
-import { Metrics } from "../src/metrics.ts";
+import { Leases } from "../src/store/leases.ts";
+import type { BrokerStatus } from "../src/serve/health.ts";
+import { storageEvent } from "../src/publish/envelope.ts";
+import { ChunkIndex } from "../src/store/index/chunk_index.ts";
+import { IndexEvents } from "../src/store/index/index_events.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
 import { ffmpegPath, FIXTURE, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 
 const env = Deno.env.toObject();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { mergeRanges, nearestRanges } from "../src/clip/ranges.ts";
-import { formatCompact, formatIso, parseTimestamp } from "../src/clip/timestamps.ts";
+import { mergeRanges, nearestRanges } from "../src/serve/clip/ranges.ts";
+import { formatCompact, formatIso, parseTimestamp } from "../src/serve/clip/timestamps.ts";
 
 Deno.test("timestamps: compact local and UTC forms, ISO 8601 with fractions and offsets", () => {
   const utc = Date.UTC(2026, 10, 21, 14, 2, 10);
@@ -49,7 +49,7 @@ Deno.test("ranges: sorted, merged across gaps up to the tolerance, empty chunks 
 });
 
 Deno.test("request fields: missing, unparseable, reversed ranges and unsafe labels are refused by name", async () => {
-  const { ApiError, clipRange, saveLabels } = await import("../src/clip/request.ts");
+  const { ApiError, clipRange, saveLabels } = await import("../src/serve/clip/request.ts");
   const refused = (fn: () => unknown, pattern: RegExp) =>
     assert.throws(fn, (e: unknown) => e instanceof ApiError && e.status === 400 && pattern.test(e.message));
   refused(() => clipRange({ to: "2026-11-21_14-02-10Z" }), /missing "from"/);
@@ -78,7 +78,7 @@ Deno.test("request fields: missing, unparseable, reversed ranges and unsafe labe
 });
 
 Deno.test("clip plan: overlapping chunks in order, gaps inside the range, a stop at a resolution change", async () => {
-  const { planClip } = await import("../src/clip/plan.ts");
+  const { planClip } = await import("../src/serve/clip/plan.ts");
   const c = (path: string, start_ms: number, end_ms: number, width = 1280) => ({
     path,
     start_ms,

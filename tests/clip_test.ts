@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { faststartClip, fragmentedClip } from "../src/clip/mux.ts";
-import { planClip } from "../src/clip/plan.ts";
-import { scanChunk } from "../src/mp4/fragment_reader.ts";
+import { faststartClip, fragmentedClip } from "../src/serve/clip/mux.ts";
+import { planClip } from "../src/serve/clip/plan.ts";
+import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
 import { decodeErrors, indexRows, probeDurationMs, probeFrames, recordPattern } from "./helpers.ts";
 
 Deno.test("clips across a chunk boundary: exact length, keyframe start, clean decode, both formats", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { FIXTURE, indexRows, ROOT, ServiceProcess, taskArgs } from "./helpers.ts";
 
 // `deno compile` needs Deno's denort runtime, which it downloads; without internet it is given as DENORT_BIN.

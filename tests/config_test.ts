@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { sourceFrames, startRelay } from "../src/relay.ts";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
+import { ConfigError, loadConfig } from "../src/app/config.ts";
 import { indexRows, pattern, ROOT, ServiceProcess, SMALL_PATTERN, taskArgs } from "./helpers.ts";
 
 Deno.test("defaults", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { decodeErrors, indexRows, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 

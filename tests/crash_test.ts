@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { scanChunk } from "../src/mp4/fragment_reader.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import {
   decodeErrors,
   gridStep,

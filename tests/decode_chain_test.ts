@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChainFrame, DecodeChain } from "../src/decode_chain.ts";
+import { type ChainFrame, DecodeChain } from "../src/ingest/decode_chain.ts";
 
 const info = { log2MaxFrameNum: 4, gapsAllowed: false, frameMbsOnly: true };
 const f = (frameNum: number, o: Partial<ChainFrame> = {}): ChainFrame => ({

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { loadConfig } from "../src/config.ts";
-import { launchArgs } from "../src/launch.ts";
+import { loadConfig } from "../src/app/config.ts";
+import { launchArgs } from "../src/app/launch.ts";
 import { ROOT } from "./helpers.ts";
 
 const read = (path: string) => Deno.readTextFileSync(join(ROOT, path));
@@ -11,9 +11,9 @@ const read = (path: string) => Deno.readTextFileSync(join(ROOT, path));
 const interpolate = (env: Record<string, string>) =>
   Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/\$\{\w+:-([^}]*)\}/g, "$1")]));
 
-/** The variables src/config.ts reads. */
+/** The variables src/app/config.ts reads. */
 function configVariables(): string[] {
-  const config = read("src/config.ts");
+  const config = read("src/app/config.ts");
   const names = [...config.matchAll(/env\.([A-Z_]+)|\(env, "([A-Z_]+)"/g)].map((m) => m[1] ?? m[2]);
   return [...new Set(names)].sort();
 }
@@ -36,10 +36,10 @@ Deno.test("compose.yaml: the stack, its ports and volumes, and only variables th
   assert.ok(services.rabbitmq.ports.includes("15672:15672"), "the management UI");
   assert.deepEqual(services["demo-source"].profiles, ["demo"]);
   // Every variable set in the stack is one the code reads.
-  const demo = read("src/demo.ts");
+  const demo = read("src/tools/demo.ts");
   for (const name of Object.keys(env)) assert.ok(configVariables().includes(name), `${name} is not read`);
   for (const name of Object.keys(services["demo-source"].environment)) {
-    assert.ok(demo.includes(`env.${name}`), `${name} is not read by src/demo.ts`);
+    assert.ok(demo.includes(`env.${name}`), `${name} is not read by src/tools/demo.ts`);
   }
   // `deno task start` in the container grants the stack's own hosts and volumes.
   const flags = launchArgs("start", loadConfig(interpolate(env)));
@@ -83,7 +83,7 @@ Deno.test("docs/operations.md documents every variable the service reads and eve
   const ops = read("docs/operations.md");
   const table = [...ops.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
   assert.deepEqual(table, configVariables());
-  for (const file of ["src/metrics.ts", "src/process_metrics.ts"]) {
+  for (const file of ["src/runtime/metrics.ts", "src/runtime/process_metrics.ts"]) {
     for (const [, name] of read(file).matchAll(/"((?:storage|process|nodejs)_[a-z_]+)"/g)) {
       const short = name.replace(/^storage_/, "");
       assert.ok(
@@ -137,7 +137,7 @@ Deno.test("Prometheus scrapes the recorder's metrics port; every alert names a m
     "OutboxGrowing",
     "StorageNearBudget",
   ]);
-  const metrics = read("src/metrics.ts");
+  const metrics = read("src/runtime/metrics.ts");
   for (const r of rules) {
     for (const name of r.expr.match(/storage_[a-z_]+/g) ?? []) {
       assert.ok(metrics.includes(`"${name}"`), `${r.alert}: ${name} is not exported`);

@@ -1,9 +1,9 @@
 /** The contracts in docs/ against the code that fulfils them. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chunkInfo } from "../src/events.ts";
-import type { ChunkRow, SessionRow } from "../src/index/chunk_index.ts";
-import { buildMetadata } from "../src/metadata.ts";
+import { chunkInfo } from "../src/publish/envelope.ts";
+import type { ChunkRow, SessionRow } from "../src/store/index/chunk_index.ts";
+import { buildMetadata } from "../src/store/metadata.ts";
 import { ROOT } from "./helpers.ts";
 
 /** The JSON examples (```json blocks) of a doc. */

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { Publisher } from "../actors/publisher.ts";
-import { chunkInfo, storageEvent } from "../src/events.ts";
-import type { BrokerStatus } from "../src/health.ts";
-import { ChunkIndex } from "../src/index/chunk_index.ts";
-import { IndexEvents } from "../src/index/index_events.ts";
-import { Metrics } from "../src/metrics.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { chunkInfo, storageEvent } from "../src/publish/envelope.ts";
+import type { BrokerStatus } from "../src/serve/health.ts";
+import { ChunkIndex } from "../src/store/index/chunk_index.ts";
+import { IndexEvents } from "../src/store/index/index_events.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { BROKER, brokerUrl, subscribe } from "./broker_helpers.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ClockedFrame, FrameClock } from "../src/frame_clock.ts";
+import { type ClockedFrame, FrameClock } from "../src/ingest/frame_clock.ts";
 import { rng } from "./helpers.ts";
 
 type F = ClockedFrame & { i: number };

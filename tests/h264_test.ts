@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { AnnexBSplitter, splitAnnexB } from "../src/h264/annexb.ts";
-import { BitReader } from "../src/h264/bits.ts";
-import { type Frame, FrameParser } from "../src/h264/frame_parser.ts";
-import { nalDefect } from "../src/h264/nal_check.ts";
-import { DecodeChain } from "../src/decode_chain.ts";
-import { parseSps } from "../src/h264/sps.ts";
-import { frameMessages, type SourceFrame, sourceFrames, type UpstreamState } from "../src/relay.ts";
+import { AnnexBSplitter, splitAnnexB } from "../src/ingest/h264/annexb.ts";
+import { BitReader } from "../src/ingest/h264/bits.ts";
+import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
+import { nalDefect } from "../src/ingest/h264/nal_check.ts";
+import { DecodeChain } from "../src/ingest/decode_chain.ts";
+import { parseSps } from "../src/ingest/h264/sps.ts";
+import { frameMessages, type SourceFrame, sourceFrames, type UpstreamState } from "../src/tools/relay.ts";
 import { FIXTURE, pattern, rng } from "./helpers.ts";
 
 const fixture = await Deno.readFile(FIXTURE);

@@ -5,7 +5,7 @@ import {
   type HealthInput,
   healthReport,
   streamStatus,
-} from "../src/health.ts";
+} from "../src/serve/health.ts";
 
 const NOW = 1_800_000_000_000;
 

@@ -1,10 +1,10 @@
 /** Shared by the tests: the real service as a subprocess, ffmpeg-made streams, ffprobe's verdict. */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "../src/config.ts";
-import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/ffmpeg.ts";
-import { launchArgs } from "../src/launch.ts";
-import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from "../src/relay.ts";
+import { ConfigError, loadConfig } from "../src/app/config.ts";
+import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/tools/ffmpeg.ts";
+import { launchArgs } from "../src/app/launch.ts";
+import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from "../src/tools/relay.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
@@ -25,7 +25,7 @@ function serviceArgs(env: Record<string, string>): string[] {
     return launchArgs("start", loadConfig({ ...Deno.env.toObject(), ...env }));
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    return ["run", "--allow-env", "--allow-read", join(ROOT, "src/main.ts")];
+    return ["run", "--allow-env", "--allow-read", join(ROOT, "src/app/main.ts")];
   }
 }
 
@@ -65,7 +65,7 @@ export class ServiceProcess {
   #reading: Promise<void>;
   readonly status: Promise<Deno.CommandStatus>;
 
-  /** `command`: run this (a compiled binary, `deno task start`) instead of src/main.ts. */
+  /** `command`: run this (a compiled binary, `deno task start`) instead of src/app/main.ts. */
   constructor(env: Record<string, string>, command?: string[]) {
     env = { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env };
     this.#child = new Deno.Command(command?.[0] ?? Deno.execPath(), {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 import {
   decodeErrors,

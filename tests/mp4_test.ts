@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FrameParser } from "../src/h264/frame_parser.ts";
-import { scanChunk } from "../src/mp4/fragment_reader.ts";
-import { type ClockedFrame, FrameClock } from "../src/frame_clock.ts";
-import { Fragmenter } from "../src/mp4/fragmenter.ts";
-import { initSegment } from "../src/mp4/init_segment.ts";
+import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
+import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
+import { type ClockedFrame, FrameClock } from "../src/ingest/frame_clock.ts";
+import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
+import { initSegment } from "../src/store/mp4/init_segment.ts";
 import { decodeErrors, FIXTURE, jitter, probeFrames } from "./helpers.ts";
 
 const frames = (() => {

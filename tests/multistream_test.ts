@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { FIXTURE, indexRows, pattern, probeFrames, ServiceProcess } from "./helpers.ts";
 
 Deno.test("one process records several streams, each under its own folder, sharing one index", async () => {

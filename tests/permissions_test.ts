@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadConfig } from "../src/config.ts";
-import { launchArgs } from "../src/launch.ts";
-import { firstMissing, permissionFlags, permissionsNeeded } from "../src/permissions.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { loadConfig } from "../src/app/config.ts";
+import { launchArgs } from "../src/app/launch.ts";
+import { firstMissing, permissionFlags, permissionsNeeded } from "../src/app/permissions.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { subscribe } from "./broker_helpers.ts";
 import {
   indexRows,
@@ -52,7 +52,7 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
   // The launcher makes paths absolute, so a compiled binary does not depend on its working folder.
   const args = launchArgs("compile", loadConfig({ STORAGE_PATH: "rec" }), "out/skyreel");
   assert.ok(args.includes(`--allow-write=${join(Deno.cwd(), "rec")},${join(Deno.cwd(), "uploads")}`));
-  assert.deepEqual(args.slice(-3), ["--output", "out/skyreel", join(ROOT, "src/main.ts")]);
+  assert.deepEqual(args.slice(-3), ["--output", "out/skyreel", join(ROOT, "src/app/main.ts")]);
 });
 
 Deno.test("firstMissing names the variable of the first permission not granted", () => {
@@ -74,7 +74,7 @@ Deno.test("the recorder refuses to start without a permission its configuration 
   try {
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       // Everything the configuration needs but write access to the storage folder.
-      args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", join(ROOT, "src/main.ts")],
+      args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", join(ROOT, "src/app/main.ts")],
       env: {
         STORAGE_PATH: join(dir, "rec"),
         UPLOAD_PATH: join(dir, "up"),

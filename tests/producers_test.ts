@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { TestPatternOptions } from "../src/ffmpeg.ts";
-import { faststartClip } from "../src/clip/mux.ts";
-import { type ClipChunk, planClip } from "../src/clip/plan.ts";
-import { scanChunk } from "../src/mp4/fragment_reader.ts";
-import { type RelayOptions, type SourceFrame, sourceFrames } from "../src/relay.ts";
+import type { TestPatternOptions } from "../src/tools/ffmpeg.ts";
+import { faststartClip } from "../src/serve/clip/mux.ts";
+import { type ClipChunk, planClip } from "../src/serve/clip/plan.ts";
+import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
+import { type RelayOptions, type SourceFrame, sourceFrames } from "../src/tools/relay.ts";
 import {
   decodeErrors,
   FIXTURE,

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadConfig } from "../src/config.ts";
-import { setLogLevel } from "../src/log.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
-import { startService } from "../src/service.ts";
+import { loadConfig } from "../src/app/config.ts";
+import { setLogLevel } from "../src/runtime/log.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
+import { startService } from "../src/app/service.ts";
 import { decodeErrors, indexRows, pattern, probeFrames, sumMetric, until } from "./helpers.ts";
 
 Deno.test("a writer restart replays recovery and recording goes on; an indexer restart leaves open chunks alone", async () => {

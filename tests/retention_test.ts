@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { planDeletions, type RetainedChunk } from "../src/retention.ts";
+import { planDeletions, type RetainedChunk } from "../src/store/retention.ts";
 
 const MB = 1024 * 1024;
 const chunk = (path: string, start: number, bytes: number, status = "complete"): RetainedChunk => ({

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JOB_HISTORY_MS, MAX_PENDING_JOBS, SaveJobs } from "../src/clip/save_jobs.ts";
-import { ChunkIndex, type SaveJobRow } from "../src/index/chunk_index.ts";
-import { Metrics } from "../src/metrics.ts";
-import { sourceFrames, startRelay } from "../src/relay.ts";
+import { JOB_HISTORY_MS, MAX_PENDING_JOBS, SaveJobs } from "../src/serve/clip/save_jobs.ts";
+import { ChunkIndex, type SaveJobRow } from "../src/store/index/chunk_index.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
+import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { decodeErrors, pattern, ServiceProcess, until } from "./helpers.ts";
 
 /** A service recording a 30 fps pattern in real time, with its storage and upload folders. */

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createActor } from "xstate";
-import { GopCache } from "../src/gop_cache.ts";
-import type { Frame, ParamSets } from "../src/h264/frame_parser.ts";
-import type { SpsInfo } from "../src/h264/sps.ts";
-import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/segment_machine.ts";
+import { GopCache } from "../src/record/gop_cache.ts";
+import type { Frame, ParamSets } from "../src/ingest/h264/frame_parser.ts";
+import type { SpsInfo } from "../src/ingest/h264/sps.ts";
+import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/record/segment_machine.ts";
 
 const params = (key: string, width = 1280): ParamSets => ({
   key,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { type Behavior, Mailbox } from "../src/actor.ts";
-import { ESCALATION_EXIT_CODE, Supervisor } from "../src/supervisor.ts";
+import { type Behavior, Mailbox } from "../src/runtime/actor.ts";
+import { ESCALATION_EXIT_CODE, Supervisor } from "../src/runtime/supervisor.ts";
 import { until } from "./helpers.ts";
 
 type Msg = { n: number; boom?: boolean };

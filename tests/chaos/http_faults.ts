@@ -16,7 +16,7 @@ export const HTTP_VARIANTS = [
   "many-clients",
 ] as const;
 
-/** A request body that announces more than it sends is given up on after this (src/clip/api.ts). */
+/** A request body that announces more than it sends is given up on after this (src/serve/clip/api.ts). */
 const BODY_TIMEOUT_MS = 10_000;
 
 async function ranges(world: World): Promise<{ from: string; to: string }[]> {

@@ -1,8 +1,8 @@
 /**
  * Producers for the chaos suite: the messy but valid behaviours of real producers, and invalid
- * input mixed into a valid stream. Each is a relay (src/relay.ts) playing a doctored frame list.
+ * input mixed into a valid stream. Each is a relay (src/tools/relay.ts) playing a doctored frame list.
  */
-import { type Incident, type SourceFrame, sourceFrames, startRelay } from "../../src/relay.ts";
+import { type Incident, type SourceFrame, sourceFrames, startRelay } from "../../src/tools/relay.ts";
 import { jitter, pattern } from "../helpers.ts";
 import { FPS, PATTERN, type Sent, type Source } from "./world.ts";
 

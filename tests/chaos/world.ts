@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { type RelayOptions, sourceFrames, startRelay } from "../../src/relay.ts";
+import { type RelayOptions, sourceFrames, startRelay } from "../../src/tools/relay.ts";
 import { brokerUrl, type Received, subscribe } from "../broker_helpers.ts";
 import { type LogLine, nowMs, pattern, ServiceProcess, sumMetric } from "../helpers.ts";
 import { tcpProxy } from "../tcp_proxy.ts";

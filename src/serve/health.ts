@@ -1,4 +1,4 @@
-import type { ActorHealth } from "./supervisor.ts";
+import type { ActorHealth } from "../runtime/supervisor.ts";
 
 /** The publisher's view of the broker. Owner: the publisher. */
 export interface BrokerStatus {

@@ -9,7 +9,7 @@ export type { ParamSets };
 export interface Frame {
   /**
    * Its time in wall-clock ms: the arrival of its first byte, until the frame clock places it on
-   * the stream's grid (src/frame_clock.ts).
+   * the stream's grid (src/ingest/frame_clock.ts).
    */
   ts: number;
   /** Arrival of its first byte (or the producer's timestamp), wall-clock ms. */
@@ -62,7 +62,7 @@ const OUT_OF_SAMPLE = new Set<number>([NalType.sps, NalType.pps, NalType.aud, 10
  * Turns WebSocket messages from the relay into frames. Each message is either plain Annex-B
  * (timestamped with its arrival time) or a producer packet (timestamped with its own clock,
  * anchored to the arrival time of the first such packet, re-anchored when it strays over 30 s from
- * arrival). NAL units are validated first (src/h264/nal_check.ts, parameter sets, slice headers);
+ * arrival). NAL units are validated first (src/ingest/h264/nal_check.ts, parameter sets, slice headers);
  * what fails is counted by reason and never stored. Pure: no I/O, no clock of its own.
  *
  * @example

@@ -1,6 +1,6 @@
-import type { ChunkIndex, SaveJobRow } from "../index/chunk_index.ts";
-import { logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import type { ChunkIndex, SaveJobRow } from "../../store/index/chunk_index.ts";
+import { logger } from "../../runtime/log.ts";
+import type { Metrics } from "../../runtime/metrics.ts";
 import { ApiError } from "./request.ts";
 
 /** Async saves queued or running at most; more are refused with 429. */

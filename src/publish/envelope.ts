@@ -1,4 +1,3 @@
-import type { ChunkRow } from "./index/chunk_index.ts";
 import { basename } from "node:path";
 
 export type EventType =
@@ -42,8 +41,19 @@ export function seconds(ms: number): number {
   return Math.round(ms) / 1000;
 }
 
+/** The columns of a chunk's index row that `chunk_info` reports (a `ChunkRow` has them). */
+export interface ChunkFacts {
+  idx: number;
+  path: string;
+  start_ms: number;
+  end_ms: number;
+  frames: number;
+  bytes: number;
+  partial: number;
+}
+
 /** A chunk as metadata.json and the events describe it (the seed's `chunk_info`). */
-export function chunkInfo(c: ChunkRow) {
+export function chunkInfo(c: ChunkFacts) {
   const ms = c.end_ms - c.start_ms;
   return {
     index: c.idx,

@@ -1,10 +1,10 @@
 import { join } from "node:path";
-import { concat, u32, u64 } from "../mp4/boxes.ts";
-import { fragment, type Sample } from "../mp4/fragment.ts";
-import { type SampleRef, scanChunk } from "../mp4/fragment_reader.ts";
-import { ftyp, movie, type SampleTables } from "../mp4/init_segment.ts";
-import { toMs, toTicks } from "../mp4/timing.ts";
-import { writeAll } from "../storage.ts";
+import { concat, u32, u64 } from "../../store/mp4/boxes.ts";
+import { fragment, type Sample } from "../../store/mp4/fragment.ts";
+import { type SampleRef, scanChunk } from "../../store/mp4/fragment_reader.ts";
+import { ftyp, movie, type SampleTables } from "../../store/mp4/init_segment.ts";
+import { toMs, toTicks } from "../../store/mp4/timing.ts";
+import { writeAll } from "../../store/layout.ts";
 import type { ClipPlan } from "./plan.ts";
 
 /** A planned chunk as read back: its samples in the clip, with their wall-clock start times. */

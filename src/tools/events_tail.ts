@@ -3,7 +3,7 @@
  * operator can watch what it does. Binds an exclusive, auto-deleted queue to EVENTS_EXCHANGE.
  */
 import { connect } from "amqplib";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig } from "../app/config.ts";
 
 try {
   const config = loadConfig(Deno.env.toObject());

@@ -1,17 +1,17 @@
 /**
  * Entry point of `deno task start` and `deno task compile`. Deno's permissions are fixed when a
  * process starts, and the hosts and folders the recorder needs are in its configuration, so this
- * reads the configuration and then runs src/main.ts in a child Deno granted exactly
+ * reads the configuration and then runs src/app/main.ts in a child Deno granted exactly
  * `permissionsNeeded` (or compiles it into a binary with those baked in). The launcher itself
  * reads only the configuration and touches no network and no recorded file.
  *
- *   deno run --allow-read --allow-env --allow-run src/launch.ts start
- *   deno run --allow-read --allow-env --allow-run src/launch.ts compile [output]
+ *   deno run --allow-read --allow-env --allow-run src/app/launch.ts start
+ *   deno run --allow-read --allow-env --allow-run src/app/launch.ts compile [output]
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Config, ConfigError, loadConfig, refuse } from "./config.ts";
-import { logger, setLogLevel } from "./log.ts";
+import { logger, setLogLevel } from "../runtime/log.ts";
 import { permissionFlags, permissionsNeeded } from "./permissions.ts";
 
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));

@@ -1,4 +1,4 @@
-import type { ParamSets } from "../h264/frame_parser.ts";
+import type { ParamSets } from "../../ingest/h264/frame_parser.ts";
 import { ascii, box, concat, fullBox, u16, u32, u64, u8, zeros } from "./boxes.ts";
 import { TIMESCALE } from "./timing.ts";
 

@@ -81,7 +81,7 @@ interface Picture {
  * const last = asm.flush(); // at the end of the stream
  */
 export class AccessUnitAssembler {
-  /** NAL units refused, by reason (src/h264/nal_check.ts, and parameter sets and slice headers that do not parse or make no sense). */
+  /** NAL units refused, by reason (src/ingest/h264/nal_check.ts, and parameter sets and slice headers that do not parse or make no sense). */
   refused = { badHeaders: 0, badEscapes: 0, badSei: 0, badParamSets: 0, badSlices: 0, strayNals: 0 };
   /** Slices that arrived for a picture already completed by its layout. */
   lateSlices = 0;

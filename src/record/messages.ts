@@ -2,7 +2,7 @@
  * Every message that crosses between actors. Actors own their state and talk only through these.
  * Per stream: connection -> segmenter -> writer -> indexer (shared by all streams).
  */
-import type { Frame } from "./h264/frame_parser.ts";
+import type { Frame } from "../ingest/h264/frame_parser.ts";
 import type { SegmentCommand } from "./segment_machine.ts";
 
 export type { Frame };

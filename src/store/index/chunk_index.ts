@@ -1,5 +1,5 @@
 import { Kysely, type Selectable } from "kysely";
-import type { StorageEvent } from "../events.ts";
+import type { StorageEvent } from "../../publish/envelope.ts";
 import type { ChunkStatus, ChunkTable, EventTable, SaveJobTable, Schema, SessionTable } from "./schema.ts";
 import { migrate } from "./schema.ts";
 import { nodeSqliteDialect } from "./sqlite_dialect.ts";

@@ -1,10 +1,10 @@
 import { WebSocketServer } from "ws";
 import type { WebSocket as WsSocket } from "ws";
-import { type AccessUnit, AccessUnitAssembler } from "./h264/access_unit.ts";
-import { splitAnnexB } from "./h264/annexb.ts";
-import { isSlice, NalType, nalType } from "./h264/nal.ts";
-import { logger } from "./log.ts";
-import { sleep } from "./sleep.ts";
+import { type AccessUnit, AccessUnitAssembler } from "../ingest/h264/access_unit.ts";
+import { splitAnnexB } from "../ingest/h264/annexb.ts";
+import { isSlice, NalType, nalType } from "../ingest/h264/nal.ts";
+import { logger } from "../runtime/log.ts";
+import { sleep } from "../runtime/sleep.ts";
 
 const START_CODE = Uint8Array.of(0, 0, 0, 1);
 

@@ -9,11 +9,11 @@
  * DEMO_PORT (127.0.0.1:5001) place the source; DEMO_SOURCE_ONLY=1 runs the source without a recorder.
  */
 import { resolveFfmpeg, testPattern } from "./ffmpeg.ts";
-import { logger } from "./log.ts";
-import { runRecorder } from "./main.ts";
+import { logger } from "../runtime/log.ts";
+import { runRecorder } from "../app/main.ts";
 import { sourceFrames, startRelay } from "./relay.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/drone-854x480-baseline.h264", import.meta.url);
+const FIXTURE = new URL("../../../shared/fixtures/drone-854x480-baseline.h264", import.meta.url);
 const FIXTURE_FPS = 7359 / 500;
 
 async function loadSource(

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
-import { logger } from "./log.ts";
+import { logger } from "../runtime/log.ts";
 
 /** A JSON response. */
 export function json(body: unknown, status = 200): Response {
@@ -18,7 +18,7 @@ export function json(body: unknown, status = 200): Response {
  * would otherwise hold a socket, and a file descriptor the recorder needs, for ever.
  */
 export const HEADERS_TIMEOUT_MS = 10_000;
-/** A backstop behind the handlers' own 10 s body limit (src/clip/api.ts), which answers in JSON. */
+/** A backstop behind the handlers' own 10 s body limit (src/serve/clip/api.ts), which answers in JSON. */
 export const REQUEST_TIMEOUT_MS = 15_000;
 /** At shutdown, responses still streaming after this are cut. */
 const SHUTDOWN_GRACE_MS = 2_000;

@@ -1,5 +1,5 @@
 import { assign, enqueueActions, or, raise, setup } from "xstate";
-import type { Frame } from "./h264/frame_parser.ts";
+import type { Frame } from "../ingest/h264/frame_parser.ts";
 
 /** Why a chunk was closed. Only "duration" gives a full-length (non-partial) chunk. */
 export type CloseReason = "duration" | "idle" | "params" | "frame-rate" | "session-end" | "shutdown";

@@ -1,7 +1,7 @@
 import { dirname, join } from "node:path";
-import type { StorageEvent } from "./events.ts";
+import type { StorageEvent } from "../publish/envelope.ts";
 import type { ChunkIndex } from "./index/chunk_index.ts";
-import { fsyncDir } from "./storage.ts";
+import { fsyncDir } from "./layout.ts";
 
 /**
  * Deletes a chunk so that a crash at any point leaves a state recovery can finish: the row becomes

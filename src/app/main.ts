@@ -1,9 +1,9 @@
 /**
  * The recorder process, configured from the environment: run by `deno task start`'s launcher
- * (src/launch.ts) with the permissions its configuration needs, or as the compiled binary.
+ * (src/app/launch.ts) with the permissions its configuration needs, or as the compiled binary.
  */
 import { ConfigError, loadConfig, refuse } from "./config.ts";
-import { logger, setLogLevel } from "./log.ts";
+import { logger, setLogLevel } from "../runtime/log.ts";
 import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";
 import { type Service, startService } from "./service.ts";
 

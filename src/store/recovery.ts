@@ -1,14 +1,14 @@
 import { basename, dirname, join, relative } from "node:path";
 import { deleteChunk } from "./chunk_deletion.ts";
 import type { ChunkIndex, ChunkRow } from "./index/chunk_index.ts";
-import { chunkInfo, storageEvent } from "./events.ts";
-import { logger } from "./log.ts";
+import { chunkInfo, storageEvent } from "../publish/envelope.ts";
+import { logger } from "../runtime/log.ts";
 import { type MetadataSettings, writeSessionMetadata } from "./metadata.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "../runtime/metrics.ts";
 import { scanChunk } from "./mp4/fragment_reader.ts";
 import { toMs } from "./mp4/timing.ts";
 import type { OpenChunks } from "./open_chunks.ts";
-import { entriesOf, fsyncDir, type Layout, parseChunkPath } from "./storage.ts";
+import { entriesOf, fsyncDir, type Layout, parseChunkPath } from "./layout.ts";
 
 export interface RecoveryOptions {
   index: ChunkIndex;

@@ -1,7 +1,7 @@
 import { join } from "node:path";
-import { chunkInfo, seconds } from "./events.ts";
+import { chunkInfo, seconds } from "../publish/envelope.ts";
 import { type ChunkIndex, type ChunkRow, playable, type SessionRow } from "./index/chunk_index.ts";
-import { writeFileAtomic } from "./storage.ts";
+import { writeFileAtomic } from "./layout.ts";
 
 export interface MetadataSettings {
   chunkSeconds: number;

@@ -1,6 +1,6 @@
-import { type Level, LEVELS } from "./log.ts";
-import type { ChunkCut } from "./segment_machine.ts";
-import { TMP_DIR } from "./storage.ts";
+import { type Level, LEVELS } from "../runtime/log.ts";
+import type { ChunkCut } from "../record/segment_machine.ts";
+import { TMP_DIR } from "../store/layout.ts";
 
 export interface StreamConfig {
   name: string;

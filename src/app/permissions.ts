@@ -1,6 +1,6 @@
 /**
  * What the recorder must be allowed to do, derived from its configuration: `deno task start` and
- * `deno task compile` grant exactly this (src/launch.ts), and start-up refuses to run without it.
+ * `deno task compile` grant exactly this (src/app/launch.ts), and start-up refuses to run without it.
  */
 import type { Config } from "./config.ts";
 
