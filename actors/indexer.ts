@@ -1,4 +1,5 @@
 import type { Behavior } from "../src/runtime/actor.ts";
+import { isDiskFull } from "../src/store/errors.ts";
 import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { Conditions } from "../src/serve/health.ts";
@@ -15,11 +16,6 @@ const DISK_FULL_LOG_MS = 60_000;
 /** metadata.json is rewritten at least this often while a chunk records (and at every close). */
 const METADATA_EVERY_MS = 10_000;
 const DISK_FULL = "index_disk_full";
-
-/** SQLITE_FULL, or ENOSPC from the WAL. */
-function isDiskFull(e: unknown): boolean {
-  return e instanceof Error && /database or disk is full|SQLITE_FULL|No space left/.test(e.message);
-}
 
 export interface IndexerOptions {
   index: ChunkIndex;

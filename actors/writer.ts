@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { isDiskFull } from "../src/store/errors.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import type { Frame } from "../src/ingest/h264/frame_parser.ts";
 import type { Conditions } from "../src/serve/health.ts";
@@ -352,10 +353,4 @@ async function nextIndex(dir: string): Promise<number> {
     if (parsed) max = Math.max(max, parsed.index);
   }
   return max + 1;
-}
-
-/** ENOSPC, however the runtime reports it. */
-function isDiskFull(e: unknown): boolean {
-  return e instanceof Error &&
-    ((e as { code?: string }).code === "ENOSPC" || /No space left|os error 28/.test(e.message));
 }

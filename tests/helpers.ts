@@ -397,3 +397,19 @@ export async function recordPattern(
   });
   return { storage, sent: sent.map((s) => s.at) };
 }
+
+/** Mounts a tmpfs of `mib` MiB on `dir` (root only), for tests of a full or small disk. */
+export function mountTmpfs(dir: string, mib: number): void {
+  const { success, stderr } = new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir],
+    stderr: "piped",
+  }).outputSync();
+  if (!success) throw new Error(`cannot mount a tmpfs: ${new TextDecoder().decode(stderr)}`);
+}
+
+/** A new folder that is a small filesystem of our own (root only); `umount` it when done. */
+export function smallFilesystem(mib: number): string {
+  const dir = Deno.makeTempDirSync({ prefix: "skyreel-tmpfs-" });
+  mountTmpfs(dir, mib);
+  return dir;
+}

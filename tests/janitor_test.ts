@@ -10,6 +10,7 @@ import {
   recordPattern,
   ServiceProcess,
   SMALL_PATTERN,
+  smallFilesystem,
   sumMetric,
   until,
 } from "./helpers.ts";
@@ -196,17 +197,6 @@ Deno.test("a chunk leased by a slow clip read is not deleted until the lease end
     await Deno.remove(storage, { recursive: true });
   }
 });
-
-/** A small filesystem of our own for the free-disk floor (mounting a tmpfs needs root). */
-function smallFilesystem(mib: number): string {
-  const dir = Deno.makeTempDirSync({ prefix: "skyreel-tmpfs-" });
-  const { success, stderr } = new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir],
-    stderr: "piped",
-  }).outputSync();
-  if (!success) throw new Error(`cannot mount a tmpfs: ${new TextDecoder().decode(stderr)}`);
-  return dir;
-}
 
 Deno.test({
   name: "free-disk floor on a 48 MiB filesystem: the janitor frees space before the device fills; no ENOSPC",

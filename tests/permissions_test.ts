@@ -74,7 +74,14 @@ Deno.test("the recorder refuses to start without a permission its configuration 
   try {
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       // Everything the configuration needs but write access to the storage folder.
-      args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", join(ROOT, "src/app/main.ts")],
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        "--allow-sys",
+        join(ROOT, "src/app/main.ts"),
+      ],
       env: {
         STORAGE_PATH: join(dir, "rec"),
         UPLOAD_PATH: join(dir, "up"),

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { type RelayOptions, sourceFrames, startRelay } from "../../src/tools/relay.ts";
 import { brokerUrl, type Received, subscribe } from "../broker_helpers.ts";
-import { type LogLine, nowMs, pattern, ServiceProcess, sumMetric } from "../helpers.ts";
+import { type LogLine, mountTmpfs, nowMs, pattern, ServiceProcess, sumMetric } from "../helpers.ts";
 import { tcpProxy } from "../tcp_proxy.ts";
 
 export const FPS = 30;
@@ -193,14 +193,6 @@ export class World {
 
 /** 320x240, 1 s GOP, 300 kb/s: small enough that many rounds fit in a minute. */
 export const PATTERN = { width: 320, height: 240, fps: FPS, seconds: 4, gop: FPS, bitrateKbps: 300 };
-
-function mountTmpfs(dir: string, mib: number): void {
-  const { success, stderr } = new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir],
-    stderr: "piped",
-  }).outputSync();
-  if (!success) throw new Error(`cannot mount a tmpfs: ${new TextDecoder().decode(stderr)}`);
-}
 
 /** Resolves after `ms`, for a fault's chosen duration (not a wait for an event). */
 export function hold(ms: number): Promise<void> {
