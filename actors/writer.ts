@@ -13,9 +13,10 @@ import type { OpenChunks } from "../src/store/open_chunks.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 import {
   chunkPath,
+  chunksDir,
   fsyncDir,
   type Layout,
-  parseChunkPath,
+  nextChunkIndex,
   sessionDir,
   sessionIdFor,
   writeAll,
@@ -138,7 +139,7 @@ export class Writer implements Behavior<WriterMsg> {
     let id = base;
     for (let n = 2; await exists(join(layout.root, sessionDir(layout, stream, id))); n++) id = `${base}_${n}`;
     const dir = sessionDir(layout, stream, id);
-    await Deno.mkdir(join(layout.root, dir, "video_segments"), { recursive: true });
+    await Deno.mkdir(join(layout.root, chunksDir(dir)), { recursive: true });
     this.#session = { id, dir };
     this.#log.info("session started", { sessionId: id });
     this.#o.indexer.send({
@@ -168,7 +169,7 @@ export class Writer implements Behavior<WriterMsg> {
     const params = frame.params!;
     const zeroMs = carry[0]?.ts ?? frame.ts;
     const init = initSegment(params, toTicks(frame.ts - zeroMs));
-    let index = await nextIndex(join(layout.root, session.dir, "video_segments"));
+    let index = await nextChunkIndex(join(layout.root, chunksDir(session.dir)));
     let file: Deno.FsFile;
     let path: string;
     for (;;) {
@@ -194,7 +195,7 @@ export class Writer implements Behavior<WriterMsg> {
       fragmenter: new Fragmenter({ startMs: zeroMs, fragmentMs: this.#o.fragmentMs }),
     };
     await writeAll(file, init);
-    await fsyncDir(join(layout.root, session.dir, "video_segments"));
+    await fsyncDir(join(layout.root, chunksDir(session.dir)));
     this.#chunk.bytes = init.length;
     if (carry.length > 0) {
       if (!(await this.#write(this.#chunk.fragmenter.lead(carry, frame.ts), true))) return false;
@@ -343,14 +344,4 @@ async function exists(path: string): Promise<boolean> {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
-}
-
-/** One past the highest chunk number in a session's folder. */
-async function nextIndex(dir: string): Promise<number> {
-  let max = 0;
-  for await (const entry of Deno.readDir(dir)) {
-    const parsed = parseChunkPath(`s/video_segments/${entry.name}`);
-    if (parsed) max = Math.max(max, parsed.index);
-  }
-  return max + 1;
 }

@@ -8,7 +8,13 @@ import { Segmenter } from "../../actors/segmenter.ts";
 import { Writer } from "../../actors/writer.ts";
 import { Mailbox } from "../runtime/actor.ts";
 import { type Config, ConfigError, StartupError } from "./config.ts";
-import { type BrokerStatus, Conditions, healthReport, type StreamStatus, streamStatus } from "../serve/health.ts";
+import {
+  type BrokerStatus,
+  Conditions,
+  healthReport,
+  type StreamStatus,
+  streamStatus,
+} from "../serve/health.ts";
 import { type HttpServer, json, serveHttp } from "../serve/http.ts";
 import { ClipApi } from "../serve/clip/api.ts";
 import { ChunkIndex } from "../store/index/chunk_index.ts";

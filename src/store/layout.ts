@@ -34,18 +34,38 @@ export function sessionDir(layout: Layout, stream: string, sessionId: string): s
   return layout.multiStream ? join(stream, sessionId) : sessionId;
 }
 
-/** A chunk's file, relative to the storage root: `<session>/video_segments/chunk_0001.mp4`. */
-export function chunkPath(dir: string, index: number): string {
-  return join(dir, "video_segments", `chunk_${String(index).padStart(4, "0")}.mp4`);
+/** A session's chunks folder, relative to the storage root: `<session>/video_segments`. */
+export function chunksDir(sessionDir: string): string {
+  return join(sessionDir, "video_segments");
 }
 
-const CHUNK_FILE = /^(?:(?<stream>[^/]+)\/)?(?<session>[^/]+)\/video_segments\/chunk_(?<index>\d+)\.mp4$/;
+/** A chunk's file, relative to the storage root: `<session>/video_segments/chunk_0001.mp4`. */
+export function chunkPath(sessionDir: string, index: number): string {
+  return join(chunksDir(sessionDir), `chunk_${String(index).padStart(4, "0")}.mp4`);
+}
+
+const CHUNK_NAME = /^chunk_(?<index>\d+)\.mp4$/;
+const CHUNK_FILE = /^(?:(?<stream>[^/]+)\/)?(?<session>[^/]+)\/video_segments\/(?<name>[^/]+)$/;
+
+/** The number of a chunk file's name written by `chunkPath` (`chunk_0001.mp4`: 1), or null. */
+export function parseChunkName(name: string): number | null {
+  const m = CHUNK_NAME.exec(name);
+  return m?.groups ? Number(m.groups.index) : null;
+}
 
 /** The parts of a chunk path written by `chunkPath`, or null for any other file. */
 export function parseChunkPath(rel: string): { stream?: string; sessionId: string; index: number } | null {
   const m = CHUNK_FILE.exec(rel);
-  if (!m?.groups) return null;
-  return { stream: m.groups.stream, sessionId: m.groups.session, index: Number(m.groups.index) };
+  const index = m?.groups ? parseChunkName(m.groups.name) : null;
+  if (index === null) return null;
+  return { stream: m!.groups!.stream, sessionId: m!.groups!.session, index };
+}
+
+/** One past the highest chunk number in a session's chunks folder (absolute), 1 if it has none. */
+export async function nextChunkIndex(dir: string): Promise<number> {
+  let max = 0;
+  for (const entry of await entriesOf(dir)) max = Math.max(max, parseChunkName(entry.name) ?? 0);
+  return max + 1;
 }
 
 /** fsync a directory, so that names created or renamed in it survive a power cut. */

@@ -101,7 +101,6 @@ export function parseSps(nal: Uint8Array): SpsInfo {
   if (width < 16 || height < 16 || width > 8192 || height > 8192) {
     throw new RangeError(`implausible picture size ${width}x${height}`);
   }
-  const hex = (n: number) => n.toString(16).padStart(2, "0");
   return {
     profile,
     constraints,
@@ -109,7 +108,7 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     spsId,
     width,
     height,
-    codec: `avc1.${hex(profile)}${hex(constraints)}${hex(level)}`,
+    codec: codecString(profile, constraints, level),
     log2MaxFrameNum,
     pocType,
     log2MaxPocLsb,
@@ -120,6 +119,18 @@ export function parseSps(nal: Uint8Array): SpsInfo {
     gapsAllowed,
     frameMbs: widthMbs * heightMapUnits * (2 - frameMbsOnly),
   };
+}
+
+/**
+ * The RFC 6381 codec string of an H.264 stream: its SPS's (or avcC's) profile_idc, constraint
+ * flags and level_idc as hex.
+ *
+ * @example
+ * codecString(0x42, 0xc0, 0x1e); // "avc1.42c01e"
+ */
+export function codecString(profile: number, constraints: number, level: number): string {
+  const hex = (n: number) => n.toString(16).padStart(2, "0");
+  return `avc1.${hex(profile)}${hex(constraints)}${hex(level)}`;
 }
 
 /** Reads past a scaling_list() (7.3.2.1.1.1); PPSs carry them too. */

@@ -1,3 +1,4 @@
+import { codecString } from "../../ingest/h264/sps.ts";
 import { epochMsFromNtp, TIMESCALE } from "./timing.ts";
 
 /** A sample of a chunk file: where its bytes are and when it plays. */
@@ -95,8 +96,7 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       // stsd: full box header, entry count, then avc1 (8-byte header, 78 bytes of visual entry), then avcC.
       const avcC = stsd + 16 + 8 + 78;
       if (stsd >= 0 && avcC + 12 <= at + size && fourcc(bytes, avcC + 4) === "avcC") {
-        const hex = (n: number) => n.toString(16).padStart(2, "0");
-        result.codec = `avc1.${hex(bytes[avcC + 9])}${hex(bytes[avcC + 10])}${hex(bytes[avcC + 11])}`;
+        result.codec = codecString(bytes[avcC + 9], bytes[avcC + 10], bytes[avcC + 11]);
       }
     } else if (type === "prft" && haveMoov) {
       const ntp = view.getBigUint64(body + 8);
