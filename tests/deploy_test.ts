@@ -105,10 +105,7 @@ Deno.test("the systemd unit and its environment file: a valid unit, a configurat
   assert.match(unit, /^EnvironmentFile=\/etc\/skyreel\/skyreel.env$/m);
   assert.match(unit, /^StateDirectory=skyreel$/m, "/var/lib/skyreel is the unit's own");
   assert.match(unit, /^RestartPreventExitStatus=2$/m);
-  const verify = await new Deno.Command("systemd-analyze", { args: ["--version"] }).output().catch(() =>
-    null
-  );
-  if (!verify?.success) return; // systemd-analyze is not on every machine; the checks above are
+  // tests/setup.sh installs systemd-analyze: a unit it cannot verify fails here, never passes.
   const dir = await Deno.makeTempDir();
   try {
     // verify wants ExecStart to exist: stand in a binary that does.

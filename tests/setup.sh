@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
-# rules), and RabbitMQ on 127.0.0.1:5672.
+# rules), systemd-analyze (verifies the unit file), and RabbitMQ on 127.0.0.1:5672.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
@@ -15,6 +15,7 @@ if ! { command -v ffprobe >/dev/null && { command -v ffmpeg >/dev/null || [ -x "
 fi
 
 command -v promtool >/dev/null || install prometheus
+command -v systemd-analyze >/dev/null || install systemd
 
 broker_up() { (echo > /dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
 if ! broker_up; then
