@@ -6,6 +6,7 @@ import { type Frame, FrameParser, type ParserCounts } from "../src/ingest/h264/f
 import { logger } from "../src/runtime/log.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
+import { backoffMs } from "../src/runtime/backoff.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 
 export interface ConnectionOptions {
@@ -84,8 +85,7 @@ export class Connection implements Behavior<never> {
       const gotData = await this.#connectOnce(signal);
       if (signal.aborted) return;
       failures = gotData ? 1 : failures + 1;
-      const cap = Math.min(this.#o.reconnectMaxMs, RECONNECT_BASE_MS * 2 ** (failures - 1));
-      const delay = Math.round(cap / 2 + Math.random() * cap / 2);
+      const delay = backoffMs(failures, RECONNECT_BASE_MS, this.#o.reconnectMaxMs);
       this.#log.info("reconnecting", { delayMs: delay, failures });
       await sleep(delay, signal);
     }

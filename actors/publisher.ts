@@ -6,6 +6,7 @@ import type { ChunkIndex, EventRow } from "../src/store/index/chunk_index.ts";
 import type { IndexEvents } from "../src/store/index/index_events.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
+import { backoffMs } from "../src/runtime/backoff.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 
 export interface PublisherOptions {
@@ -105,8 +106,7 @@ export class Publisher implements Behavior<never> {
       status.state = "disconnected";
       if (signal.aborted) return;
       failures++;
-      const cap = Math.min(this.#o.reconnectMaxMs, 250 * 2 ** (failures - 1));
-      await sleep(Math.round(cap / 2 + Math.random() * cap / 2), signal);
+      await sleep(backoffMs(failures, 250, this.#o.reconnectMaxMs), signal);
       metrics.brokerReconnects.inc();
     }
   }
@@ -195,7 +195,7 @@ export class Publisher implements Behavior<never> {
             error: e,
           });
         }
-        await sleep(Math.min(5000, 250 * 2 ** attempt), signal);
+        await sleep(backoffMs(attempt + 1, 250, 5000), signal);
       }
     }
   }

@@ -1,3 +1,4 @@
+import { backoffMs } from "./backoff.ts";
 import type { ActorSpec, Behavior } from "./actor.ts";
 import { logger } from "./log.ts";
 import { sleep } from "./sleep.ts";
@@ -154,9 +155,12 @@ export class Supervisor {
         this.shutdown();
         return;
       }
-      const backoff = Math.min(
+      // No jitter: one process's actors do not stampede a shared peer.
+      const backoff = backoffMs(
+        cell.recent.length,
+        this.#opts.backoffBaseMs,
         this.#opts.backoffMaxMs,
-        this.#opts.backoffBaseMs * 2 ** (cell.recent.length - 1),
+        () => 1,
       );
       this.#log.warn("actor failed, restarting", {
         failed: name,
