@@ -363,7 +363,7 @@ async function janitorPass(chunks: number) {
     events: new IndexEvents(),
     leases: new Leases(),
     root: dir,
-    settings: { chunkSeconds: 60, idleSeconds: 10 },
+    settings: { chunkMs: 60_000, idleMs: 10_000 },
     metrics: new Metrics(),
     self: { send: () => true },
     intervalMs: 30_000,

@@ -7,8 +7,8 @@ Deno.test("defaults", () => {
   const c = loadConfig({});
   assert.deepEqual(c.streams, [{ name: "default", url: "ws://127.0.0.1:5001/ws/video/consume" }]);
   assert.deepEqual(
-    [c.storagePath, c.chunkSeconds, c.idleSeconds, c.minChunkFrames, c.sessionIdleSeconds, c.fragmentMs],
-    ["./recordings", 60, 10, 30, 300, 1000],
+    [c.storagePath, c.chunkMs, c.idleMs, c.minChunkFrames, c.sessionIdleMs, c.fragmentMs],
+    ["./recordings", 60_000, 10_000, 30, 300_000, 1000],
   );
   assert.deepEqual([c.httpHost, c.httpPort, c.metricsPort, c.logLevel], ["127.0.0.1", 8080, 8005, "info"]);
 });
@@ -129,12 +129,20 @@ Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variab
     framerate: 30,
   };
   const c = loadConfig({ CONFIG_FILE: "f.json" }, doc(base));
-  assert.deepEqual([c.storageSizeGb, c.storagePath, c.uploadPath], [2.5, "/data/rec", "/data/up"]);
+  assert.deepEqual([c.storageBudgetBytes, c.storagePath, c.uploadPath], [
+    2.5 * 2 ** 30,
+    "/data/rec",
+    "/data/up",
+  ]);
   const env = loadConfig(
     { CONFIG_FILE: "f.json", STORAGE_SIZE_GB: "0.5", STORAGE_PATH: "/env/rec" },
     doc(base),
   );
-  assert.deepEqual([env.storageSizeGb, env.storagePath, env.uploadPath], [0.5, "/env/rec", "/data/up"]);
+  assert.deepEqual([env.storageBudgetBytes, env.storagePath, env.uploadPath], [
+    0.5 * 2 ** 30,
+    "/env/rec",
+    "/data/up",
+  ]);
   const refused = (o: unknown, pattern: RegExp) =>
     assert.throws(
       () => loadConfig({ CONFIG_FILE: "f.json" }, doc(o)),
@@ -147,8 +155,8 @@ Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variab
   refused({ storage: "big" }, /storage must be an object/);
   refused({ storage: { size_gb: 1 }, framerate: "fast" }, /framerate has the wrong type/);
   refused({ storage: { size_gb: 1 }, video: [] }, /video has the wrong type/);
-  assert.equal(loadConfig({}).storageSizeGb, null);
-  assert.equal(loadConfig({}).minFreeDiskGb, 1);
+  assert.equal(loadConfig({}).storageBudgetBytes, null);
+  assert.equal(loadConfig({}).minFreeDiskBytes, 2 ** 30);
   assert.throws(() => loadConfig({ STORAGE_SIZE_GB: "ten" }), /STORAGE_SIZE_GB: expected a number/);
   assert.throws(() => loadConfig({ RETENTION_MAX_AGE_HOURS: "0" }), /RETENTION_MAX_AGE_HOURS/);
   assert.throws(() => loadConfig({ MIN_FREE_DISK_GB: "-1" }), /MIN_FREE_DISK_GB/);

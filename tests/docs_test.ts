@@ -57,7 +57,7 @@ const chunk: ChunkRow = {
 
 Deno.test("docs/storage.md: the metadata.json example is what the recorder writes, in the seed's schema", () => {
   const [example] = examples("storage.md");
-  const meta = buildMetadata(session, [chunk], { chunkSeconds: 60, idleSeconds: 10 }, Date.now());
+  const meta = buildMetadata(session, [chunk], { chunkMs: 60_000, idleMs: 10_000 }, Date.now());
   assert.deepEqual(shape(example), shape(meta));
   assert.deepEqual(shape(example.chunks[0]), shape((meta.chunks as Record<string, unknown>[])[0]));
   assert.deepEqual(

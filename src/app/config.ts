@@ -14,36 +14,36 @@ export interface Config {
   /** CONFIG_FILE's path; null: none. */
   configFile: string | null;
   storagePath: string;
-  chunkSeconds: number;
+  chunkMs: number;
   /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
   chunkCut: ChunkCut;
-  idleSeconds: number;
+  idleMs: number;
   minChunkFrames: number;
-  sessionIdleSeconds: number;
+  sessionIdleMs: number;
   fragmentMs: number;
   httpHost: string;
   httpPort: number;
   metricsPort: number;
   logLevel: Level;
   /** No message (not even a pong) for this long means the relay is dead: reconnect. */
-  streamTimeoutSeconds: number;
-  reconnectMaxSeconds: number;
+  streamTimeoutMs: number;
+  reconnectMaxMs: number;
   supervisorMaxRestarts: number;
-  supervisorWindowSeconds: number;
+  supervisorWindowMs: number;
   /** Frames one stream may have queued between actors before new ones are dropped (and counted). */
   queueFrames: number;
-  /** Bound on the frames since the last keyframe kept per stream, to start a chunk mid-GOP (MiB). */
-  gopCacheMb: number;
+  /** Bound on the frames since the last keyframe kept per stream, to start a chunk mid-GOP. */
+  gopCacheBytes: number;
   /** fdatasync after every fragment, so a power cut loses at most the fragment in progress. */
   fsyncFragments: boolean;
   /** Where saved clips go (outside retention). */
   uploadPath: string;
-  /** Budget for chunks plus the index, in GiB; null: no size limit. */
-  storageSizeGb: number | null;
-  retentionMaxAgeHours: number | null;
-  /** Below this much free space (GiB) the oldest chunks go, whatever the budget. */
-  minFreeDiskGb: number;
-  janitorIntervalSeconds: number;
+  /** Budget for chunks plus the index; null: no size limit. */
+  storageBudgetBytes: number | null;
+  retentionMaxAgeMs: number | null;
+  /** Below this much free space the oldest chunks go, whatever the budget. */
+  minFreeDiskBytes: number;
+  janitorIntervalMs: number;
   /** Largest clip `fetch` returns inline (base64); larger ones are streamed from /api/clip. */
   fetchMaxBytes: number;
   /** Bearer token required by every endpoint but /healthz and /metrics; null: none. */
@@ -54,8 +54,18 @@ export interface Config {
   amqpUrl: string;
   eventsExchange: string;
   eventsExchangeType: "fanout" | "topic" | "direct";
-  eventsRetentionHours: number;
+  eventsRetentionMs: number;
 }
+
+/**
+ * Units: the variables are in the units people write (seconds, hours, GB); the Config carries
+ * milliseconds and bytes, so nothing past loading converts.
+ */
+const SECOND = 1000;
+const HOUR = 3600 * SECOND;
+const MIB = 2 ** 20;
+const GIB = 2 ** 30;
+const scaled = (unit: number, n: number | null) => n === null ? null : Math.round(n * unit);
 
 /** A configuration value that is refused: the message names the variable and what it accepts. */
 export class ConfigError extends Error {
@@ -269,40 +279,42 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     streamsFromFile: fileStreams !== null,
     configFile: env.CONFIG_FILE || null,
     storagePath,
-    chunkSeconds: int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
+    chunkMs: SECOND * int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),
-    idleSeconds: int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),
+    idleMs: SECOND * int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),
     minChunkFrames: int(env, "MIN_CHUNK_FRAMES", 30, 1, 1_000_000),
-    sessionIdleSeconds: int(env, "SESSION_IDLE_TIMEOUT_SECONDS", 300, 1, 7 * 86_400),
+    sessionIdleMs: SECOND * int(env, "SESSION_IDLE_TIMEOUT_SECONDS", 300, 1, 7 * 86_400),
     fragmentMs: int(env, "FRAGMENT_DURATION_MS", 1000, 100, 60_000),
     httpHost,
     httpPort: int(env, "HTTP_PORT", 8080, 0, 65_535),
     metricsPort: int(env, "METRICS_PORT", 8005, 0, 65_535),
     logLevel: level as Level,
-    streamTimeoutSeconds: int(env, "STREAM_TIMEOUT_SECONDS", 15, 1, 3600),
-    reconnectMaxSeconds: int(env, "RECONNECT_MAX_SECONDS", 30, 1, 3600),
+    streamTimeoutMs: SECOND * int(env, "STREAM_TIMEOUT_SECONDS", 15, 1, 3600),
+    reconnectMaxMs: SECOND * int(env, "RECONNECT_MAX_SECONDS", 30, 1, 3600),
     supervisorMaxRestarts: int(env, "SUPERVISOR_MAX_RESTARTS", 5, 0, 1000),
-    supervisorWindowSeconds: int(env, "SUPERVISOR_WINDOW_SECONDS", 60, 1, 86_400),
+    supervisorWindowMs: SECOND * int(env, "SUPERVISOR_WINDOW_SECONDS", 60, 1, 86_400),
     queueFrames: int(env, "QUEUE_FRAMES", 600, 10, 100_000),
-    gopCacheMb: int(env, "GOP_CACHE_MB", 32, 0, 4096),
+    gopCacheBytes: MIB * int(env, "GOP_CACHE_MB", 32, 0, 4096),
     fsyncFragments: bool(env, "FSYNC_FRAGMENTS", true),
     uploadPath: env.UPLOAD_PATH || "./uploads",
-    storageSizeGb: decimal(env, "STORAGE_SIZE_GB", null, 0.001, 1_000_000),
-    retentionMaxAgeHours: decimal(env, "RETENTION_MAX_AGE_HOURS", null, 0.001, 1_000_000),
-    minFreeDiskGb: decimal(env, "MIN_FREE_DISK_GB", 1, 0, 1_000_000)!,
-    janitorIntervalSeconds: int(env, "JANITOR_INTERVAL_SECONDS", 30, 1, 86_400),
+    storageBudgetBytes: scaled(GIB, decimal(env, "STORAGE_SIZE_GB", null, 0.001, 1_000_000)),
+    retentionMaxAgeMs: scaled(HOUR, decimal(env, "RETENTION_MAX_AGE_HOURS", null, 0.001, 1_000_000)),
+    minFreeDiskBytes: scaled(GIB, decimal(env, "MIN_FREE_DISK_GB", 1, 0, 1_000_000))!,
+    janitorIntervalMs: SECOND * int(env, "JANITOR_INTERVAL_SECONDS", 30, 1, 86_400),
     fetchMaxBytes: int(env, "FETCH_MAX_BYTES", 32 * 1024 * 1024, 1024, 2 ** 31),
     apiToken: env.API_TOKEN || null,
     rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),
     amqpUrl: amqpUrl(env.AMQP_URL),
     eventsExchange: env.EVENTS_EXCHANGE || "storage_events_exchange",
     eventsExchangeType: oneOf(env, "EVENTS_EXCHANGE_TYPE", ["fanout", "topic", "direct"] as const, "fanout"),
-    eventsRetentionHours: int(env, "EVENTS_RETENTION_HOURS", 24, 1, 24 * 365),
+    eventsRetentionMs: HOUR * int(env, "EVENTS_RETENTION_HOURS", 24, 1, 24 * 365),
   };
-  if (config.idleSeconds >= config.sessionIdleSeconds) {
+  if (config.idleMs >= config.sessionIdleMs) {
     throw new ConfigError(
       "VIDEO_IDLE_TIMEOUT_SECONDS",
-      `must be less than SESSION_IDLE_TIMEOUT_SECONDS (${config.sessionIdleSeconds}), got ${config.idleSeconds}`,
+      `must be less than SESSION_IDLE_TIMEOUT_SECONDS (${config.sessionIdleMs / SECOND}), got ${
+        config.idleMs / SECOND
+      }`,
     );
   }
   return config;

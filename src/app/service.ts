@@ -65,7 +65,7 @@ export async function startService(config: Config): Promise<Service> {
   const events = new IndexEvents();
   const leases = new Leases();
   const layout = { root, multiStream: config.streams.length > 1 };
-  const settings = { chunkSeconds: config.chunkSeconds, idleSeconds: config.idleSeconds };
+  const settings = { chunkMs: config.chunkMs, idleMs: config.idleMs };
   const recovery: RecoveryOptions = {
     index,
     layout,
@@ -79,7 +79,7 @@ export async function startService(config: Config): Promise<Service> {
 
   const supervisor = new Supervisor({
     maxRestarts: config.supervisorMaxRestarts,
-    windowMs: config.supervisorWindowSeconds * 1000,
+    windowMs: config.supervisorWindowMs,
     onRestart: (actor, stream) => metrics.actorRestarts.inc({ actor, stream: stream ?? "" }),
   });
   const brokerStatus: BrokerStatus = { state: "off", lastError: null };
@@ -98,8 +98,8 @@ export async function startService(config: Config): Promise<Service> {
         url: config.amqpUrl,
         exchange: config.eventsExchange,
         exchangeType: config.eventsExchangeType,
-        retentionMs: config.eventsRetentionHours * 3_600_000,
-        reconnectMaxMs: config.reconnectMaxSeconds * 1000,
+        retentionMs: config.eventsRetentionMs,
+        reconnectMaxMs: config.reconnectMaxMs,
         metrics,
         status: brokerStatus,
       }),
@@ -111,7 +111,6 @@ export async function startService(config: Config): Promise<Service> {
     create: () => new Indexer({ index, root, settings, metrics, events, conditions }),
     afterRestart: async () => void await recover(recovery),
   });
-  const GIB = 2 ** 30;
   const janitorBox = new Mailbox<JanitorMsg>(4);
   supervisor.register({
     name: "janitor",
@@ -125,11 +124,11 @@ export async function startService(config: Config): Promise<Service> {
         settings,
         metrics,
         self: janitorBox,
-        intervalMs: config.janitorIntervalSeconds * 1000,
+        intervalMs: config.janitorIntervalMs,
         policy: {
-          budgetBytes: config.storageSizeGb === null ? null : config.storageSizeGb * GIB,
-          maxAgeMs: config.retentionMaxAgeHours === null ? null : config.retentionMaxAgeHours * 3_600_000,
-          minFreeBytes: config.minFreeDiskGb * GIB,
+          budgetBytes: config.storageBudgetBytes,
+          maxAgeMs: config.retentionMaxAgeMs,
+          minFreeBytes: config.minFreeDiskBytes,
         },
       }),
   });
@@ -180,13 +179,13 @@ export async function startService(config: Config): Promise<Service> {
           self: segmenterBox,
           writer: writerBox,
           metrics,
-          gopCacheBytes: config.gopCacheMb * 2 ** 20,
+          gopCacheBytes: config.gopCacheBytes,
           input: {
             cut: config.chunkCut,
-            chunkMs: config.chunkSeconds * 1000,
-            idleMs: config.idleSeconds * 1000,
+            chunkMs: config.chunkMs,
+            idleMs: config.idleMs,
             minFrames: config.minChunkFrames,
-            sessionIdleMs: config.sessionIdleSeconds * 1000,
+            sessionIdleMs: config.sessionIdleMs,
             resume: segmenterResume,
           },
         }),
@@ -205,8 +204,8 @@ export async function startService(config: Config): Promise<Service> {
           indexer: indexerBox,
           metrics,
           status: streams.get(stream.name)!,
-          timeoutMs: config.streamTimeoutSeconds * 1000,
-          reconnectMaxMs: config.reconnectMaxSeconds * 1000,
+          timeoutMs: config.streamTimeoutMs,
+          reconnectMaxMs: config.reconnectMaxMs,
         }),
     });
   }
@@ -239,7 +238,7 @@ export async function startService(config: Config): Promise<Service> {
     fetchMaxBytes: config.fetchMaxBytes,
     rangeGapMs: config.rangeGapMs,
     apiToken: config.apiToken,
-    storageLimitGb: config.storageSizeGb,
+    storageBudgetBytes: config.storageBudgetBytes,
     leases,
     metrics,
   });
@@ -252,7 +251,7 @@ export async function startService(config: Config): Promise<Service> {
       outbox: await index.outbox(),
       streams,
       conditions,
-      streamTimeoutMs: config.streamTimeoutSeconds * 1000,
+      streamTimeoutMs: config.streamTimeoutMs,
     });
     return json(body, status);
   };

@@ -4,8 +4,8 @@ import { type ChunkIndex, type ChunkRow, playable, type SessionRow } from "./ind
 import { writeFileAtomic } from "./layout.ts";
 
 export interface MetadataSettings {
-  chunkSeconds: number;
-  idleSeconds: number;
+  chunkMs: number;
+  idleMs: number;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -37,8 +37,8 @@ export function buildMetadata(
     start_time: seconds(session.start_ms),
     start_time_iso: iso(session.start_ms),
     video_url: session.video_url,
-    chunk_duration_seconds: settings.chunkSeconds,
-    idle_timeout_seconds: settings.idleSeconds,
+    chunk_duration_seconds: seconds(settings.chunkMs),
+    idle_timeout_seconds: seconds(settings.idleMs),
     codec: "H.264",
     codec_string: chunks[0]?.codec ?? null,
     chunks: chunks.map((c) => ({

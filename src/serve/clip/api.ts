@@ -27,7 +27,7 @@ export interface ClipApiOptions {
   fetchMaxBytes: number;
   rangeGapMs: number;
   apiToken: string | null;
-  storageLimitGb: number | null;
+  storageBudgetBytes: number | null;
   leases: Leases;
   metrics: Metrics;
 }
@@ -182,7 +182,9 @@ export class ClipApi {
       disk_usage: {
         storage_path: this.#o.storagePath,
         storage_used_gb: round((all.reduce((n, c) => n + c.bytes, 0) + indexBytes) / GIB),
-        storage_limit_gb: this.#o.storageLimitGb,
+        storage_limit_gb: this.#o.storageBudgetBytes === null
+          ? null
+          : round(this.#o.storageBudgetBytes / GIB),
         device_storage_remaining_gb: round(fs.bavail * fs.bsize / GIB),
       },
     };
