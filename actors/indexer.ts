@@ -3,7 +3,7 @@ import { isDiskFull } from "../src/store/errors.ts";
 import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { Conditions } from "../src/serve/health.ts";
-import type { IndexerMsg } from "../src/record/messages.ts";
+import type { IndexerMsg, OpenSession } from "../src/record/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
 import { chunkInfo, seconds, storageEvent } from "../src/publish/envelope.ts";
 import type { IndexEvents } from "../src/store/index/index_events.ts";
@@ -25,6 +25,8 @@ export interface IndexerOptions {
   events: IndexEvents;
   /** Holds "index_disk_full" while the index cannot be written; this actor is its owner. */
   conditions: Conditions;
+  /** Recovery of one stream's chunks, run for a `recover` message: the session it left open. */
+  recover(stream: string): Promise<OpenSession | null>;
 }
 
 /**
@@ -86,6 +88,16 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   async #apply(msg: IndexerMsg): Promise<void> {
     const { index, metrics } = this.#o;
+    if (msg.type === "recover") {
+      try {
+        msg.resolve(await this.#o.recover(msg.stream));
+      } catch (e) {
+        // A full disk is waited out (receive() applies the message again), then the reply comes.
+        if (!isDiskFull(e) || this.#stopping) msg.reject(e);
+        throw e;
+      }
+      return;
+    }
     switch (msg.type) {
       case "session-started":
         await index.insertSession(

@@ -108,7 +108,16 @@ export async function startService(config: Config): Promise<Service> {
   supervisor.register({
     name: "indexer",
     mailbox: indexerBox,
-    create: () => new Indexer({ index, root, settings, metrics, events, conditions }),
+    create: () =>
+      new Indexer({
+        index,
+        root,
+        settings,
+        metrics,
+        events,
+        conditions,
+        recover: async (stream) => (await recover({ ...recovery, stream })).resumable.get(stream) ?? null,
+      }),
     afterRestart: async () => void await recover(recovery),
   });
   const janitorBox = new Mailbox<JanitorMsg>(4);
@@ -164,8 +173,11 @@ export async function startService(config: Config): Promise<Service> {
           conditions,
         }),
       afterRestart: async () => {
-        writerResume = (await recover({ ...recovery, stream: stream.name })).resumable.get(stream.name) ??
-          null;
+        // The indexer runs the recovery, after what the failed writer sent it.
+        writerResume = await new Promise((resolve, reject) => {
+          const sent = indexerBox.send({ type: "recover", stream: stream.name, resolve, reject });
+          if (!sent) reject(new Error("the indexer is not taking messages"));
+        });
         segmenterBox.send({ type: "writer-reset", reason: "writer_restart" });
       },
     });

@@ -55,7 +55,24 @@ export type IndexerMsg =
   | { type: "chunk-opened"; chunk: ChunkOpened }
   /** A fragment was written: the chunk so far. */
   | ({ type: "chunk-progress" } & ChunkSoFar)
-  | ({ type: "chunk-closed"; partial: boolean; reason: string } & ChunkSoFar);
+  | ({ type: "chunk-closed"; partial: boolean; reason: string } & ChunkSoFar)
+  /**
+   * After a stream's writer restarted: repair its chunks (recovery) in the indexer's turn, after
+   * what the old writer sent, so that nothing else writes the index while the indexer runs.
+   */
+  | {
+    type: "recover";
+    stream: string;
+    resolve: (open: OpenSession | null) => void;
+    reject: (e: unknown) => void;
+  };
+
+/** A session recovery found open, that a new recording may continue. */
+export interface OpenSession {
+  sessionId: string;
+  dir: string;
+  lastFrameMs: number;
+}
 
 /** What a chunk holds, as the writer reports it after each fragment and at its close. */
 export interface ChunkSoFar {

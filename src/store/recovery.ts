@@ -8,6 +8,7 @@ import type { Metrics } from "../runtime/metrics.ts";
 import { scanChunk } from "./mp4/fragment_reader.ts";
 import { toMs } from "./mp4/timing.ts";
 import type { OpenChunks } from "./open_chunks.ts";
+import type { OpenSession } from "../record/messages.ts";
 import { entriesOf, fsyncDir, type Layout, parseChunkPath } from "./layout.ts";
 
 export interface RecoveryOptions {
@@ -31,7 +32,7 @@ export interface RecoveryReport {
   removedEmpty: number;
   deletionsFinished: number;
   /** Per stream, the open session a new recording may continue. */
-  resumable: Map<string, { sessionId: string; dir: string; lastFrameMs: number }>;
+  resumable: Map<string, OpenSession>;
 }
 
 /**
