@@ -1,0 +1,196 @@
+import { Connection } from "../../actors/connection.ts";
+import { Indexer } from "../../actors/indexer.ts";
+import { Janitor, type JanitorMsg } from "../../actors/janitor.ts";
+import { Publisher } from "../../actors/publisher.ts";
+import { Segmenter } from "../../actors/segmenter.ts";
+import { Writer } from "../../actors/writer.ts";
+import { Mailbox } from "../runtime/actor.ts";
+import type { Metrics } from "../runtime/metrics.ts";
+import type { Supervisor } from "../runtime/supervisor.ts";
+import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "../record/messages.ts";
+import type { BrokerStatus, Conditions, StreamStatus } from "../serve/health.ts";
+import type { ChunkIndex } from "../store/index/chunk_index.ts";
+import type { IndexEvents } from "../store/index/index_events.ts";
+import type { Layout } from "../store/layout.ts";
+import type { Leases } from "../store/leases.ts";
+import type { MetadataSettings } from "../store/metadata.ts";
+import type { OpenChunks } from "../store/open_chunks.ts";
+import { recover, type RecoveryOptions, type RecoveryReport } from "../store/recovery.ts";
+import type { Config } from "./config.ts";
+
+/** What the actors share, each part with its one writer (docs/storage.md, "Who writes the index"). */
+export interface Shared {
+  index: ChunkIndex;
+  events: IndexEvents;
+  leases: Leases;
+  openChunks: OpenChunks;
+  metrics: Metrics;
+  layout: Layout;
+  settings: MetadataSettings;
+  recovery: RecoveryOptions;
+  /** Owner: the publisher. */
+  brokerStatus: BrokerStatus;
+  /** Owners: the writers and the indexer, each of its own conditions. */
+  conditions: Conditions;
+  /** Owner: each stream's connection. */
+  streams: Map<string, StreamStatus>;
+}
+
+/** A mailbox, for the queue-size metrics. */
+export interface Queue {
+  actor: string;
+  stream: string;
+  box: Mailbox<any>;
+}
+
+const MAILBOX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Registers every actor with `supervisor`: the publisher first (so it stops last, after the
+ * indexer committed the final events), the indexer, the janitor, then per stream its writer,
+ * segmenter and connection. `initial` is the start-up recovery: the sessions recording resumes.
+ */
+export function registerActors(
+  supervisor: Supervisor,
+  config: Config,
+  shared: Shared,
+  initial: RecoveryReport,
+): Queue[] {
+  const { index, events, leases, openChunks, metrics, layout, settings, recovery, conditions } = shared;
+  const { brokerStatus, streams } = shared;
+  const root = layout.root;
+  supervisor.register({
+    name: "publisher",
+    mailbox: new Mailbox<never>(1),
+    create: () =>
+      new Publisher({
+        index,
+        events,
+        url: config.amqpUrl,
+        exchange: config.eventsExchange,
+        exchangeType: config.eventsExchangeType,
+        retentionMs: config.eventsRetentionMs,
+        reconnectMaxMs: config.reconnectMaxMs,
+        metrics,
+        status: brokerStatus,
+      }),
+  });
+  const indexerBox = new Mailbox<IndexerMsg>(100_000);
+  supervisor.register({
+    name: "indexer",
+    mailbox: indexerBox,
+    create: () =>
+      new Indexer({
+        index,
+        root,
+        settings,
+        metrics,
+        events,
+        conditions,
+        recover: async (stream) => (await recover({ ...recovery, stream })).resumable.get(stream) ?? null,
+      }),
+    afterRestart: async () => void await recover(recovery),
+  });
+  const janitorBox = new Mailbox<JanitorMsg>(4);
+  supervisor.register({
+    name: "janitor",
+    mailbox: janitorBox,
+    create: () =>
+      new Janitor({
+        index,
+        events,
+        leases,
+        root,
+        settings,
+        metrics,
+        self: janitorBox,
+        intervalMs: config.janitorIntervalMs,
+        policy: {
+          budgetBytes: config.storageBudgetBytes,
+          maxAgeMs: config.retentionMaxAgeMs,
+          minFreeBytes: config.minFreeDiskBytes,
+        },
+      }),
+  });
+  const queues: Queue[] = [{
+    actor: "indexer",
+    stream: "",
+    box: indexerBox,
+  }];
+  for (const stream of config.streams) {
+    const writerBox = new Mailbox<WriterMsg>(config.queueFrames, MAILBOX_BYTES, messageBytes);
+    const segmenterBox = new Mailbox<SegmenterMsg>(config.queueFrames, MAILBOX_BYTES, messageBytes);
+    queues.push({ actor: "writer", stream: stream.name, box: writerBox });
+    queues.push({ actor: "segmenter", stream: stream.name, box: segmenterBox });
+    let writerResume = initial.resumable.get(stream.name) ?? null;
+    let segmenterResume = writerResume;
+    supervisor.register({
+      name: "writer",
+      stream: stream.name,
+      mailbox: writerBox,
+      create: () =>
+        new Writer({
+          stream: stream.name,
+          videoUrl: stream.url,
+          layout,
+          fragmentMs: config.fragmentMs,
+          fsyncFragments: config.fsyncFragments,
+          indexer: indexerBox,
+          metrics,
+          openChunks,
+          self: writerBox,
+          segmenter: segmenterBox,
+          resume: writerResume,
+          conditions,
+        }),
+      afterRestart: async () => {
+        // The indexer runs the recovery, after what the failed writer sent it.
+        writerResume = await new Promise((resolve, reject) => {
+          const sent = indexerBox.send({ type: "recover", stream: stream.name, resolve, reject });
+          if (!sent) reject(new Error("the indexer is not taking messages"));
+        });
+        segmenterBox.send({ type: "writer-reset", reason: "writer_restart" });
+      },
+    });
+    supervisor.register({
+      name: "segmenter",
+      stream: stream.name,
+      mailbox: segmenterBox,
+      create: () =>
+        new Segmenter({
+          stream: stream.name,
+          self: segmenterBox,
+          writer: writerBox,
+          metrics,
+          gopCacheBytes: config.gopCacheBytes,
+          input: {
+            cut: config.chunkCut,
+            chunkMs: config.chunkMs,
+            idleMs: config.idleMs,
+            minFrames: config.minChunkFrames,
+            sessionIdleMs: config.sessionIdleMs,
+            resume: segmenterResume,
+          },
+        }),
+      afterRestart: async () => {
+        segmenterResume = await index.openSessionOf(stream.name);
+      },
+    });
+    supervisor.register({
+      name: "connection",
+      stream: stream.name,
+      mailbox: new Mailbox<never>(1),
+      create: () =>
+        new Connection({
+          stream,
+          segmenter: segmenterBox,
+          indexer: indexerBox,
+          metrics,
+          status: streams.get(stream.name)!,
+          timeoutMs: config.streamTimeoutMs,
+          reconnectMaxMs: config.reconnectMaxMs,
+        }),
+    });
+  }
+  return queues;
+}

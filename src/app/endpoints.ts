@@ -1,0 +1,100 @@
+import type { Supervisor } from "../runtime/supervisor.ts";
+import { ClipApi } from "../serve/clip/api.ts";
+import { healthReport } from "../serve/health.ts";
+import { type HttpServer, json, serveHttp } from "../serve/http.ts";
+import type { Queue, Shared } from "./actors.ts";
+import { type Config, StartupError } from "./config.ts";
+
+export interface Endpoints {
+  api: HttpServer;
+  metrics: HttpServer;
+  clips: ClipApi;
+  close(): Promise<void>;
+}
+
+/**
+ * Binds the API (clips, commands, /healthz) on HTTP_PORT and /metrics on METRICS_PORT. A port that
+ * cannot be bound is a StartupError naming its variable, and nothing is left listening.
+ */
+export async function openEndpoints(
+  config: Config,
+  shared: Shared,
+  supervisor: Supervisor,
+  queues: Queue[],
+): Promise<Endpoints> {
+  const { index, events, leases, metrics, brokerStatus, streams, conditions } = shared;
+  const root = shared.layout.root;
+  const listen = async (
+    variable: string,
+    name: string,
+    port: number,
+    handler: (req: Request) => Response | Promise<Response>,
+  ) => {
+    try {
+      return await serveHttp(name, config.httpHost, port, handler);
+    } catch (e) {
+      const where = `${config.httpHost}:${port}`;
+      throw new StartupError(
+        variable,
+        (e as { code?: string }).code === "EADDRINUSE"
+          ? `${where} is already in use`
+          : `cannot listen on ${where}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
+  };
+  const notFound = (req: Request) =>
+    json({ error: `no route for ${req.method} ${new URL(req.url).pathname}` }, 404);
+  const clips = new ClipApi({
+    index,
+    events,
+    storagePath: root,
+    uploadPath: config.uploadPath,
+    streams: config.streams.map((s) => s.name),
+    fetchMaxBytes: config.fetchMaxBytes,
+    rangeGapMs: config.rangeGapMs,
+    apiToken: config.apiToken,
+    storageBudgetBytes: config.storageBudgetBytes,
+    leases,
+    metrics,
+  });
+  const apiRoutes = async (req: Request) => {
+    if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
+    const { status, body } = healthReport({
+      now: Date.now(),
+      actors: supervisor.health(),
+      broker: brokerStatus,
+      outbox: await index.outbox(),
+      streams,
+      conditions,
+      streamTimeoutMs: config.streamTimeoutMs,
+    });
+    return json(body, status);
+  };
+  const scrape = async (req: Request) => {
+    if (new URL(req.url).pathname !== "/metrics") return notFound(req);
+    for (const q of queues) metrics.queueSize.set({ actor: q.actor, stream: q.stream }, q.box.size);
+    const outbox = await index.outbox();
+    metrics.outboxDepth.set(outbox.depth);
+    metrics.outboxOldestAge.set(outbox.oldestMs === null ? 0 : (Date.now() - outbox.oldestMs) / 1000);
+    return new Response(await metrics.registry.metrics(), {
+      headers: { "content-type": metrics.registry.contentType },
+    });
+  };
+  let api: HttpServer | null = null;
+  try {
+    api = await listen("HTTP_PORT", "http", config.httpPort, apiRoutes);
+    const metricsServer = await listen("METRICS_PORT", "metrics", config.metricsPort, scrape);
+    return {
+      api,
+      metrics: metricsServer,
+      clips,
+      async close() {
+        await api!.shutdown();
+        await metricsServer.shutdown();
+      },
+    };
+  } catch (e) {
+    await api?.shutdown();
+    throw e;
+  }
+}
