@@ -6,7 +6,7 @@ import type { Conditions } from "../src/serve/health.ts";
 import type { IndexerMsg, OpenSession } from "../src/record/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
 import { chunkInfo, seconds, storageEvent } from "../src/publish/envelope.ts";
-import type { IndexEvents } from "../src/store/index/index_events.ts";
+import type { IndexChanges } from "../src/store/index/index_changes.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 
@@ -22,7 +22,7 @@ export interface IndexerOptions {
   root: string;
   settings: MetadataSettings;
   metrics: Metrics;
-  events: IndexEvents;
+  changes: IndexChanges;
   /** Holds "index_disk_full" while the index cannot be written; this actor is its owner. */
   conditions: Conditions;
   /** Recovery of one stream's chunks, run for a `recover` message: the session it left open. */
@@ -72,7 +72,7 @@ export class Indexer implements Behavior<IndexerMsg> {
     }
     if (this.#o.conditions.clear(DISK_FULL)) this.#log.warn("index writable again", { message: msg.type });
     if (msg.type !== "session-started" && msg.type !== "chunk-opened") {
-      this.#o.events.changed(msg.stream, msg.type);
+      this.#o.changes.changed(msg.stream, msg.type);
     }
   }
 

@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { storageEvent } from "../src/publish/envelope.ts";
 import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
-import type { IndexEvents } from "../src/store/index/index_events.ts";
+import type { IndexChanges } from "../src/store/index/index_changes.ts";
 import type { Leases } from "../src/store/leases.ts";
 import { logger } from "../src/runtime/log.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
@@ -22,7 +22,7 @@ const WALK_EVERY_MS = 10 * 60_000;
 
 export interface JanitorOptions {
   index: ChunkIndex;
-  events: IndexEvents;
+  changes: IndexChanges;
   leases: Leases;
   root: string;
   policy: RetentionPolicy;
@@ -48,7 +48,7 @@ export class Janitor implements Behavior<JanitorMsg> {
 
   constructor(o: JanitorOptions) {
     this.#o = o;
-    this.#off = o.events.listen((_stream, kind) => kind === "chunk-closed" && this.#request());
+    this.#off = o.changes.listen((_stream, kind) => kind === "chunk-closed" && this.#request());
   }
 
   async receive(): Promise<void> {

@@ -3,7 +3,7 @@ import { type ChannelModel, type ConfirmChannel, connect } from "amqplib";
 import type { Behavior } from "../src/runtime/actor.ts";
 import type { BrokerStatus } from "../src/serve/health.ts";
 import type { ChunkIndex, EventRow } from "../src/store/index/chunk_index.ts";
-import type { IndexEvents } from "../src/store/index/index_events.ts";
+import type { IndexChanges } from "../src/store/index/index_changes.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
 import { backoffMs } from "../src/runtime/backoff.ts";
@@ -12,7 +12,7 @@ import { sleep } from "../src/runtime/sleep.ts";
 export interface PublisherOptions {
   index: ChunkIndex;
   /** Index changes wake the publisher: a new event is usually waiting. */
-  events: IndexEvents;
+  changes: IndexChanges;
   /** Empty: publishing is off; the outbox still records (and is pruned). */
   url: string;
   exchange: string;
@@ -75,7 +75,7 @@ export class Publisher implements Behavior<never> {
     if (this.#o.status.state !== "connected") return;
     const timeout = new AbortController();
     const drained = new Promise<void>((resolve) => (this.#onDrained = resolve));
-    this.#o.events.changed(""); // wake the loop: the final events are waiting
+    this.#o.changes.changed(""); // wake the loop: the final events are waiting
     await Promise.race([drained, sleep(DRAIN_MS, timeout.signal)]);
     timeout.abort();
     this.#onDrained = null;
@@ -128,7 +128,7 @@ export class Publisher implements Behavior<never> {
     conn.on("error", onClose);
     const onAbort = () => wake();
     signal.addEventListener("abort", onAbort);
-    const off = this.#o.events.listen(() => wake());
+    const off = this.#o.changes.listen(() => wake());
     try {
       const channel = await conn.createConfirmChannel();
       channel.on("close", () => onClose(new Error("channel closed")));

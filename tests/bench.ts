@@ -16,7 +16,7 @@ import { Leases } from "../src/store/leases.ts";
 import type { BrokerStatus } from "../src/serve/health.ts";
 import { storageEvent } from "../src/publish/envelope.ts";
 import { ChunkIndex } from "../src/store/index/chunk_index.ts";
-import { IndexEvents } from "../src/store/index/index_events.ts";
+import { IndexChanges } from "../src/store/index/index_changes.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 import { ffmpegPath, FIXTURE, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 
@@ -297,7 +297,7 @@ async function eventsPerSecond(n: number): Promise<number> {
   const status: BrokerStatus = { state: "off", lastError: null };
   const publisher = new Publisher({
     index,
-    events: new IndexEvents(),
+    changes: new IndexChanges(),
     url: "amqp://guest:guest@127.0.0.1:5672",
     exchange,
     exchangeType: "fanout",
@@ -360,7 +360,7 @@ async function janitorPass(chunks: number) {
   });
   const janitor = new Janitor({
     index,
-    events: new IndexEvents(),
+    changes: new IndexChanges(),
     leases: new Leases(),
     root: dir,
     settings: { chunkMs: 60_000, idleMs: 10_000 },

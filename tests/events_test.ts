@@ -4,7 +4,7 @@ import { Publisher } from "../actors/publisher.ts";
 import { chunkInfo, storageEvent } from "../src/publish/envelope.ts";
 import type { BrokerStatus } from "../src/serve/health.ts";
 import { ChunkIndex } from "../src/store/index/chunk_index.ts";
-import { IndexEvents } from "../src/store/index/index_events.ts";
+import { IndexChanges } from "../src/store/index/index_changes.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { BROKER, brokerUrl, subscribe } from "./broker_helpers.ts";
@@ -211,7 +211,7 @@ Deno.test("events the broker confirmed while the index cannot record it are mark
   const status: BrokerStatus = { state: "connecting", lastError: null };
   const publisher = new Publisher({
     index,
-    events: new IndexEvents(),
+    changes: new IndexChanges(),
     url: BROKER,
     exchange,
     exchangeType: "fanout",

@@ -10,7 +10,7 @@ import type { Supervisor } from "../runtime/supervisor.ts";
 import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "../record/messages.ts";
 import type { BrokerStatus, Conditions, StreamStatus } from "../serve/health.ts";
 import type { ChunkIndex } from "../store/index/chunk_index.ts";
-import type { IndexEvents } from "../store/index/index_events.ts";
+import type { IndexChanges } from "../store/index/index_changes.ts";
 import type { Layout } from "../store/layout.ts";
 import type { Leases } from "../store/leases.ts";
 import type { MetadataSettings } from "../store/metadata.ts";
@@ -21,7 +21,7 @@ import type { Config } from "./config.ts";
 /** What the actors share, each part with its one writer (docs/storage.md, "Who writes the index"). */
 export interface Shared {
   index: ChunkIndex;
-  events: IndexEvents;
+  changes: IndexChanges;
   leases: Leases;
   openChunks: OpenChunks;
   metrics: Metrics;
@@ -56,7 +56,7 @@ export function registerActors(
   shared: Shared,
   initial: RecoveryReport,
 ): Queue[] {
-  const { index, events, leases, openChunks, metrics, layout, settings, recovery, conditions } = shared;
+  const { index, changes, leases, openChunks, metrics, layout, settings, recovery, conditions } = shared;
   const { brokerStatus, streams } = shared;
   const root = layout.root;
   supervisor.register({
@@ -65,7 +65,7 @@ export function registerActors(
     create: () =>
       new Publisher({
         index,
-        events,
+        changes,
         url: config.amqpUrl,
         exchange: config.eventsExchange,
         exchangeType: config.eventsExchangeType,
@@ -85,7 +85,7 @@ export function registerActors(
         root,
         settings,
         metrics,
-        events,
+        changes,
         conditions,
         recover: async (stream) => (await recover({ ...recovery, stream })).resumable.get(stream) ?? null,
       }),
@@ -98,7 +98,7 @@ export function registerActors(
     create: () =>
       new Janitor({
         index,
-        events,
+        changes,
         leases,
         root,
         settings,

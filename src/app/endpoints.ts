@@ -22,7 +22,7 @@ export async function openEndpoints(
   supervisor: Supervisor,
   queues: Queue[],
 ): Promise<Endpoints> {
-  const { index, events, leases, metrics, brokerStatus, streams, conditions } = shared;
+  const { index, changes, leases, metrics, brokerStatus, streams, conditions } = shared;
   const root = shared.layout.root;
   const listen = async (
     variable: string,
@@ -46,7 +46,7 @@ export async function openEndpoints(
     json({ error: `no route for ${req.method} ${new URL(req.url).pathname}` }, 404);
   const clips = new ClipApi({
     index,
-    events,
+    changes,
     storagePath: root,
     uploadPath: config.uploadPath,
     streams: config.streams.map((s) => s.name),

@@ -4,7 +4,7 @@ import { Metrics } from "../runtime/metrics.ts";
 import { Supervisor } from "../runtime/supervisor.ts";
 import { type BrokerStatus, Conditions, type StreamStatus, streamStatus } from "../serve/health.ts";
 import { ChunkIndex } from "../store/index/chunk_index.ts";
-import { IndexEvents } from "../store/index/index_events.ts";
+import { IndexChanges } from "../store/index/index_changes.ts";
 import { Leases } from "../store/leases.ts";
 import { OpenChunks } from "../store/open_chunks.ts";
 import { recover, type RecoveryOptions } from "../store/recovery.ts";
@@ -46,7 +46,7 @@ export async function startService(config: Config): Promise<Service> {
   const index = await ChunkIndex.open(join(root, "index.db"));
   const metrics = new Metrics();
   const openChunks = new OpenChunks();
-  const events = new IndexEvents();
+  const changes = new IndexChanges();
   const leases = new Leases();
   const layout = { root, multiStream: config.streams.length > 1 };
   const settings = { chunkMs: config.chunkMs, idleMs: config.idleMs };
@@ -73,7 +73,7 @@ export async function startService(config: Config): Promise<Service> {
   );
   const shared: Shared = {
     index,
-    events,
+    changes,
     leases,
     openChunks,
     metrics,

@@ -3,7 +3,7 @@ import { timingSafeEqual } from "node:crypto";
 import { statfsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { type ChunkIndex, type ChunkRow, playable } from "../../store/index/chunk_index.ts";
-import type { IndexEvents } from "../../store/index/index_events.ts";
+import type { IndexChanges } from "../../store/index/index_changes.ts";
 import { json } from "../http.ts";
 import { storageEvent } from "../../publish/envelope.ts";
 import { logger } from "../../runtime/log.ts";
@@ -19,7 +19,7 @@ import { formatCompact, formatIso } from "./timestamps.ts";
 
 export interface ClipApiOptions {
   index: ChunkIndex;
-  events: IndexEvents;
+  changes: IndexChanges;
   storagePath: string;
   uploadPath: string;
   /** Stream names; the first is the default. */
@@ -334,7 +334,7 @@ export class ClipApi {
           }
         }, (e) => (off(), reject(e)));
       };
-      const off = this.#o.events.listen((s) => s === stream && check());
+      const off = this.#o.changes.listen((s) => s === stream && check());
       check();
     });
   }
@@ -387,7 +387,7 @@ export class ClipApi {
       metadata,
       tags,
     }));
-    this.#o.events.changed(stream);
+    this.#o.changes.changed(stream);
     return { filename, plan, summary };
   }
 }
