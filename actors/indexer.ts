@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import type { Behavior } from "../src/runtime/actor.ts";
 import { isDiskFull } from "../src/store/errors.ts";
 import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
@@ -27,6 +28,8 @@ export interface IndexerOptions {
   conditions: Conditions;
   /** Recovery of one stream's chunks, run for a `recover` message: the session it left open. */
   recover(stream: string): Promise<OpenSession | null>;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 /**
@@ -34,6 +37,7 @@ export interface IndexerOptions {
  * its completion in one transaction when it closes; metadata.json after every close and session end.
  */
 export class Indexer implements Behavior<IndexerMsg> {
+  #clock: Clock;
   #o: IndexerOptions;
   #log = logger("indexer");
   #stopping = false;
@@ -42,6 +46,7 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   constructor(o: IndexerOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
   }
 
   stop(): void {
@@ -78,9 +83,16 @@ export class Indexer implements Behavior<IndexerMsg> {
 
   /** metadata.json is a copy of the index for people and tools: failing to write it (a full disk) is logged, not fatal. */
   async #metadata(stream: string, sessionId: string): Promise<void> {
-    this.#metadataAt.set(`${stream}\0${sessionId}`, Date.now());
+    this.#metadataAt.set(`${stream}\0${sessionId}`, this.#clock.now());
     try {
-      await writeSessionMetadata(this.#o.index, this.#o.root, stream, sessionId, this.#o.settings);
+      await writeSessionMetadata(
+        this.#o.index,
+        this.#o.root,
+        stream,
+        sessionId,
+        this.#o.settings,
+        this.#clock.now(),
+      );
     } catch (e) {
       this.#log.error("metadata.json not written", { stream, sessionId, error: e });
     }
@@ -146,7 +158,7 @@ export class Indexer implements Behavior<IndexerMsg> {
       case "chunk-progress": {
         await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
         const written = this.#metadataAt.get(`${msg.stream}\0${msg.sessionId}`) ?? 0;
-        if (Date.now() - written >= METADATA_EVERY_MS) await this.#metadata(msg.stream, msg.sessionId);
+        if (this.#clock.now() - written >= METADATA_EVERY_MS) await this.#metadata(msg.stream, msg.sessionId);
         return;
       }
       case "chunk-closed": {

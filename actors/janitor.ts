@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
@@ -30,6 +31,8 @@ export interface JanitorOptions {
   settings: MetadataSettings;
   metrics: Metrics;
   self: ActorRef<JanitorMsg>;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 /**
@@ -40,6 +43,7 @@ export interface JanitorOptions {
  * together with its chunk_deleted event; recovery finishes a deletion a crash interrupted.
  */
 export class Janitor implements Behavior<JanitorMsg> {
+  #clock: Clock;
   #o: JanitorOptions;
   #log = logger("janitor");
   #off: () => void;
@@ -48,6 +52,7 @@ export class Janitor implements Behavior<JanitorMsg> {
 
   constructor(o: JanitorOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
     this.#off = o.changes.listen((_stream, kind) => kind === "chunk-closed" && this.#request());
   }
 
@@ -87,7 +92,7 @@ export class Janitor implements Behavior<JanitorMsg> {
     // The common case reads no row: the database summed the usage.
     const oldest = pressure ? await index.oldestClosed(BATCH) : [];
     const plan = planDeletions(oldest, policy, {
-      now: Date.now(),
+      now: this.#clock.now(),
       usageBytes: usage,
       freeBytes: free,
       leased: (p) => this.#o.leases.has(p),
@@ -120,13 +125,13 @@ export class Janitor implements Behavior<JanitorMsg> {
     metrics.storageUsed.set(usage);
     metrics.storageLimit.set(policy.budgetBytes ?? 0);
     if (plan.length === BATCH) this.#request(); // more than one batch to delete: go on
-    if (Date.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#checkDrift(usage);
+    if (this.#clock.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#checkDrift(usage);
     return plan.map((d) => d.path);
   }
 
   /** Walks the files and reports how far the index's count of bytes is from what is on disk. */
   async #checkDrift(indexed: number): Promise<void> {
-    this.#lastWalk = Date.now();
+    this.#lastWalk = this.#clock.now();
     const onDisk = await folderBytes(this.#o.root);
     const drift = onDisk - indexed;
     this.#o.metrics.usageDrift.set(drift);
@@ -150,7 +155,7 @@ export class Janitor implements Behavior<JanitorMsg> {
       await fsyncDir(dirname(join(root, session.dir))).catch(() => {});
       this.#log.info("empty session folder removed", { dir: session.dir });
     } else {
-      await writeSessionMetadata(index, root, stream, sessionId, this.#o.settings);
+      await writeSessionMetadata(index, root, stream, sessionId, this.#o.settings, this.#clock.now());
     }
   }
 }

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import { Buffer } from "node:buffer";
 import { type ChannelModel, type ConfirmChannel, connect } from "amqplib";
 import type { Behavior } from "../src/runtime/actor.ts";
@@ -21,6 +22,8 @@ export interface PublisherOptions {
   reconnectMaxMs: number;
   metrics: Metrics;
   status: BrokerStatus;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 const BATCH = 200;
@@ -49,6 +52,7 @@ export function withHeartbeat(url: string): string {
  * `close` as well as `error`. Recording never waits on it.
  */
 export class Publisher implements Behavior<never> {
+  #clock: Clock;
   #o: PublisherOptions;
   #log = logger("publisher");
   #lastPrune = 0;
@@ -63,6 +67,7 @@ export class Publisher implements Behavior<never> {
 
   constructor(o: PublisherOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
   }
 
   receive(): void {}
@@ -178,7 +183,7 @@ export class Publisher implements Behavior<never> {
   async #markConfirmed(signal: AbortSignal): Promise<void> {
     for (let attempt = 0; !signal.aborted; attempt++) {
       try {
-        await this.#o.index.markSent(this.#confirmed, Date.now());
+        await this.#o.index.markSent(this.#confirmed, this.#clock.now());
         if (attempt > 0) {
           this.#log.info("confirmed events marked sent", {
             events: this.#confirmed.length,
@@ -212,10 +217,10 @@ export class Publisher implements Behavior<never> {
   }
 
   async #prune(sentOnly: boolean): Promise<void> {
-    if (Date.now() - this.#lastPrune < PRUNE_EVERY_MS) return;
-    this.#lastPrune = Date.now();
+    if (this.#clock.now() - this.#lastPrune < PRUNE_EVERY_MS) return;
+    this.#lastPrune = this.#clock.now();
     try {
-      const deleted = await this.#o.index.pruneEvents(Date.now() - this.#o.retentionMs, sentOnly);
+      const deleted = await this.#o.index.pruneEvents(this.#clock.now() - this.#o.retentionMs, sentOnly);
       if (deleted > 0) this.#log.info("outbox pruned", { deleted, sentOnly });
     } catch (e) {
       // Pruning can wait for the next round (a full disk); it must not cost the broker connection.

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import { type Actor, createActor } from "xstate";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { GopCache } from "../src/record/gop_cache.ts";
@@ -18,6 +19,8 @@ export interface SegmenterOptions {
   /** Bound on the frames kept since the last keyframe (GOP_CACHE_MB). */
   gopCacheBytes: number;
   tickMs?: number;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 /**
@@ -28,6 +31,7 @@ export interface SegmenterOptions {
  * keyframe so the chunk never holds an undecodable run.
  */
 export class Segmenter implements Behavior<SegmenterMsg> {
+  #clock: Clock;
   #o: SegmenterOptions;
   #machine: Actor<typeof segmentMachine>;
   #gate = new KeyframeGate(false);
@@ -42,6 +46,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
 
   constructor(o: SegmenterOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
     this.#log = logger("segmenter", o.stream);
     this.#labels = { stream: o.stream };
     this.#gop = new GopCache(o.gopCacheBytes);
@@ -95,7 +100,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(this.#o.tickMs ?? 200, signal);
-      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: Date.now() });
+      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: this.#clock.now() });
     }
   }
 

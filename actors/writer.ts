@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import { join } from "node:path";
 import { isDiskFull } from "../src/store/errors.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
@@ -38,6 +39,8 @@ export interface WriterOptions {
   resume?: { sessionId: string; dir: string } | null;
   /** Holds "disk_full:<stream>" while chunks cannot be written; this writer is its owner. */
   conditions: Conditions;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 interface OpenChunk {
@@ -64,6 +67,7 @@ const DUE_GRACE_MS = 100;
  * existing file for writing, so no restart can overwrite a chunk.
  */
 export class Writer implements Behavior<WriterMsg> {
+  #clock: Clock;
   #o: WriterOptions;
   #log;
   #labels;
@@ -77,6 +81,7 @@ export class Writer implements Behavior<WriterMsg> {
 
   constructor(o: WriterOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
     this.#log = logger("writer", o.stream);
     this.#labels = { stream: o.stream };
     this.#condition = `disk_full:${o.stream}`;
@@ -121,7 +126,7 @@ export class Writer implements Behavior<WriterMsg> {
     const every = Math.max(25, Math.floor(this.#o.fragmentMs / 4));
     while (!signal.aborted) {
       await sleep(every, signal);
-      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: Date.now() });
+      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: this.#clock.now() });
     }
   }
 
@@ -255,7 +260,7 @@ export class Writer implements Behavior<WriterMsg> {
     c.bytes += out.bytes.length;
     metrics.currentChunkSize.set(this.#labels, c.bytes);
     if (decodeOnly) return true;
-    const now = Date.now();
+    const now = this.#clock.now();
     const endMs = c.zeroMs + out.endMs;
     const spanMs = endMs - c.endMs;
     c.frames += out.frames;

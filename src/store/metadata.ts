@@ -70,7 +70,7 @@ export function buildMetadata(
  * Rewrites a session's metadata.json from the index, atomically.
  *
  * @example
- * await writeSessionMetadata(index, "recordings", "default", "20261121_140210", settings);
+ * await writeSessionMetadata(index, "recordings", "default", "20261121_140210", settings, Date.now());
  */
 export async function writeSessionMetadata(
   index: ChunkIndex,
@@ -78,10 +78,11 @@ export async function writeSessionMetadata(
   stream: string,
   sessionId: string,
   settings: MetadataSettings,
+  now: number,
 ): Promise<void> {
   const session = await index.getSession(stream, sessionId);
   if (!session) return;
   const chunks = await index.chunks({ stream, sessionId });
-  const meta = buildMetadata(session, chunks, settings, Date.now());
+  const meta = buildMetadata(session, chunks, settings, now);
   await writeFileAtomic(join(root, session.dir, "metadata.json"), JSON.stringify(meta, null, 2) + "\n");
 }

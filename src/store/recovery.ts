@@ -128,7 +128,7 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
 
   for (const key of touched) {
     const [stream, sessionId] = key.split("\0");
-    await writeSessionMetadata(o.index, root, stream, sessionId, o.settings);
+    await writeSessionMetadata(o.index, root, stream, sessionId, o.settings, Date.now());
   }
   if (
     report.recovered || report.missing || report.orphans || report.removedEmpty || report.deletionsFinished
