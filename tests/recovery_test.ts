@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { indexRows, recordPattern, ServiceProcess, SMALL_PATTERN } from "./helpers.ts";
+import { Buffer } from "node:buffer";
+import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
+import { ChunkIndex } from "../src/store/index/chunk_index.ts";
+import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
+import { initSegment } from "../src/store/mp4/init_segment.ts";
+import { OpenChunks } from "../src/store/open_chunks.ts";
+import { recover } from "../src/store/recovery.ts";
+import { decodeErrors, FIXTURE, indexRows, recordPattern, ServiceProcess, SMALL_PATTERN } from "./helpers.ts";
 
 /** Starts the service on existing storage (no relay) and stops it once recovery has run. */
 async function restart(storage: string): Promise<void> {
@@ -51,5 +59,80 @@ Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file
     assert.equal(meta.total_frames, before.chunks.reduce((n, c) => n + c.frames, 0) - gone.frames);
   } finally {
     await Deno.remove(storage, { recursive: true });
+  }
+});
+
+Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and its row says what is left; a file without a row is indexed", async () => {
+  // The fixture's frames at 30 fps, in 1 s fragments, as the writer writes them.
+  const parser = new FrameParser();
+  const frames = [...parser.message(Deno.readFileSync(FIXTURE), 0), ...parser.end()].slice(0, 150);
+  const t0 = Date.UTC(2026, 10, 21, 14, 2, 10);
+  const f = new Fragmenter({ startMs: t0, fragmentMs: 1000 });
+  const parts = [initSegment(frames[0].params!)];
+  const perFragment: number[] = [];
+  frames.forEach((fr, i) => {
+    const out = f.add({ ...fr, ts: t0 + i * 1000 / 30 });
+    if (out) (parts.push(out.bytes), perFragment.push(out.frames));
+  });
+  const whole = Buffer.concat(parts);
+  const wholeFragments = parts.length - 2; // the last is torn below
+  const keep = parts.slice(0, -1).reduce((n, p) => n + p.length, 0);
+  const torn = whole.subarray(0, keep + Math.floor(parts.at(-1)!.length / 2));
+
+  const root = await Deno.makeTempDir();
+  const index = await ChunkIndex.open(join(root, "index.db"));
+  try {
+    const session = "20261121_140210";
+    await Deno.mkdir(join(root, session, "video_segments"), { recursive: true });
+    const path = (n: number) => `${session}/video_segments/chunk_000${n}.mp4`;
+    await Deno.writeFile(join(root, path(1)), torn);
+    await Deno.writeFile(join(root, path(2)), whole); // no row: a crash before the indexer heard of it
+    await index.insertSession({
+      stream: "default",
+      session_id: session,
+      dir: session,
+      start_ms: t0,
+      video_url: "ws://x",
+    });
+    await index.insertChunk({
+      stream: "default",
+      session_id: session,
+      idx: 1,
+      path: path(1),
+      start_ms: t0,
+      end_ms: t0,
+      frames: 0,
+      bytes: 0,
+      partial: 0,
+      codec: "avc1.42c01e",
+      width: 854,
+      height: 480,
+      status: "recording",
+    });
+    const report = await recover({
+      index,
+      layout: { root, multiStream: false },
+      defaultStream: "default",
+      settings: { chunkMs: 60_000, idleMs: 10_000 },
+      metrics: new Metrics(),
+      openChunks: new OpenChunks(),
+      videoUrlOf: () => "ws://x",
+    });
+    assert.deepEqual([report.recovered, report.orphans], [1, 1]);
+    const rows = await index.chunks({ stream: "default" });
+    const expected = perFragment.slice(0, wholeFragments).reduce((a, b) => a + b, 0);
+    assert.deepEqual(rows.map((r) => [r.path, r.status, r.frames]), [
+      [path(1), "recovered", expected],
+      [path(2), "recovered", perFragment.slice(0, parts.length - 1).reduce((a, b) => a + b, 0)],
+    ]);
+    assert.equal((await Deno.stat(join(root, path(1)))).size, keep, "cut at the last whole fragment");
+    assert.equal(rows[0].bytes, keep);
+    assert.equal(rows[0].start_ms, t0);
+    assert.equal(await decodeErrors(join(root, path(1))), "", "what is left decodes");
+    const events = (await index.unsentEvents(10)).map((e) => e.type);
+    assert.deepEqual(events, ["chunk_recovered", "chunk_recovered"]);
+  } finally {
+    await index.close();
+    await Deno.remove(root, { recursive: true });
   }
 });
