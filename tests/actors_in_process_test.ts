@@ -1,8 +1,13 @@
-/** The indexer and the janitor alone, in this process, on a real index in a temp folder, with a clock the test sets. */
+/** The indexer, the janitor and the writer alone, in this process, on a real index in a temp folder, with a clock the test sets. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Indexer } from "../actors/indexer.ts";
 import { Janitor } from "../actors/janitor.ts";
+import { Writer } from "../actors/writer.ts";
+import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
+import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
+import { OpenChunks } from "../src/store/open_chunks.ts";
+import { decodeErrors, FIXTURE, frameMd5s } from "./helpers.ts";
 import { Mailbox } from "../src/runtime/actor.ts";
 import type { Clock } from "../src/runtime/clock.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
@@ -199,5 +204,53 @@ Deno.test("the janitor deletes the oldest closed chunks over the budget, leaves 
     }
   } finally {
     await w.close();
+  }
+});
+
+Deno.test("the writer alone: a session folder, a chunk that decodes with every frame sent, and the indexer told each step", async () => {
+  const parser = new FrameParser();
+  const frames = [...parser.message(Deno.readFileSync(FIXTURE), 0), ...parser.end()].slice(0, 90);
+  const root = await Deno.makeTempDir();
+  const told = new Mailbox<IndexerMsg>(10_000);
+  const writer = new Writer({
+    stream: "default",
+    videoUrl: "ws://relay",
+    layout: { root, multiStream: false },
+    fragmentMs: 1000,
+    fsyncFragments: false,
+    indexer: told,
+    metrics: new Metrics(),
+    openChunks: new OpenChunks(),
+    self: new Mailbox<WriterMsg>(100),
+    segmenter: new Mailbox<SegmenterMsg>(100),
+    conditions: new Conditions(),
+    clock: { now: () => T0, monotonic: () => 0 },
+  });
+  try {
+    const at = (i: number) => ({ ...frames[i], ts: T0 + i * 1000 / 30 });
+    await writer.receive({ type: "session-start", ts: T0 });
+    await writer.receive({ type: "chunk-open", frame: at(0), carry: [] });
+    // As the segmenter sends them: the opening frame is written like every other.
+    for (let i = 0; i < frames.length; i++) await writer.receive({ type: "frame", frame: at(i) });
+    await writer.receive({ type: "chunk-close", reason: "duration", partial: false, endTs: T0 + 3000 });
+    const messages: IndexerMsg[] = [];
+    while (told.size > 0) messages.push((await told.take())!);
+    const kinds = messages.map((m) => m.type);
+    assert.deepEqual(
+      [kinds[0], kinds[1], kinds.at(-1)],
+      ["session-started", "chunk-opened", "chunk-closed"],
+      kinds.join(),
+    );
+    assert.ok(kinds.filter((k) => k === "chunk-progress").length >= 2, "progress after each fragment");
+    const closed = messages.at(-1) as Extract<IndexerMsg, { type: "chunk-closed" }>;
+    assert.equal(closed.frames, 90);
+    assert.equal(closed.path, `${SESSION}/video_segments/chunk_0001.mp4`);
+    const file = join(root, closed.path);
+    assert.equal((await Deno.stat(file)).size, closed.bytes);
+    assert.equal(await decodeErrors(file), "");
+    // Picture for picture the source's first 90.
+    assert.deepEqual(await frameMd5s(file), (await frameMd5s(FIXTURE, true)).slice(0, 90));
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });
