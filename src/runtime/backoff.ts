@@ -5,8 +5,13 @@
  * gives the cap itself.
  *
  * @example
- * backoffMs(3, 250, 10_000); // from 500 to 1000
- * backoffMs(10, 250, 10_000, () => 1); // 10000
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { backoffMs } from "./backoff.ts";
+ * const wait = backoffMs(3, 250, 10_000);
+ * assert.ok(wait >= 500 && wait <= 1000);
+ * assert.equal(backoffMs(10, 250, 10_000, () => 1), 10_000);
+ * ```
  */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
   const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));

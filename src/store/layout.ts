@@ -10,7 +10,13 @@ export interface Layout {
  * A session id: the UTC time of its first frame, `YYYYMMDD_HHMMSS`.
  *
  * @example
- * sessionIdFor(Date.UTC(2026, 10, 21, 14, 2, 10)); // "20261121_140210"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { chunkPath, parseChunkPath, sessionIdFor } from "./layout.ts";
+ * const id = sessionIdFor(Date.UTC(2026, 10, 21, 14, 2, 10));
+ * assert.equal(id, "20261121_140210");
+ * assert.deepEqual(parseChunkPath(chunkPath(id, 7)), { stream: undefined, sessionId: id, index: 7 });
+ * ```
  */
 export function sessionIdFor(ms: number): string {
   return new Date(ms).toISOString().slice(0, 19).replace(/-|:/g, "").replace("T", "_");

@@ -126,7 +126,11 @@ export function parseSps(nal: Uint8Array): SpsInfo {
  * flags and level_idc as hex.
  *
  * @example
- * codecString(0x42, 0xc0, 0x1e); // "avc1.42c01e"
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { codecString } from "./sps.ts";
+ * assert.equal(codecString(0x42, 0xc0, 0x1e), "avc1.42c01e");
+ * ```
  */
 export function codecString(profile: number, constraints: number, level: number): string {
   const hex = (n: number) => n.toString(16).padStart(2, "0");

@@ -20,8 +20,15 @@ export interface Range {
  * Pure: the caller passes the index's rows (an open chunk counts up to its last written fragment).
  *
  * @example
- * mergeRanges([{ start_ms: 0, end_ms: 60_000, frames: 1800, bytes: 1 }, { start_ms: 60_500, end_ms: 90_000, frames: 900, bytes: 1 }], 1000);
- * // [{ from: 0, to: 90_000, frames: 2700, bytes: 2, chunks: 2 }]
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mergeRanges } from "./ranges.ts";
+ * const ranges = mergeRanges([
+ *   { start_ms: 0, end_ms: 60_000, frames: 1800, bytes: 1 },
+ *   { start_ms: 60_500, end_ms: 90_000, frames: 900, bytes: 1 },
+ * ], 1000);
+ * assert.deepEqual(ranges, [{ from: 0, to: 90_000, frames: 2700, bytes: 2, chunks: 2 }]);
+ * ```
  */
 export function mergeRanges(chunks: ChunkSpan[], maxGapMs: number): Range[] {
   const sorted = chunks.filter((c) => c.frames > 0 && c.end_ms > c.start_ms).sort((a, b) =>

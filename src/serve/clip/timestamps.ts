@@ -10,8 +10,12 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d
  * formats or names a time that does not exist (February 30th, a local time skipped by DST).
  *
  * @example
- * parseTimestamp("2026-11-21_14-02-10Z"); // Date.UTC(2026, 10, 21, 14, 2, 10)
- * parseTimestamp("2026-11-21T14:02:10.5Z"); // the same plus 500 ms
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseTimestamp } from "./timestamps.ts";
+ * assert.equal(parseTimestamp("2026-11-21_14-02-10Z"), Date.UTC(2026, 10, 21, 14, 2, 10));
+ * assert.equal(parseTimestamp("2026-11-21T14:02:10.5Z"), Date.UTC(2026, 10, 21, 14, 2, 10, 500));
+ * ```
  */
 export function parseTimestamp(text: string): number | null {
   const m = COMPACT.exec(text);
