@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { type ChainBreak, DecodeChain } from "../src/ingest/decode_chain.ts";
 import { FrameClock } from "../src/ingest/frame_clock.ts";
@@ -24,6 +25,8 @@ export interface ConnectionOptions {
    */
   timeoutMs: number;
   reconnectMaxMs: number;
+  /** Wall-clock and monotonic time; the system's unless a test sets it. */
+  clock?: Clock;
 }
 
 const RECONNECT_BASE_MS = 250;
@@ -50,7 +53,8 @@ export class Connection implements Behavior<never> {
   #log;
   #labels;
   #connections = 0;
-  #clock = new FrameClock<Frame>();
+  #clock: Clock;
+  #frameClock = new FrameClock<Frame>();
   #chain = new DecodeChain();
   /** Why frames are being skipped, and how many so far; null while they pass. */
   #skipping: { reason: ChainBreak; frames: number } | null = null;
@@ -61,6 +65,7 @@ export class Connection implements Behavior<never> {
 
   constructor(o: ConnectionOptions) {
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
     this.#log = logger("connection", o.stream.name);
     this.#labels = { stream: o.stream.name };
   }
@@ -72,7 +77,7 @@ export class Connection implements Behavior<never> {
   }
 
   #setStatus(state: StreamStatus["state"], reason: string): void {
-    const s = this.#o.status, now = Date.now();
+    const s = this.#o.status, now = this.#clock.now();
     s.state = state;
     s.since = now;
     s.reason = reason;
@@ -140,15 +145,15 @@ export class Connection implements Behavior<never> {
 
   /** Retimed frames (counted at once, logged as a sum every 10 s, or now if `flush`) and grid changes. */
   #reportClock(flush = false): void {
-    const { moved, maxShiftMs } = this.#clock.retiming;
+    const { moved, maxShiftMs } = this.#frameClock.retiming;
     const r = this.#retimed;
     if (moved > 0) {
       this.#o.metrics.framesRetimed.inc(this.#labels, moved);
-      this.#clock.retiming = { moved: 0, maxShiftMs: 0 };
+      this.#frameClock.retiming = { moved: 0, maxShiftMs: 0 };
       r.frames += moved;
       if (Math.abs(maxShiftMs) > Math.abs(r.maxShiftMs)) r.maxShiftMs = maxShiftMs;
     }
-    const now = r.frames > 0 ? performance.now() : 0;
+    const now = r.frames > 0 ? this.#clock.monotonic() : 0;
     if (r.frames > 0 && (flush || now - r.loggedAt >= RETIMED_LOG_MS)) {
       this.#log.warn("frames retimed onto the frame grid", {
         frames: r.frames,
@@ -157,7 +162,7 @@ export class Connection implements Behavior<never> {
       });
       this.#retimed = { frames: 0, maxShiftMs: 0, loggedAt: now };
     }
-    const grid = this.#clock.gridTicks;
+    const grid = this.#frameClock.gridTicks;
     if (grid !== null && grid !== this.#gridTicks) {
       this.#gridTicks = grid;
       this.#o.metrics.frameGrid.set(this.#labels, grid / 90_000);
@@ -174,10 +179,10 @@ export class Connection implements Behavior<never> {
     return new Promise<boolean>((resolve) => {
       let gotData = false;
       let connected = false;
-      const started = performance.now();
+      const started = this.#clock.monotonic();
       let lastMessage = started;
-      let wall0 = Date.now(), mono0 = performance.now();
-      const wallNow = () => wall0 + (performance.now() - mono0);
+      let wall0 = this.#clock.now(), mono0 = this.#clock.monotonic();
+      const wallNow = () => wall0 + (this.#clock.monotonic() - mono0);
       const parser = new FrameParser();
       let seen: ParserCounts = parser.counts;
       this.#setStatus("connecting", `connecting to ${stream.url}`);
@@ -185,7 +190,7 @@ export class Connection implements Behavior<never> {
       ws.binaryType = "arraybuffer";
 
       const deliver = (frames: Frame[]) => {
-        for (const frame of frames) this.#forward(this.#clock.push(frame));
+        for (const frame of frames) this.#forward(this.#frameClock.push(frame));
         const now = parser.counts;
         for (const kind of Object.keys(now) as (keyof ParserCounts)[]) {
           const d = now[kind] - seen[kind];
@@ -205,7 +210,7 @@ export class Connection implements Behavior<never> {
         clearInterval(releaseCheck);
         signal.removeEventListener("abort", onAbort);
         deliver(parser.end());
-        this.#forward(this.#clock.flush());
+        this.#forward(this.#frameClock.flush());
         this.#reportClock(true);
         if (kind !== "shutdown") metrics.connectionEnds.inc({ ...this.#labels, reason: kind });
         this.#setStatus("disconnected", reason);
@@ -228,7 +233,7 @@ export class Connection implements Behavior<never> {
       signal.addEventListener("abort", onAbort, { once: true });
 
       const watchdog = setInterval(() => {
-        const now = performance.now();
+        const now = this.#clock.monotonic();
         if (ws.readyState === WebSocket.CONNECTING && now - started > timeoutMs) {
           // Closing a connecting WebSocket cancels its TCP connect or upgrade at once.
           finish(
@@ -248,12 +253,12 @@ export class Connection implements Behavior<never> {
       // The clock holds a frame until no earlier one can still come (the picture being assembled
       // bounds that) and a burst has ended.
       const releaseCheck = setInterval(() => {
-        if (connected) this.#forward(this.#clock.release(parser.pendingSince ?? wallNow()));
+        if (connected) this.#forward(this.#frameClock.release(parser.pendingSince ?? wallNow()));
       }, RELEASE_CHECK_MS);
 
       ws.onopen = () => {
-        wall0 = Date.now();
-        mono0 = performance.now();
+        wall0 = this.#clock.now();
+        mono0 = this.#clock.monotonic();
         lastMessage = mono0;
         connected = true;
         this.#setStatus("connected", `connection ${this.#connections + 1} to ${stream.url}`);
@@ -263,7 +268,7 @@ export class Connection implements Behavior<never> {
         this.#log.info("connected", { url: stream.url, connection: this.#connections });
       };
       ws.onmessage = (e: MessageEvent) => {
-        const arrived = performance.now();
+        const arrived = this.#clock.monotonic();
         lastMessage = arrived;
         if (typeof e.data === "string") {
           if (e.data === "pong") return; // the answer to our ping
