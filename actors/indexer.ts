@@ -98,124 +98,150 @@ export class Indexer implements Behavior<IndexerMsg> {
     }
   }
 
-  async #apply(msg: IndexerMsg): Promise<void> {
-    const { index, metrics } = this.#o;
-    if (msg.type === "recover") {
-      try {
-        msg.resolve(await this.#o.recover(msg.stream));
-      } catch (e) {
-        // A full disk is waited out (receive() applies the message again), then the reply comes.
-        if (!isDiskFull(e) || this.#stopping) msg.reject(e);
-        throw e;
-      }
-      return;
-    }
+  #apply(msg: IndexerMsg): Promise<void> {
     switch (msg.type) {
+      case "recover":
+        return this.#recover(msg);
       case "session-started":
-        await index.insertSession(
-          {
-            stream: msg.stream,
-            session_id: msg.sessionId,
-            dir: msg.dir,
-            start_ms: Math.round(msg.startMs),
-            video_url: msg.videoUrl,
-          },
-          storageEvent("session_started", msg.stream, {
-            session_id: msg.sessionId,
-            start_time: seconds(msg.startMs),
-            start_time_iso: new Date(msg.startMs).toISOString(),
-            video_url: msg.videoUrl,
-          }),
-        );
-        return;
+        return this.#sessionStarted(msg);
       case "chunk-discarded":
-        await index.deleteChunk(msg.path);
-        return;
+        return this.#chunkDiscarded(msg);
       case "stream-state":
-        await index.appendEvent(
-          storageEvent("stream_state", msg.stream, { state: msg.state, reason: msg.reason }),
-        );
-        return;
-      case "chunk-opened": {
-        const c = msg.chunk;
-        await index.insertChunk({
-          stream: c.stream,
-          session_id: c.sessionId,
-          idx: c.index,
-          path: c.path,
-          start_ms: c.startMs,
-          end_ms: c.startMs,
-          frames: 0,
-          bytes: 0,
-          partial: 0,
-          codec: c.codec,
-          width: c.width,
-          height: c.height,
-          status: "recording",
-        });
-        return;
-      }
-      case "chunk-progress": {
-        await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
-        const written = this.#metadataAt.get(`${msg.stream}\0${msg.sessionId}`) ?? 0;
-        if (this.#clock.now() - written >= METADATA_EVERY_MS) await this.#metadata(msg.stream, msg.sessionId);
-        return;
-      }
-      case "chunk-closed": {
-        const facts = {
-          end_ms: Math.round(msg.endMs),
-          frames: msg.frames,
-          bytes: msg.bytes,
-          partial: msg.partial ? 1 : 0,
-        };
-        const opened = await index.chunk(msg.path);
-        if (!opened) throw new Error(`chunk-closed for ${msg.path}, which the index does not hold`);
-        const row = { ...opened, ...facts };
-        const events = [
-          storageEvent("chunk_saved", msg.stream, { session_id: msg.sessionId, chunk_info: chunkInfo(row) }),
-        ];
-        if (msg.reason === "idle") {
-          events.push(
-            storageEvent("stream_state", msg.stream, {
-              state: "idle",
-              reason: "no frames: the chunk was closed",
-            }),
-          );
-        }
-        await index.finish(msg.path, facts, "complete", msg.reason, events);
-        const labels = { stream: msg.stream };
-        metrics.chunksSaved.inc(labels);
-        if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
-        metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
-        await this.#metadata(msg.stream, msg.sessionId);
-        return;
-      }
-      case "session-ended": {
-        const chunks = await index.chunks({ stream: msg.stream, sessionId: msg.sessionId });
-        const end = Math.max(msg.endMs, ...chunks.map((c) => c.end_ms));
-        const session = await index.getSession(msg.stream, msg.sessionId);
-        const kept = chunks.filter(playable);
-        await index.endSession(
-          msg.stream,
-          msg.sessionId,
-          end,
-          storageEvent("session_complete", msg.stream, {
-            session_id: msg.sessionId,
-            duration: seconds(end - (session?.start_ms ?? end)),
-            total_frames: kept.reduce((n, c) => n + c.frames, 0),
-            total_chunks: kept.length,
-            partial_chunks: kept.filter((c) => c.partial === 1).length,
-            total_size_mb: Math.round(kept.reduce((n, c) => n + c.bytes, 0) / 1024 / 1024 * 100) / 100,
-          }),
-        );
-        await this.#metadata(msg.stream, msg.sessionId);
-        this.#metadataAt.delete(`${msg.stream}\0${msg.sessionId}`);
-        this.#log.info("session ended", {
-          stream: msg.stream,
-          sessionId: msg.sessionId,
-          chunks: chunks.length,
-        });
-      }
+        return this.#streamState(msg);
+      case "chunk-opened":
+        return this.#chunkOpened(msg);
+      case "chunk-progress":
+        return this.#chunkProgress(msg);
+      case "chunk-closed":
+        return this.#chunkClosed(msg);
+      case "session-ended":
+        return this.#sessionEnded(msg);
     }
+  }
+
+  async #recover(msg: Extract<IndexerMsg, { type: "recover" }>): Promise<void> {
+    try {
+      msg.resolve(await this.#o.recover(msg.stream));
+    } catch (e) {
+      // A full disk is waited out (receive() applies the message again), then the reply comes.
+      if (!isDiskFull(e) || this.#stopping) msg.reject(e);
+      throw e;
+    }
+  }
+
+  async #sessionStarted(msg: Extract<IndexerMsg, { type: "session-started" }>): Promise<void> {
+    const { index } = this.#o;
+    await index.insertSession(
+      {
+        stream: msg.stream,
+        session_id: msg.sessionId,
+        dir: msg.dir,
+        start_ms: Math.round(msg.startMs),
+        video_url: msg.videoUrl,
+      },
+      storageEvent("session_started", msg.stream, {
+        session_id: msg.sessionId,
+        start_time: seconds(msg.startMs),
+        start_time_iso: new Date(msg.startMs).toISOString(),
+        video_url: msg.videoUrl,
+      }),
+    );
+  }
+
+  async #chunkDiscarded(msg: Extract<IndexerMsg, { type: "chunk-discarded" }>): Promise<void> {
+    const { index } = this.#o;
+    await index.deleteChunk(msg.path);
+  }
+
+  async #streamState(msg: Extract<IndexerMsg, { type: "stream-state" }>): Promise<void> {
+    const { index } = this.#o;
+    await index.appendEvent(
+      storageEvent("stream_state", msg.stream, { state: msg.state, reason: msg.reason }),
+    );
+  }
+
+  async #chunkOpened(msg: Extract<IndexerMsg, { type: "chunk-opened" }>): Promise<void> {
+    const { index } = this.#o;
+    const c = msg.chunk;
+    await index.insertChunk({
+      stream: c.stream,
+      session_id: c.sessionId,
+      idx: c.index,
+      path: c.path,
+      start_ms: c.startMs,
+      end_ms: c.startMs,
+      frames: 0,
+      bytes: 0,
+      partial: 0,
+      codec: c.codec,
+      width: c.width,
+      height: c.height,
+      status: "recording",
+    });
+  }
+
+  async #chunkProgress(msg: Extract<IndexerMsg, { type: "chunk-progress" }>): Promise<void> {
+    const { index } = this.#o;
+    await index.progress(msg.path, { end_ms: msg.endMs, frames: msg.frames, bytes: msg.bytes });
+    const written = this.#metadataAt.get(`${msg.stream}\0${msg.sessionId}`) ?? 0;
+    if (this.#clock.now() - written >= METADATA_EVERY_MS) await this.#metadata(msg.stream, msg.sessionId);
+  }
+
+  async #chunkClosed(msg: Extract<IndexerMsg, { type: "chunk-closed" }>): Promise<void> {
+    const { index, metrics } = this.#o;
+    const facts = {
+      end_ms: Math.round(msg.endMs),
+      frames: msg.frames,
+      bytes: msg.bytes,
+      partial: msg.partial ? 1 : 0,
+    };
+    const opened = await index.chunk(msg.path);
+    if (!opened) throw new Error(`chunk-closed for ${msg.path}, which the index does not hold`);
+    const row = { ...opened, ...facts };
+    const events = [
+      storageEvent("chunk_saved", msg.stream, { session_id: msg.sessionId, chunk_info: chunkInfo(row) }),
+    ];
+    if (msg.reason === "idle") {
+      events.push(
+        storageEvent("stream_state", msg.stream, {
+          state: "idle",
+          reason: "no frames: the chunk was closed",
+        }),
+      );
+    }
+    await index.finish(msg.path, facts, "complete", msg.reason, events);
+    const labels = { stream: msg.stream };
+    metrics.chunksSaved.inc(labels);
+    if (msg.partial) metrics.partialChunksSaved.inc({ ...labels, reason: msg.reason });
+    metrics.chunkDuration.observe(labels, (row.end_ms - row.start_ms) / 1000);
+    await this.#metadata(msg.stream, msg.sessionId);
+  }
+
+  async #sessionEnded(msg: Extract<IndexerMsg, { type: "session-ended" }>): Promise<void> {
+    const { index } = this.#o;
+    const chunks = await index.chunks({ stream: msg.stream, sessionId: msg.sessionId });
+    const end = Math.max(msg.endMs, ...chunks.map((c) => c.end_ms));
+    const session = await index.getSession(msg.stream, msg.sessionId);
+    const kept = chunks.filter(playable);
+    await index.endSession(
+      msg.stream,
+      msg.sessionId,
+      end,
+      storageEvent("session_complete", msg.stream, {
+        session_id: msg.sessionId,
+        duration: seconds(end - (session?.start_ms ?? end)),
+        total_frames: kept.reduce((n, c) => n + c.frames, 0),
+        total_chunks: kept.length,
+        partial_chunks: kept.filter((c) => c.partial === 1).length,
+        total_size_mb: Math.round(kept.reduce((n, c) => n + c.bytes, 0) / 1024 / 1024 * 100) / 100,
+      }),
+    );
+    await this.#metadata(msg.stream, msg.sessionId);
+    this.#metadataAt.delete(`${msg.stream}\0${msg.sessionId}`);
+    this.#log.info("session ended", {
+      stream: msg.stream,
+      sessionId: msg.sessionId,
+      chunks: chunks.length,
+    });
   }
 }
