@@ -182,9 +182,7 @@ export class ClipApi {
       disk_usage: {
         storage_path: this.#o.storagePath,
         storage_used_gb: round((all.reduce((n, c) => n + c.bytes, 0) + indexBytes) / GIB),
-        storage_limit_gb: this.#o.storageBudgetBytes === null
-          ? null
-          : round(this.#o.storageBudgetBytes / GIB),
+        storage_limit_gb: this.#o.storageBudgetBytes === null ? null : this.#o.storageBudgetBytes / GIB,
         device_storage_remaining_gb: round(fs.bavail * fs.bsize / GIB),
       },
     };

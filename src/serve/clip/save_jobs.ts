@@ -37,6 +37,8 @@ export class SaveJobs {
   #wake = () => {};
   #stopping = new AbortController();
   #loop: Promise<void> | null = null;
+  /** The admission in progress: the next waits for it. */
+  #admissions: Promise<unknown> = Promise.resolve();
   /** The running job's progress, 0-1 (not persisted). */
   #progress = new Map<string, number>();
 
@@ -62,8 +64,17 @@ export class SaveJobs {
     this.#loop = this.#run();
   }
 
-  /** Accepts a job, or refuses it with 429 when MAX_PENDING_JOBS are queued or running. */
-  async submit(request: Record<string, unknown>): Promise<SaveJobRow> {
+  /**
+   * Accepts a job, or refuses it with 429 when MAX_PENDING_JOBS are queued or running. Admissions
+   * run one at a time: concurrent requests would otherwise all count the same pending jobs.
+   */
+  submit(request: Record<string, unknown>): Promise<SaveJobRow> {
+    const admitted = this.#admissions.then(() => this.#admit(request));
+    this.#admissions = admitted.catch(() => {});
+    return admitted;
+  }
+
+  async #admit(request: Record<string, unknown>): Promise<SaveJobRow> {
     const pending = (await this.#o.index.pendingJobs()).length;
     if (pending >= MAX_PENDING_JOBS) {
       this.#o.metrics.saveJobs.inc({ outcome: "refused" });
