@@ -61,6 +61,19 @@ async function world() {
   };
 }
 
+/** The session's folder, and the indexer told it started at T0. */
+async function startSession(w: Awaited<ReturnType<typeof world>>) {
+  await Deno.mkdir(join(w.root, SESSION, "video_segments"), { recursive: true });
+  await w.indexer.receive({
+    type: "session-started",
+    stream: "default",
+    sessionId: SESSION,
+    dir: SESSION,
+    startMs: T0,
+    videoUrl: "ws://relay",
+  });
+}
+
 async function openChunk(w: Awaited<ReturnType<typeof world>>, n: number, startMs: number) {
   await w.indexer.receive({
     type: "chunk-opened",
@@ -80,15 +93,7 @@ async function openChunk(w: Awaited<ReturnType<typeof world>>, n: number, startM
 Deno.test("the indexer records a chunk's life, its events with it, and metadata.json at most every 10 s while it grows", async () => {
   const w = await world();
   try {
-    await Deno.mkdir(join(w.root, SESSION, "video_segments"), { recursive: true });
-    await w.indexer.receive({
-      type: "session-started",
-      stream: "default",
-      sessionId: SESSION,
-      dir: SESSION,
-      startMs: T0,
-      videoUrl: "ws://relay",
-    });
+    await startSession(w);
     await openChunk(w, 1, 0);
     const progress = (ms: number, frames: number) =>
       w.indexer.receive({
@@ -149,15 +154,7 @@ Deno.test("the indexer records a chunk's life, its events with it, and metadata.
 Deno.test("the janitor deletes the oldest closed chunks over the budget, leaves a leased one, and says so in events", async () => {
   const w = await world();
   try {
-    await Deno.mkdir(join(w.root, SESSION, "video_segments"), { recursive: true });
-    await w.indexer.receive({
-      type: "session-started",
-      stream: "default",
-      sessionId: SESSION,
-      dir: SESSION,
-      startMs: T0,
-      videoUrl: "ws://relay",
-    });
+    await startSession(w);
     const MB = 2 ** 20;
     for (let n = 1; n <= 4; n++) {
       await Deno.writeFile(join(w.root, PATH(n)), new Uint8Array(MB));
