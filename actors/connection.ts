@@ -39,6 +39,27 @@ const CLOSE_WAIT_MS = 1000;
 
 type EndReason = "handshake_timeout" | "refused" | "silent" | "lost" | "closed" | "shutdown";
 
+/** One WebSocket connection to the relay and what is known of it, from connect to close. */
+interface Link {
+  ws: WebSocket;
+  parser: FrameParser;
+  /** The parser's refusal counts when last reported. */
+  seen: ParserCounts | null;
+  connected: boolean;
+  gotData: boolean;
+  finished: boolean;
+  /** Monotonic ms: when the connect began, and when the last message came. */
+  started: number;
+  lastMessage: number;
+  /** The wall clock and the monotonic clock read together at connect: arrivals are timed from them. */
+  wall0: number;
+  mono0: number;
+  timers: ReturnType<typeof setInterval>[];
+  unlisten?: () => void;
+  /** Resolves #connectOnce: true if data came. */
+  done: (gotData: boolean) => void;
+}
+
 /**
  * The WebSocket client of the relay's consumer endpoint. It timestamps each message on arrival
  * (a monotonic clock anchored to the wall clock at connect), turns messages into frames, places
@@ -175,121 +196,153 @@ export class Connection implements Behavior<never> {
 
   /** One connection, until it closes, fails, goes silent or `signal` aborts. True if data came. */
   #connectOnce(signal: AbortSignal): Promise<boolean> {
-    const { stream, metrics, timeoutMs } = this.#o;
+    const { stream, timeoutMs } = this.#o;
     return new Promise<boolean>((resolve) => {
-      let gotData = false;
-      let connected = false;
-      const started = this.#clock.monotonic();
-      let lastMessage = started;
-      let wall0 = this.#clock.now(), mono0 = this.#clock.monotonic();
-      const wallNow = () => wall0 + (this.#clock.monotonic() - mono0);
-      const parser = new FrameParser();
-      let seen: ParserCounts = parser.counts;
       this.#setStatus("connecting", `connecting to ${stream.url}`);
-      const ws = new WebSocket(stream.url);
-      ws.binaryType = "arraybuffer";
-
-      const deliver = (frames: Frame[]) => {
-        for (const frame of frames) this.#forward(this.#frameClock.push(frame));
-        const now = parser.counts;
-        for (const kind of Object.keys(now) as (keyof ParserCounts)[]) {
-          const d = now[kind] - seen[kind];
-          if (d > 0) {
-            metrics.badInput.inc({ ...this.#labels, kind }, d);
-            this.#log.warn("bad input skipped", { kind, count: d });
-          }
-        }
-        seen = now;
+      const now = this.#clock.monotonic();
+      const link: Link = {
+        ws: new WebSocket(stream.url),
+        parser: new FrameParser(),
+        seen: null,
+        connected: false,
+        gotData: false,
+        finished: false,
+        started: now,
+        lastMessage: now,
+        wall0: this.#clock.now(),
+        mono0: now,
+        timers: [],
+        done: resolve,
       };
-
-      let finished = false;
-      const finish = (kind: EndReason, reason: string) => {
-        if (finished) return;
-        finished = true;
-        clearInterval(watchdog);
-        clearInterval(releaseCheck);
-        signal.removeEventListener("abort", onAbort);
-        deliver(parser.end());
-        this.#forward(this.#frameClock.flush());
-        this.#reportClock(true);
-        if (kind !== "shutdown") metrics.connectionEnds.inc({ ...this.#labels, reason: kind });
-        this.#setStatus("disconnected", reason);
-        if (connected) {
-          this.#log.warn("disconnected", { url: stream.url, reason });
-          metrics.streamConnected.set(this.#labels, 0);
-          this.#state("disconnected", reason);
-        } else if (kind !== "shutdown") {
-          this.#log.warn("connection failed", { url: stream.url, reason });
-        }
-        if (ws.readyState === WebSocket.CLOSED) return resolve(gotData);
-        const abandon = setTimeout(() => resolve(gotData), CLOSE_WAIT_MS);
-        ws.addEventListener("close", () => {
-          clearTimeout(abandon);
-          resolve(gotData);
-        });
-        ws.close();
-      };
-      const onAbort = () => finish("shutdown", "shutdown");
+      link.seen = link.parser.counts;
+      link.ws.binaryType = "arraybuffer";
+      const onAbort = () => this.#finish(link, "shutdown", "shutdown");
       signal.addEventListener("abort", onAbort, { once: true });
-
-      const watchdog = setInterval(() => {
-        const now = this.#clock.monotonic();
-        if (ws.readyState === WebSocket.CONNECTING && now - started > timeoutMs) {
-          // Closing a connecting WebSocket cancels its TCP connect or upgrade at once.
-          finish(
-            "handshake_timeout",
-            `no WebSocket handshake within ${timeoutMs} ms (TCP connect or upgrade)`,
-          );
-          return;
-        }
-        if (ws.readyState !== WebSocket.OPEN) return;
-        if (now - lastMessage > timeoutMs) {
-          this.#log.warn("relay silent: dropping the connection", { timeoutMs });
-          finish("silent", `nothing received for ${timeoutMs} ms`);
-          return;
-        }
-        ws.send("ping");
-      }, Math.max(50, Math.floor(timeoutMs / 3)));
-      // The clock holds a frame until no earlier one can still come (the picture being assembled
-      // bounds that) and a burst has ended.
-      const releaseCheck = setInterval(() => {
-        if (connected) this.#forward(this.#frameClock.release(parser.pendingSince ?? wallNow()));
-      }, RELEASE_CHECK_MS);
-
-      ws.onopen = () => {
-        wall0 = this.#clock.now();
-        mono0 = this.#clock.monotonic();
-        lastMessage = mono0;
-        connected = true;
-        this.#setStatus("connected", `connection ${this.#connections + 1} to ${stream.url}`);
-        metrics.streamConnected.set(this.#labels, 1);
-        this.#state("connected", `connection ${this.#connections + 1} to ${stream.url}`);
-        if (this.#connections++ > 0) metrics.reconnects.inc(this.#labels);
-        this.#log.info("connected", { url: stream.url, connection: this.#connections });
-      };
-      ws.onmessage = (e: MessageEvent) => {
-        const arrived = this.#clock.monotonic();
-        lastMessage = arrived;
-        if (typeof e.data === "string") {
-          if (e.data === "pong") return; // the answer to our ping
-          metrics.textMessages.inc(this.#labels);
-          this.#log.debug("text message", { text: e.data.slice(0, 200) });
-          return;
-        }
-        gotData = true;
-        this.#o.status.lastDataMs = wall0 + (arrived - mono0);
-        deliver(parser.message(new Uint8Array(e.data as ArrayBuffer), wall0 + (arrived - mono0)));
-      };
-      ws.onerror = (e) => {
+      link.timers.push(
+        setInterval(() => this.#watch(link), Math.max(50, Math.floor(timeoutMs / 3))),
+        // The clock holds a frame until no earlier one can still come (the picture being assembled
+        // bounds that) and a burst has ended.
+        setInterval(() => {
+          if (link.connected) {
+            this.#forward(this.#frameClock.release(link.parser.pendingSince ?? this.#wallNow(link)));
+          }
+        }, RELEASE_CHECK_MS),
+      );
+      link.unlisten = () => signal.removeEventListener("abort", onAbort);
+      link.ws.onopen = () => this.#opened(link);
+      link.ws.onmessage = (e: MessageEvent) => this.#message(link, e);
+      link.ws.onerror = (e) => {
         this.#log.warn("connection error", { error: (e as ErrorEvent).message ?? "error" });
       };
-      ws.onclose = (e) => {
-        if (!connected) {
-          finish("refused", `connection failed before the handshake completed (code ${e.code})`);
+      link.ws.onclose = (e) => {
+        if (!link.connected) {
+          this.#finish(link, "refused", `connection failed before the handshake completed (code ${e.code})`);
         } else if (e.wasClean) {
-          finish("closed", `closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`);
-        } else finish("lost", "connection lost without a close frame (1006)");
+          this.#finish(
+            link,
+            "closed",
+            `closed by the relay (code ${e.code}${e.reason ? `: ${e.reason}` : ""})`,
+          );
+        } else this.#finish(link, "lost", "connection lost without a close frame (1006)");
       };
     });
+  }
+
+  #wallNow(link: Link): number {
+    return link.wall0 + (this.#clock.monotonic() - link.mono0);
+  }
+
+  /** Every third of the timeout: a handshake or a silence past it ends the link; else a ping. */
+  #watch(link: Link): void {
+    const { timeoutMs } = this.#o;
+    const now = this.#clock.monotonic();
+    if (link.ws.readyState === WebSocket.CONNECTING && now - link.started > timeoutMs) {
+      // Closing a connecting WebSocket cancels its TCP connect or upgrade at once.
+      this.#finish(
+        link,
+        "handshake_timeout",
+        `no WebSocket handshake within ${timeoutMs} ms (TCP connect or upgrade)`,
+      );
+      return;
+    }
+    if (link.ws.readyState !== WebSocket.OPEN) return;
+    if (now - link.lastMessage > timeoutMs) {
+      this.#log.warn("relay silent: dropping the connection", { timeoutMs });
+      this.#finish(link, "silent", `nothing received for ${timeoutMs} ms`);
+      return;
+    }
+    link.ws.send("ping");
+  }
+
+  #opened(link: Link): void {
+    const { stream, metrics } = this.#o;
+    link.wall0 = this.#clock.now();
+    link.mono0 = this.#clock.monotonic();
+    link.lastMessage = link.mono0;
+    link.connected = true;
+    const which = `connection ${this.#connections + 1} to ${stream.url}`;
+    this.#setStatus("connected", which);
+    metrics.streamConnected.set(this.#labels, 1);
+    this.#state("connected", which);
+    if (this.#connections++ > 0) metrics.reconnects.inc(this.#labels);
+    this.#log.info("connected", { url: stream.url, connection: this.#connections });
+  }
+
+  #message(link: Link, e: MessageEvent): void {
+    const arrived = this.#clock.monotonic();
+    link.lastMessage = arrived;
+    if (typeof e.data === "string") {
+      if (e.data === "pong") return; // the answer to our ping
+      this.#o.metrics.textMessages.inc(this.#labels);
+      this.#log.debug("text message", { text: e.data.slice(0, 200) });
+      return;
+    }
+    link.gotData = true;
+    const at = link.wall0 + (arrived - link.mono0);
+    this.#o.status.lastDataMs = at;
+    this.#deliver(link, link.parser.message(new Uint8Array(e.data as ArrayBuffer), at));
+  }
+
+  /** Parsed frames onto the frame clock; what the parser refused since the last call, counted by kind. */
+  #deliver(link: Link, frames: Frame[]): void {
+    for (const frame of frames) this.#forward(this.#frameClock.push(frame));
+    const now = link.parser.counts;
+    for (const kind of Object.keys(now) as (keyof ParserCounts)[]) {
+      const d = now[kind] - link.seen![kind];
+      if (d > 0) {
+        this.#o.metrics.badInput.inc({ ...this.#labels, kind }, d);
+        this.#log.warn("bad input skipped", { kind, count: d });
+      }
+    }
+    link.seen = now;
+  }
+
+  /** Ends the link once: the frames it holds go on, the end is counted and said, the socket closed. */
+  #finish(link: Link, kind: EndReason, reason: string): void {
+    if (link.finished) return;
+    link.finished = true;
+    const { stream, metrics } = this.#o;
+    for (const t of link.timers) clearInterval(t);
+    link.unlisten?.();
+    this.#deliver(link, link.parser.end());
+    this.#forward(this.#frameClock.flush());
+    this.#reportClock(true);
+    if (kind !== "shutdown") metrics.connectionEnds.inc({ ...this.#labels, reason: kind });
+    this.#setStatus("disconnected", reason);
+    if (link.connected) {
+      this.#log.warn("disconnected", { url: stream.url, reason });
+      metrics.streamConnected.set(this.#labels, 0);
+      this.#state("disconnected", reason);
+    } else if (kind !== "shutdown") {
+      this.#log.warn("connection failed", { url: stream.url, reason });
+    }
+    const { ws } = link;
+    if (ws.readyState === WebSocket.CLOSED) return link.done(link.gotData);
+    const abandon = setTimeout(() => link.done(link.gotData), CLOSE_WAIT_MS);
+    ws.addEventListener("close", () => {
+      clearTimeout(abandon);
+      link.done(link.gotData);
+    });
+    ws.close();
   }
 }
