@@ -3,7 +3,6 @@ import { type Actor, createActor } from "xstate";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { GopCache } from "../src/record/gop_cache.ts";
 import type { Frame } from "../src/ingest/h264/frame_parser.ts";
-import { KeyframeGate } from "../src/record/keyframe_gate.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
@@ -27,14 +26,13 @@ export interface SegmenterOptions {
  * Runs the segment machine for one stream: feeds it frames and clock ticks, and forwards what it
  * decides to the writer. It keeps the frames since the last keyframe, so that a chunk opened
  * mid-GOP (after an idle close, or an exact cut) gets them as its decode-only lead. A frame the
- * writer's queue refuses is counted, and the frames after it are held back until the next
- * keyframe so the chunk never holds an undecodable run.
+ * writer's queue refuses is counted and told to the machine (FRAME_LOST), which skips the frames
+ * after it until the next keyframe, so the chunk never holds an undecodable run.
  */
 export class Segmenter implements Behavior<SegmenterMsg> {
   #clock: Clock;
   #o: SegmenterOptions;
   #machine: Actor<typeof segmentMachine>;
-  #gate = new KeyframeGate(false);
   // Thrown from receive(): an error inside the machine's listener would not reach the supervisor.
   #failure: Error | null = null;
   #tickQueued = false;
@@ -116,7 +114,8 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     const { writer, metrics } = this.#o;
     switch (cmd.type) {
       case "skip":
-        if (this.#lost) metrics.framesDropped.inc({ ...this.#labels, reason: this.#lost });
+        if (cmd.afterDrop) metrics.framesSkipped.inc({ ...this.#labels, reason: "after_drop" });
+        else if (this.#lost) metrics.framesDropped.inc({ ...this.#labels, reason: this.#lost });
         else {
           metrics.framesSkipped.inc({
             ...this.#labels,
@@ -125,19 +124,17 @@ export class Segmenter implements Behavior<SegmenterMsg> {
         }
         return;
       case "write":
-        if (!this.#gate.admit(cmd.frame)) {
-          metrics.framesSkipped.inc({ ...this.#labels, reason: "after_drop" });
-        } else if (!writer.send({ type: "frame", frame: cmd.frame })) {
+        if (!writer.send({ type: "frame", frame: cmd.frame })) {
           metrics.framesDropped.inc({ ...this.#labels, reason: "queue_full" });
           this.#log.warn("writer queue full: frame dropped, waiting for the next keyframe", {
             frameTs: cmd.frame.ts,
           });
-          this.#gate.break();
+          // Handled after the frame that emitted this write: the next ones are skipped.
+          this.#machine.send({ type: "FRAME_LOST" });
         }
         return;
       case "chunk-open": {
         this.#lost = null;
-        this.#gate = new KeyframeGate(false);
         const carry = cmd.carried ? [...this.#gop.frames] : [];
         if (carry.length > 0) {
           this.#log.info("chunk starts mid-GOP: the GOP so far is carried, decode-only", {

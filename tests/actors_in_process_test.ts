@@ -1,13 +1,14 @@
-/** The indexer, the janitor and the writer alone, in this process, on a real index in a temp folder, with a clock the test sets. */
+/** The indexer, the janitor, the writer and the segmenter alone, in this process, on a real index in a temp folder, with a clock the test sets. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Indexer } from "../actors/indexer.ts";
 import { Janitor } from "../actors/janitor.ts";
+import { Segmenter } from "../actors/segmenter.ts";
 import { Writer } from "../actors/writer.ts";
 import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
-import type { IndexerMsg, SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
+import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "../src/record/messages.ts";
 import { OpenChunks } from "../src/store/open_chunks.ts";
-import { decodeErrors, FIXTURE, frameMd5s } from "./helpers.ts";
+import { decodeErrors, FIXTURE, frameMd5s, pattern, sumMetric } from "./helpers.ts";
 import { Mailbox } from "../src/runtime/actor.ts";
 import type { Clock } from "../src/runtime/clock.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
@@ -249,5 +250,51 @@ Deno.test("the writer alone: a session folder, a chunk that decodes with every f
     assert.deepEqual(await frameMd5s(file), (await frameMd5s(FIXTURE, true)).slice(0, 90));
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("the segmenter alone: a frame the writer's queue refuses is counted, the chunk skips to the next keyframe and goes on", async () => {
+  const h264 = await pattern({ width: 320, height: 240, fps: 30, seconds: 2, gop: 30, bitrateKbps: 300 });
+  const parser = new FrameParser();
+  const frames = [...parser.message(h264, 0), ...parser.end()];
+  assert.deepEqual(frames.flatMap((f, i) => f.keyframe ? [i] : []), [0, 30]);
+  const writer = new Mailbox<WriterMsg>(20, Infinity, messageBytes); // 20 messages, then full
+  const metrics = new Metrics();
+  const segmenter = new Segmenter({
+    stream: "default",
+    self: new Mailbox<SegmenterMsg>(10),
+    writer,
+    metrics,
+    gopCacheBytes: 32 * 2 ** 20,
+    input: { cut: "keyframe", chunkMs: 60_000, idleMs: 10_000, minFrames: 1, sessionIdleMs: 300_000 },
+    clock: { now: () => T0, monotonic: () => 0 },
+  });
+  const written: number[] = [];
+  const drain = async () => {
+    while (writer.size > 0) {
+      const m = (await writer.take())!;
+      if (m.type === "frame") written.push(Math.round((m.frame.ts - T0) * 30 / 1000));
+    }
+  };
+  try {
+    const send = (i: number) =>
+      segmenter.receive({ type: "frame", frame: { ...frames[i], ts: T0 + i * 1000 / 30, gridTicks: 3000 } });
+    // The writer stalls: session-start, chunk-open and 18 frames fill its queue; 18 is refused.
+    for (let i = 0; i < 25; i++) send(i);
+    await drain();
+    for (let i = 25; i < 60; i++) {
+      send(i);
+      await drain();
+    }
+    // 19-29 refer to the lost 18: skipped; the chunk goes on from the keyframe at 30.
+    assert.deepEqual(written, [
+      ...Array.from({ length: 18 }, (_, i) => i),
+      ...Array.from({ length: 30 }, (_, i) => 30 + i),
+    ]);
+    const text = await metrics.registry.metrics();
+    assert.equal(sumMetric(text, "storage_frames_dropped_total", { reason: "queue_full" }), 1);
+    assert.equal(sumMetric(text, "storage_frames_skipped_total", { reason: "after_drop" }), 11);
+  } finally {
+    segmenter.close();
   }
 });

@@ -57,14 +57,21 @@ function run(input: Partial<SegmentInput> = {}, gopBytes = 1e9) {
     forget: () => gop.clear(),
     tick: (now: number) => actor.send({ type: "TICK", now }),
     send: (type: "RESET" | "STOP") => actor.send({ type }),
-    state: () => String(actor.getSnapshot().value),
+    /** The state, top level only ("recording" whether intact or broken), or "recording.broken". */
+    state: (deep = false) => {
+      const v = actor.getSnapshot().value;
+      if (typeof v === "string") return v;
+      const [top, sub] = Object.entries(v)[0];
+      return deep ? `${top}.${sub}` : top;
+    },
+    lost: () => actor.send({ type: "FRAME_LOST" }),
     /** Commands without the per-frame writes, with frames shown as their timestamps. */
     plan: () =>
       out.filter((c) => c.type !== "write").map((c) =>
         c.type === "chunk-open"
           ? `open${c.carried ? "-carried" : ""}@${c.frame.ts}`
           : c.type === "skip"
-          ? `skip@${c.frame.ts}`
+          ? `skip${c.afterDrop ? "-after-drop" : ""}@${c.frame.ts}`
           : c.type === "chunk-close"
           ? `close:${c.reason}${c.partial ? ":partial" : ""}${c.endTs !== undefined ? `@${c.endTs}` : ""}`
           : `${c.type}@${c.ts}`
@@ -240,6 +247,23 @@ Deno.test("a writer reset drops the chunk without a close and waits for a keyfra
   m.frame(frame(600));
   m.frame(frame(633, true));
   assert.deepEqual(m.plan(), ["session-start@0", "open@0", "skip@600", "open@633"]);
+});
+
+Deno.test("a lost frame: the chunk stays open, frames are skipped until the next keyframe, which is written in it", () => {
+  const m = run();
+  feed(m, 0, 500); // a keyframe at 0, then 14 frames
+  m.lost(); // the frame at 467 never reached the writer
+  assert.equal(m.state(true), "recording.broken");
+  m.frame(frame(500));
+  m.frame(frame(533));
+  m.tick(600); // ticks change nothing
+  m.frame(frame(566, true));
+  m.frame(frame(600));
+  assert.deepEqual(m.plan(), ["session-start@0", "open@0", "skip-after-drop@500", "skip-after-drop@533"]);
+  assert.deepEqual(m.writes().slice(-2), [566, 600]);
+  assert.equal(m.state(true), "recording.intact");
+  m.send("STOP");
+  assert.deepEqual(m.plan().slice(-2), ["close:shutdown:partial", "session-end@600"]);
 });
 
 Deno.test("a session left open by a crash is continued when frames resume in time, ended otherwise", () => {

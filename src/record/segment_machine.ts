@@ -36,6 +36,11 @@ export type SegmentEvent =
   | { type: "TICK"; now: number }
   /** The writer restarted: its open chunk is gone (recovery closes it). */
   | { type: "RESET" }
+  /**
+   * A frame of the open chunk never reached the writer (its queue was full): the frames after it
+   * refer to a picture the chunk lacks, so they are skipped until the next keyframe.
+   */
+  | { type: "FRAME_LOST" }
   | { type: "STOP" };
 
 /** What the machine asks its actor to do. */
@@ -46,7 +51,8 @@ export type SegmentCommand =
   | { type: "chunk-open"; frame: Frame; carried: boolean }
   | { type: "write"; frame: Frame }
   | { type: "chunk-close"; reason: CloseReason; partial: boolean; endTs?: number }
-  | { type: "skip"; frame: Frame };
+  /** A frame not recorded: before a chunk could start, or (`afterDrop`) after a lost frame. */
+  | { type: "skip"; frame: Frame; afterDrop?: boolean };
 
 interface Context extends SegmentTiming {
   session: boolean;
@@ -63,7 +69,9 @@ const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === 
  * commands; the segmenter actor does the I/O. A chunk starts at a keyframe, or at any frame whose
  * GOP so far is at hand to carry (after an idle close, or an exact cut). It rolls over at the
  * keyframe nearest `chunkMs` (judged by the last keyframe interval), or with `cut: "exact"` at the
- * first frame at or after it; no frame is lost or shown twice between chunks.
+ * first frame at or after it; no frame is lost or shown twice between chunks. Every wait for a
+ * keyframe is here: before a chunk can start (`waiting`) and after a frame the writer lost
+ * (`recording.broken`, entered on FRAME_LOST; the chunk stays open).
  *
  * @example
  * const actor = createActor(segmentMachine, { input: timing });
@@ -72,6 +80,17 @@ const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === 
  * actor.send({ type: "FRAME", frame });
  * actor.send({ type: "TICK", now: Date.now() });
  */
+/** A frame after the session's idle timeout ends the chunk and the session, then opens anew. */
+const endSessionOnFrame = {
+  guard: "sessionExpired",
+  target: "#segment.waiting",
+  actions: [
+    { type: "closeChunk", params: { reason: "session-end" } },
+    { type: "endSession", params: { reason: "idle" } },
+    "reFrame",
+  ],
+} as const;
+
 export const segmentMachine = setup({
   types: {
     context: {} as Context,
@@ -107,8 +126,8 @@ export const segmentMachine = setup({
         chunk: { ...context.chunk!, frames: context.chunk!.frames + 1 },
       });
     }),
-    skip: enqueueActions(({ event, enqueue }) => {
-      enqueue.emit({ type: "skip", frame: frameOf(event) });
+    skip: enqueueActions(({ event, enqueue }, params?: { afterDrop: boolean }) => {
+      enqueue.emit({ type: "skip", frame: frameOf(event), afterDrop: params?.afterDrop });
       enqueue.assign({ lastFrameMs: frameOf(event).ts });
     }),
     openChunk: enqueueActions(({ context, event, enqueue }) => {
@@ -169,35 +188,47 @@ export const segmentMachine = setup({
         STOP: { target: "stopped", actions: { type: "endSession", params: { reason: "shutdown" } } },
       },
     },
+    /** A chunk is open. */
     recording: {
-      on: {
-        FRAME: [
-          {
-            guard: "sessionExpired",
-            target: "waiting",
-            actions: [
-              { type: "closeChunk", params: { reason: "session-end" } },
-              { type: "endSession", params: { reason: "idle" } },
-              "reFrame",
+      initial: "intact",
+      states: {
+        /** Every frame since the chunk opened reached the writer. */
+        intact: {
+          on: {
+            FRAME: [
+              endSessionOnFrame,
+              {
+                guard: "paramsChanged",
+                target: "#segment.waiting",
+                actions: [{ type: "closeChunk", params: { reason: "params" } }, "reFrame"],
+              },
+              {
+                guard: "gridChanged",
+                target: "#segment.waiting",
+                actions: [{ type: "closeChunk", params: { reason: "frame-rate" } }, "reFrame"],
+              },
+              {
+                guard: "rolloverDue",
+                target: "#segment.waiting",
+                actions: [{ type: "closeChunk", params: { reason: "duration" } }, "reFrame"],
+              },
+              { actions: "write" },
+            ],
+            FRAME_LOST: "broken",
+          },
+        },
+        /** A frame was lost: the chunk stays open, frames are skipped until a keyframe. */
+        broken: {
+          on: {
+            FRAME: [
+              endSessionOnFrame,
+              { guard: "keyframe", target: "intact", actions: "reFrame" },
+              { actions: { type: "skip", params: { afterDrop: true } } },
             ],
           },
-          {
-            guard: "paramsChanged",
-            target: "waiting",
-            actions: [{ type: "closeChunk", params: { reason: "params" } }, "reFrame"],
-          },
-          {
-            guard: "gridChanged",
-            target: "waiting",
-            actions: [{ type: "closeChunk", params: { reason: "frame-rate" } }, "reFrame"],
-          },
-          {
-            guard: "rolloverDue",
-            target: "waiting",
-            actions: [{ type: "closeChunk", params: { reason: "duration" } }, "reFrame"],
-          },
-          { actions: "write" },
-        ],
+        },
+      },
+      on: {
         TICK: [
           {
             guard: "sessionExpired",
