@@ -5,10 +5,9 @@ import { Indexer } from "../actors/indexer.ts";
 import { Janitor } from "../actors/janitor.ts";
 import { Segmenter } from "../actors/segmenter.ts";
 import { Writer } from "../actors/writer.ts";
-import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "../src/record/messages.ts";
 import { OpenChunks } from "../src/store/open_chunks.ts";
-import { decodeErrors, FIXTURE, frameMd5s, pattern, sumMetric } from "./helpers.ts";
+import { decodeErrors, FIXTURE, frameMd5s, parsedFrames, pattern, sumMetric } from "./helpers.ts";
 import { Mailbox } from "../src/runtime/actor.ts";
 import type { Clock } from "../src/runtime/clock.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
@@ -206,8 +205,7 @@ Deno.test("the janitor deletes the oldest closed chunks over the budget, leaves 
 });
 
 Deno.test("the writer alone: a session folder, a chunk that decodes with every frame sent, and the indexer told each step", async () => {
-  const parser = new FrameParser();
-  const frames = [...parser.message(Deno.readFileSync(FIXTURE), 0), ...parser.end()].slice(0, 90);
+  const frames = parsedFrames().slice(0, 90);
   const root = await Deno.makeTempDir();
   const told = new Mailbox<IndexerMsg>(10_000);
   const writer = new Writer({
@@ -255,8 +253,7 @@ Deno.test("the writer alone: a session folder, a chunk that decodes with every f
 
 Deno.test("the segmenter alone: a frame the writer's queue refuses is counted, the chunk skips to the next keyframe and goes on", async () => {
   const h264 = await pattern({ width: 320, height: 240, fps: 30, seconds: 2, gop: 30, bitrateKbps: 300 });
-  const parser = new FrameParser();
-  const frames = [...parser.message(h264, 0), ...parser.end()];
+  const frames = parsedFrames(h264);
   assert.deepEqual(frames.flatMap((f, i) => f.keyframe ? [i] : []), [0, 30]);
   const writer = new Mailbox<WriterMsg>(20, Infinity, messageBytes); // 20 messages, then full
   const metrics = new Metrics();

@@ -1,6 +1,7 @@
 /** Shared by the tests: the real service as a subprocess, ffmpeg-made streams, ffprobe's verdict. */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { ConfigError, loadConfig } from "../src/app/config.ts";
 import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/tools/ffmpeg.ts";
 import { launchArgs } from "../src/app/launch.ts";
@@ -8,6 +9,12 @@ import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from ".
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const FIXTURE = join(ROOT, "../shared/fixtures/drone-854x480-baseline.h264");
+
+/** The Annex-B stream `h264` (the drone fixture by default) as the connection's parser makes it pictures. */
+export function parsedFrames(h264: Uint8Array = Deno.readFileSync(FIXTURE)): Frame[] {
+  const parser = new FrameParser();
+  return [...parser.message(h264, 0), ...parser.end()];
+}
 /** The arguments of a deno.json task after its leading `deno` (every task here is one command). */
 export function taskArgs(task: string): string[] {
   const line: string = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json"))).tasks[task];
@@ -412,4 +419,36 @@ export function smallFilesystem(mib: number): string {
   const dir = Deno.makeTempDirSync({ prefix: "skyreel-tmpfs-" });
   mountTmpfs(dir, mib);
   return dir;
+}
+
+/** Raw requests cut short: half the headers, or a body of 1000 bytes announced and one sent. */
+export const HALF_SENT = {
+  headers: "GET /api/ranges HTTP/1.1\r\nHost: x\r\n",
+  body:
+    "POST /command HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+};
+
+/**
+ * Sends `request` raw to 127.0.0.1:`port` and reads until the server closes the connection, or
+ * closes it itself after `limitMs`: all that was answered, when, and whether the server closed it.
+ */
+export async function sendRaw(
+  port: number,
+  request: string,
+  limitMs: number,
+): Promise<{ answer: string; ms: number; closed: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  await conn.write(new TextEncoder().encode(request));
+  let ours = false;
+  const limit = setTimeout(() => {
+    ours = true;
+    conn.close();
+  }, limitMs);
+  let answer = "";
+  try {
+    answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+  } catch { /* closed at our limit */ }
+  clearTimeout(limit);
+  return { answer, ms: performance.now() - started, closed: !ours };
 }

@@ -1,16 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
 import { type ClockedFrame, FrameClock } from "../src/ingest/frame_clock.ts";
 import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
 import { initSegment } from "../src/store/mp4/init_segment.ts";
-import { decodeErrors, FIXTURE, jitter, probeFrames } from "./helpers.ts";
+import { decodeErrors, jitter, parsedFrames, probeFrames } from "./helpers.ts";
 
-const frames = (() => {
-  const p = new FrameParser();
-  return [...p.message(Deno.readFileSync(FIXTURE), 0), ...p.end()];
-})();
+const frames = parsedFrames();
 
 /** The fixture's frames at jittered arrival times, through the fragmenter, into one file. */
 function mux(fragmentMs: number, times: number[]) {

@@ -1,14 +1,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
-import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 import { ChunkIndex } from "../src/store/index/chunk_index.ts";
 import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
 import { initSegment } from "../src/store/mp4/init_segment.ts";
 import { OpenChunks } from "../src/store/open_chunks.ts";
 import { recover } from "../src/store/recovery.ts";
-import { decodeErrors, FIXTURE, indexRows, recordPattern, ServiceProcess, SMALL_PATTERN } from "./helpers.ts";
+import {
+  decodeErrors,
+  indexRows,
+  parsedFrames,
+  recordPattern,
+  ServiceProcess,
+  SMALL_PATTERN,
+} from "./helpers.ts";
 
 /** Starts the service on existing storage (no relay) and stops it once recovery has run. */
 async function restart(storage: string): Promise<void> {
@@ -64,8 +70,7 @@ Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file
 
 Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and its row says what is left; a file without a row is indexed", async () => {
   // The fixture's frames at 30 fps, in 1 s fragments, as the writer writes them.
-  const parser = new FrameParser();
-  const frames = [...parser.message(Deno.readFileSync(FIXTURE), 0), ...parser.end()].slice(0, 150);
+  const frames = parsedFrames().slice(0, 150);
   const t0 = Date.UTC(2026, 10, 21, 14, 2, 10);
   const f = new Fragmenter({ startMs: t0, fragmentMs: 1000 });
   const parts = [initSegment(frames[0].params!)];

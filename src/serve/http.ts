@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
@@ -111,7 +112,7 @@ async function send(response: Response, res: http.ServerResponse): Promise<void>
     return;
   }
   const reader = response.body.getReader();
-  const gone = new Promise<"gone">((resolve) => res.once("close", () => resolve("gone")));
+  const gone = once(res, "close").then(() => "gone" as const);
   try {
     for (;;) {
       const next = await Promise.race([reader.read(), gone]);
@@ -126,8 +127,4 @@ async function send(response: Response, res: http.ServerResponse): Promise<void>
     res.destroy();
   }
   await reader.cancel().catch(() => {});
-}
-
-function once(res: http.ServerResponse, event: string): Promise<string> {
-  return new Promise((resolve) => res.once(event, () => resolve(event)));
 }

@@ -4,6 +4,8 @@
  */
 import type { Round } from "./faults.ts";
 import type { World } from "./world.ts";
+import { HALF_SENT, sendRaw } from "../helpers.ts";
+import { BODY_TIMEOUT_MS } from "../../src/serve/clip/api.ts";
 
 export const HTTP_VARIANTS = [
   "malformed",
@@ -15,9 +17,6 @@ export const HTTP_VARIANTS = [
   "half-sent",
   "many-clients",
 ] as const;
-
-/** A request body that announces more than it sends is given up on after this (src/serve/clip/api.ts). */
-const BODY_TIMEOUT_MS = 10_000;
 
 async function ranges(world: World): Promise<{ from: string; to: string }[]> {
   const res = await world.api("/command", { method: "POST", body: `{"command":"get-storage-state"}` });
@@ -87,34 +86,6 @@ function requests(variant: string, rand: () => number, range: { from: string; to
   return [];
 }
 
-/**
- * A raw request cut short (half the headers, or a body announced and one byte sent): its status
- * line, when the server closed the connection, and whether it did before our own limit.
- */
-async function halfSent(
-  port: number,
-  headersOnly: boolean,
-): Promise<{ closedMs: number; answer: string; closed: boolean }> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const t0 = performance.now();
-  await conn.write(new TextEncoder().encode(
-    headersOnly
-      ? "GET /api/ranges HTTP/1.1\r\nHost: x\r\n"
-      : "POST /command HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
-  ));
-  let ours = false;
-  const timer = setTimeout(() => {
-    ours = true;
-    conn.close();
-  }, BODY_TIMEOUT_MS + 5000);
-  let answer = "";
-  try {
-    answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer()).split("\r\n")[0];
-  } catch { /* closed by our timer */ }
-  clearTimeout(timer);
-  return { closedMs: performance.now() - t0, answer, closed: !ours };
-}
-
 export async function httpFaults(world: World, r: Round): Promise<void> {
   const port = await world.service!.port("http");
   const secrets = [world.storage, world.uploads];
@@ -133,7 +104,12 @@ export async function httpFaults(world: World, r: Round): Promise<void> {
   };
   if (r.variant === "half-sent") {
     const n = 20 + Math.floor(r.rand() * 80);
-    const results = await Promise.all(Array.from({ length: n }, () => halfSent(port, r.rand() < 0.5)));
+    const results = await Promise.all(
+      Array.from(
+        { length: n },
+        () => sendRaw(port, r.rand() < 0.5 ? HALF_SENT.headers : HALF_SENT.body, BODY_TIMEOUT_MS + 5000),
+      ),
+    );
     r.injected += n;
     const held = results.filter((x) => !x.closed);
     r.checks.check(
@@ -144,7 +120,7 @@ export async function httpFaults(world: World, r: Round): Promise<void> {
     r.checks.check(
       "half-sent requests get a 4xx",
       results.every((x) => /^HTTP\/1\.1 4\d\d/.test(x.answer)),
-      [...new Set(results.map((x) => x.answer))].join(" | "),
+      [...new Set(results.map((x) => x.answer.split("\r\n")[0]))].join(" | "),
     );
     return;
   }
