@@ -4,7 +4,7 @@ import { JOB_HISTORY_MS, MAX_PENDING_JOBS, SaveJobs } from "../src/serve/clip/sa
 import { ChunkIndex, type SaveJobRow } from "../src/store/index/chunk_index.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
-import { decodeErrors, pattern, ServiceProcess, until } from "./helpers.ts";
+import { decodeErrors, HALF_SENT, pattern, sendRaw, ServiceProcess, until } from "./helpers.ts";
 
 /** A service recording a 30 fps pattern in real time, with its storage and upload folders. */
 async function recording(env: Record<string, string> = {}) {
@@ -171,23 +171,10 @@ Deno.test("HTTP edges: long and many labels are 400 naming the field, no error n
 
     // Half a body is answered 408 when given up on, half the headers 408 by the server; both
     // connections are then closed (read to the end here), so no client can hold a socket for ever.
-    const halfSent = async (request: string) => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: await s.port("http") });
-      const started = performance.now();
-      await conn.write(new TextEncoder().encode(request));
-      const held = setTimeout(() => conn.close(), 20_000); // a socket held open fails the read
-      try {
-        const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
-        return { answer, ms: performance.now() - started };
-      } finally {
-        clearTimeout(held);
-      }
-    };
+    const port = await s.port("http");
     const [body, headers] = await Promise.all([
-      halfSent(
-        "POST /command HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
-      ),
-      halfSent("GET /api/ranges HTTP/1.1\r\nHost: x\r\n"),
+      sendRaw(port, HALF_SENT.body, 20_000),
+      sendRaw(port, HALF_SENT.headers, 20_000),
     ]);
     assert.match(body.answer, /^HTTP\/1\.1 408[^]*body not received within 10 s/);
     assert.ok(body.ms >= 9_500 && body.ms < 12_000, `408 and close after ${Math.round(body.ms)} ms`);
@@ -198,7 +185,7 @@ Deno.test("HTTP edges: long and many labels are 400 naming the field, no error n
   }
 });
 
-Deno.test("start-up forgets jobs settled over 7 days ago and keeps the rest", async () => {
+Deno.test("start-up forgets jobs settled over 7 days ago, settles one whose clip is in place, runs the rest again", async () => {
   const dir = await Deno.makeTempDir();
   const index = await ChunkIndex.open(join(dir, "index.db"));
   try {
@@ -220,6 +207,8 @@ Deno.test("start-up forgets jobs settled over 7 days ago and keeps the rest", as
         row("old-failed", "failed", week + 60_000),
         row("recent-done", "done", week - 60_000),
         row("old-running", "running", week + 60_000),
+        // Killed after its clip was renamed into place, before "done": not to be run again.
+        { ...row("placed", "running", 60_000), filename: "placed.mp4", gaps: "[]" },
       ]
     ) await index.db.insertInto("save_jobs").values(r).execute();
     const ran: string[] = [];
@@ -230,6 +219,7 @@ Deno.test("start-up forgets jobs settled over 7 days ago and keeps the rest", as
         ran.push(JSON.stringify(request));
         return Promise.resolve({ filename: "x.mp4", gaps: [] });
       },
+      exists: (filename) => Promise.resolve(filename === "placed.mp4"),
       describe: String,
     });
     await jobs.start();
@@ -239,6 +229,10 @@ Deno.test("start-up forgets jobs settled over 7 days ago and keeps the rest", as
     assert.equal(await index.job("old-failed"), undefined);
     assert.equal((await index.job("recent-done"))?.state, "done");
     assert.deepEqual(ran, ["{}"], "only the interrupted job ran");
+    assert.deepEqual([(await index.job("placed"))?.state, (await index.job("placed"))?.filename], [
+      "done",
+      "placed.mp4",
+    ]);
   } finally {
     await index.close();
     await Deno.remove(dir, { recursive: true });

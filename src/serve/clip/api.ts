@@ -54,12 +54,20 @@ export class ClipApi {
     this.#jobs = new SaveJobs({
       index: o.index,
       metrics: o.metrics,
-      save: async (request, onProgress, signal) => {
+      save: async (request, onProgress, signal, placing) => {
         const stream = this.#stream(request.stream);
-        await this.#waitForVideo(stream, clipRange(request).to);
-        const { filename, plan } = await this.#writeClip(request, onProgress, signal);
-        return { filename, gaps: describe(plan, clipRange(request).from, clipRange(request).to).gaps };
+        const { from, to } = clipRange(request);
+        await this.#waitForVideo(stream, to);
+        const gaps = (plan: ClipPlan) => describe(plan, from, to).gaps;
+        const { filename, plan } = await this.#writeClip(
+          request,
+          onProgress,
+          signal,
+          (filename, plan) => placing(filename, gaps(plan)),
+        );
+        return { filename, gaps: gaps(plan) };
       },
+      exists: (filename) => Deno.stat(join(o.uploadPath, filename)).then(() => true, () => false),
       describe: (e) => this.redact(e instanceof Error ? e.message : String(e)),
     });
   }
@@ -342,7 +350,13 @@ export class ClipApi {
    * UPLOAD_PATH (a rename; across filesystems a copy to a hidden name there, then a rename), so no
    * half-written clip is ever in UPLOAD_PATH's view. An aborted `signal` stops it before the move.
    */
-  async #writeClip(body: Record<string, unknown>, onProgress: (p: number) => void, signal?: AbortSignal) {
+  /** `placing` is awaited with the clip's name and plan just before it is renamed into UPLOAD_PATH. */
+  async #writeClip(
+    body: Record<string, unknown>,
+    onProgress: (p: number) => void,
+    signal?: AbortSignal,
+    placing?: (filename: string, plan: ClipPlan) => Promise<void>,
+  ) {
     const { stream, from, to, plan } = await this.#plan(body);
     const { metadata, tags } = saveLabels(body);
     const dir = join(this.#o.uploadPath, ...tags.map((t) => `tag=${t}`));
@@ -370,6 +384,7 @@ export class ClipApi {
       for (let n = 2; await Deno.stat(join(dir, name)).then(() => true, () => false); n++) {
         name = `${base}_${n}.mp4`;
       }
+      await placing?.(relative(this.#o.uploadPath, join(dir, name)), plan);
       await moveInto(tmp, dir, name);
       await fsyncDir(dir);
     } finally {

@@ -11,11 +11,18 @@ export const JOB_HISTORY_MS = 7 * 24 * 3600_000;
 export interface SaveJobsOptions {
   index: ChunkIndex;
   metrics: Metrics;
-  /** Writes the clip a job asks for; resolves with its file (relative to UPLOAD_PATH) and gaps. */
-  save(request: Record<string, unknown>, onProgress: (p: number) => void, signal: AbortSignal): Promise<{
-    filename: string;
-    gaps: unknown[];
-  }>;
+  /**
+   * Writes the clip a job asks for; resolves with its file (relative to UPLOAD_PATH) and gaps.
+   * `placing` is awaited with both just before the file is renamed into place.
+   */
+  save(
+    request: Record<string, unknown>,
+    onProgress: (p: number) => void,
+    signal: AbortSignal,
+    placing: (filename: string, gaps: unknown[]) => Promise<void>,
+  ): Promise<{ filename: string; gaps: unknown[] }>;
+  /** Whether a file (relative to UPLOAD_PATH) exists. */
+  exists(filename: string): Promise<boolean>;
   /** What an error becomes in a job's `error`: a client may read it (no absolute paths). */
   describe(e: unknown): string;
 }
@@ -24,7 +31,8 @@ export interface SaveJobsOptions {
  * The async saves: persisted in the index when accepted, run one at a time, and settled there as
  * done or failed. A job running when the process stopped (a crash, or a shutdown that could not
  * wait for it) is run again from the start at the next start-up: its temporary file is gone by
- * then (`cleanTemporaryFiles`), and nothing was renamed into UPLOAD_PATH.
+ * then (`cleanTemporaryFiles`), and nothing was renamed into UPLOAD_PATH; one whose clip is in
+ * place (its name is recorded just before the rename) is done.
  *
  * @example
  * const jobs = new SaveJobs({ index, metrics, save, describe });
@@ -55,6 +63,13 @@ export class SaveJobs {
     if (pruned > 0) this.#log.info("settled save jobs over 7 days old removed", { jobs: pruned });
     const pending = await this.#o.index.pendingJobs();
     for (const job of pending.filter((j) => j.state === "running")) {
+      // Stopped between the rename into place and "done": the clip is whole (a rename is atomic).
+      if (job.filename && await this.#o.exists(job.filename)) {
+        await this.#o.index.updateJob(job.id, { state: "done" });
+        this.#o.metrics.saveJobs.inc({ outcome: "done" });
+        this.#log.warn("save job interrupted after its clip was in place: done", { job: job.id });
+        continue;
+      }
       await this.#o.index.updateJob(job.id, { state: "queued" });
       this.#o.metrics.saveJobs.inc({ outcome: "resumed" });
       this.#log.warn("save job interrupted by a stop: it runs again", { job: job.id });
@@ -145,6 +160,7 @@ export class SaveJobs {
           JSON.parse(job.request),
           (p) => this.#progress.set(job.id, p),
           this.#stopping.signal,
+          (filename, gaps) => this.#o.index.updateJob(job.id, { filename, gaps: JSON.stringify(gaps) }),
         );
         await this.#o.index.updateJob(job.id, { state: "done", filename, gaps: JSON.stringify(gaps) });
         this.#o.metrics.saveJobs.inc({ outcome: "done" });
