@@ -57,12 +57,15 @@ function run(input: Partial<SegmentInput> = {}, gopBytes = 1e9) {
     forget: () => gop.clear(),
     tick: (now: number) => actor.send({ type: "TICK", now }),
     send: (type: "RESET" | "STOP") => actor.send({ type }),
-    /** The state, top level only ("recording" whether intact or broken), or "recording.broken". */
-    state: (deep = false) => {
-      const v = actor.getSnapshot().value;
-      if (typeof v === "string") return v;
-      const [top, sub] = Object.entries(v)[0];
-      return deep ? `${top}.${sub}` : top;
+    /** The state's full path, e.g. "session.recording.broken". */
+    state: () => {
+      const path: string[] = [];
+      for (let v: string | object = actor.getSnapshot().value; ;) {
+        if (typeof v === "string") return [...path, v].join(".");
+        const [key, sub] = Object.entries(v)[0];
+        path.push(key);
+        v = sub;
+      }
     },
     lost: () => actor.send({ type: "FRAME_LOST" }),
     /** Commands without the per-frame writes, with frames shown as their timestamps. */
@@ -98,7 +101,7 @@ Deno.test("frames before the first keyframe are skipped; a chunk starts with a k
   m.frame(frame(100));
   assert.deepEqual(m.plan(), ["skip@0", "skip@33", "session-start@66", "open@66"]);
   assert.deepEqual(m.writes(), [66, 100]);
-  assert.equal(m.state(), "recording");
+  assert.equal(m.state(), "session.recording.intact");
 });
 
 Deno.test("chunks roll over at the keyframe nearest the target, whatever the GOP; no frame lost or repeated", () => {
@@ -155,10 +158,10 @@ Deno.test("idle: the chunk closes as partial; frames resuming mid-GOP open the n
   const m = run();
   feed(m, 0, 1000); // 30 frames, a keyframe at 0
   m.tick(967 + 1999); // the last frame came at 967
-  assert.equal(m.state(), "recording");
+  assert.equal(m.state(), "session.recording.intact");
   m.tick(967 + 2000);
   assert.deepEqual(m.plan().slice(-1), ["close:idle:partial"]);
-  assert.equal(m.state(), "waiting");
+  assert.equal(m.state(), "session.waiting");
   m.frame(frame(5000)); // continues the coded sequence: its GOP is at hand
   m.frame(frame(5033));
   assert.deepEqual(m.plan().slice(-1), ["open-carried@5000"]);
@@ -184,7 +187,7 @@ Deno.test("idle: the chunk closes as partial; frames resuming mid-GOP open the n
   const few = run();
   for (let i = 0; i < 3; i++) few.frame(frame(i * 33, i === 0)); // 3 < minFrames
   few.tick(10_000);
-  assert.equal(few.state(), "recording");
+  assert.equal(few.state(), "session.recording.intact");
   few.frame(frame(10_100));
   assert.deepEqual(few.plan(), ["session-start@0", "open@0"]);
   assert.deepEqual(few.writes(), [0, 33, 66, 10_100]);
@@ -253,7 +256,7 @@ Deno.test("a lost frame: the chunk stays open, frames are skipped until the next
   const m = run();
   feed(m, 0, 500); // a keyframe at 0, then 14 frames
   m.lost(); // the frame at 467 never reached the writer
-  assert.equal(m.state(true), "recording.broken");
+  assert.equal(m.state(), "session.recording.broken");
   m.frame(frame(500));
   m.frame(frame(533));
   m.tick(600); // ticks change nothing
@@ -261,7 +264,7 @@ Deno.test("a lost frame: the chunk stays open, frames are skipped until the next
   m.frame(frame(600));
   assert.deepEqual(m.plan(), ["session-start@0", "open@0", "skip-after-drop@500", "skip-after-drop@533"]);
   assert.deepEqual(m.writes().slice(-2), [566, 600]);
-  assert.equal(m.state(true), "recording.intact");
+  assert.equal(m.state(), "session.recording.intact");
   m.send("STOP");
   assert.deepEqual(m.plan().slice(-2), ["close:shutdown:partial", "session-end@600"]);
 });

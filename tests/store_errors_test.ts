@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { ChunkIndex } from "../src/store/index/chunk_index.ts";
-import { isDiskFull } from "../src/store/errors.ts";
+import { isCrossDevice, isDiskFull } from "../src/store/errors.ts";
 import { smallFilesystem } from "./helpers.ts";
 
 Deno.test("SQLITE_FULL through kysely is a full disk; an error that only says so in its text is not", async () => {
@@ -42,5 +42,26 @@ Deno.test({
     }
     assert.ok(isDiskFull(err), `${err}`);
     assert.equal(isDiskFull(new Deno.errors.NotFound("x")), false);
+  },
+});
+
+Deno.test({
+  name: "a rename onto another filesystem is cross-device, told by its code",
+  ignore: Deno.uid() !== 0, // the other filesystem is a tmpfs mount
+  fn: async () => {
+    const dir = smallFilesystem(1);
+    const src = await Deno.makeTempFile();
+    let err: unknown = null;
+    try {
+      await Deno.rename(src, join(dir, "moved"));
+    } catch (e) {
+      err = e;
+    } finally {
+      new Deno.Command("umount", { args: [dir] }).outputSync();
+      await Deno.remove(dir);
+      await Deno.remove(src);
+    }
+    assert.ok(isCrossDevice(err), `${err}`);
+    assert.equal(isCrossDevice(new Error("Invalid cross-device link (os error 18)")), false);
   },
 });

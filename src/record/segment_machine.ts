@@ -1,4 +1,4 @@
-import { assign, enqueueActions, or, raise, setup } from "xstate";
+import { assign, emit, enqueueActions, or, raise, setup } from "xstate";
 import type { Frame } from "../ingest/h264/frame_parser.ts";
 
 /** Why a chunk was closed. Only "duration" gives a full-length (non-partial) chunk. */
@@ -55,7 +55,6 @@ export type SegmentCommand =
   | { type: "skip"; frame: Frame; afterDrop?: boolean };
 
 interface Context extends SegmentTiming {
-  session: boolean;
   lastFrameMs: number | null;
   chunk: { startMs: number; frames: number; paramsKey: string; gridTicks: number } | null;
 }
@@ -69,9 +68,11 @@ const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === 
  * commands; the segmenter actor does the I/O. A chunk starts at a keyframe, or at any frame whose
  * GOP so far is at hand to carry (after an idle close, or an exact cut). It rolls over at the
  * keyframe nearest `chunkMs` (judged by the last keyframe interval), or with `cut: "exact"` at the
- * first frame at or after it; no frame is lost or shown twice between chunks. Every wait for a
- * keyframe is here: before a chunk can start (`waiting`) and after a frame the writer lost
- * (`recording.broken`, entered on FRAME_LOST; the chunk stays open).
+ * first frame at or after it; no frame is lost or shown twice between chunks. A session (a flight)
+ * is a state: `outside` until a chunk can start, then `session` until no frame came for
+ * `sessionIdleMs`. Every wait for a keyframe is here: before a chunk can start (`outside`,
+ * `session.waiting`) and after a frame the writer lost (`session.recording.broken`, entered on
+ * FRAME_LOST; the chunk stays open).
  *
  * @example
  * const actor = createActor(segmentMachine, { input: timing });
@@ -80,16 +81,15 @@ const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === 
  * actor.send({ type: "FRAME", frame });
  * actor.send({ type: "TICK", now: Date.now() });
  */
-/** A frame after the session's idle timeout ends the chunk and the session, then opens anew. */
-const endSessionOnFrame = {
+/**
+ * A frame or tick after the session's idle timeout ends the open chunk and the session; a frame
+ * is then handled again outside the session (it may open the next one).
+ */
+const sessionTimeout = (then: "reFrame" | null) => ({
   guard: "sessionExpired",
-  target: "#segment.waiting",
-  actions: [
-    { type: "closeChunk", params: { reason: "session-end" } },
-    { type: "endSession", params: { reason: "idle" } },
-    "reFrame",
-  ],
-} as const;
+  target: "#segment.outside",
+  actions: [{ type: "endSession", params: { reason: "idle" } }, ...(then ? [then] : [])],
+} as const);
 
 export const segmentMachine = setup({
   types: {
@@ -99,11 +99,11 @@ export const segmentMachine = setup({
     emitted: {} as SegmentCommand,
   },
   guards: {
+    resumed: ({ context }) => context.lastFrameMs !== null,
     keyframe: ({ event }) => frameOf(event).keyframe,
     carry: ({ event }) => (event as FrameEvent).carry,
     sessionExpired: ({ context, event }) =>
-      context.session && context.lastFrameMs !== null &&
-      nowOf(event) - context.lastFrameMs >= context.sessionIdleMs,
+      context.lastFrameMs !== null && nowOf(event) - context.lastFrameMs >= context.sessionIdleMs,
     idleDue: ({ context, event }) =>
       context.chunk !== null && context.chunk.frames >= context.minFrames &&
       nowOf(event) - (context.lastFrameMs ?? 0) >= context.idleMs,
@@ -130,30 +130,28 @@ export const segmentMachine = setup({
       enqueue.emit({ type: "skip", frame: frameOf(event), afterDrop: params?.afterDrop });
       enqueue.assign({ lastFrameMs: frameOf(event).ts });
     }),
-    openChunk: enqueueActions(({ context, event, enqueue }) => {
+    startSession: emit(({ event }) => ({ type: "session-start", ts: frameOf(event).ts })),
+    openChunk: enqueueActions(({ event, enqueue }) => {
       const frame = frameOf(event);
-      if (!context.session) enqueue.emit({ type: "session-start", ts: frame.ts });
       enqueue.emit({ type: "chunk-open", frame, carried: !frame.keyframe });
       enqueue.assign({
-        session: true,
         chunk: { startMs: frame.ts, frames: 0, paramsKey: frame.params!.key, gridTicks: frame.gridTicks },
       });
     }),
     closeChunk: enqueueActions(({ event, enqueue }, params: { reason: CloseReason }) => {
-      // A frame ended the chunk: its last frame lasts until this one (not over a session's gap).
-      const endTs = event.type === "FRAME" && params.reason !== "session-end" ? frameOf(event).ts : undefined;
-      enqueue.emit({
-        type: "chunk-close",
-        reason: params.reason,
-        partial: params.reason !== "duration",
-        endTs,
-      });
+      // A frame ended the chunk: its last frame lasts until this one.
+      const endTs = event.type === "FRAME" ? frameOf(event).ts : undefined;
+      enqueue.emit({ type: "chunk-close", reason: params.reason, partial: params.reason !== "duration", endTs });
       enqueue.assign({ chunk: null });
     }),
+    /** Closes the open chunk, if any (its last frame does not last over the session's gap). */
     endSession: enqueueActions(({ context, enqueue }, params: { reason: "idle" | "shutdown" }) => {
-      if (!context.session) return;
+      if (context.chunk) {
+        const reason = params.reason === "idle" ? "session-end" : "shutdown";
+        enqueue.emit({ type: "chunk-close", reason, partial: true });
+        enqueue.assign({ chunk: null });
+      }
       enqueue.emit({ type: "session-end", ts: context.lastFrameMs ?? 0, reason: params.reason });
-      enqueue.assign({ session: false });
     }),
     dropChunk: assign({ chunk: null }),
     // Re-handle the frame in the state just entered (e.g. it opens the next chunk).
@@ -167,91 +165,97 @@ export const segmentMachine = setup({
     minFrames: input.minFrames,
     sessionIdleMs: input.sessionIdleMs,
     cut: input.cut,
-    session: !!input.resume,
     lastFrameMs: input.resume?.lastFrameMs ?? null,
     chunk: null,
   }),
-  initial: "waiting",
+  initial: "starting",
   states: {
-    /** No chunk open: the next frame that can start one (a keyframe, or one with its GOP at hand) does. */
-    waiting: {
+    /** A session left open by a crash is this run's until it expires. */
+    starting: { always: [{ guard: "resumed", target: "session" }, { target: "outside" }] },
+    /** No session: the first frame that can start a chunk starts one. */
+    outside: {
       on: {
         FRAME: [
           {
-            guard: "sessionExpired",
-            actions: [{ type: "endSession", params: { reason: "idle" } }, "reFrame"],
+            guard: or(["keyframe", "carry"]),
+            target: "session.recording",
+            actions: ["startSession", "openChunk", "write"],
           },
-          { guard: or(["keyframe", "carry"]), target: "recording", actions: ["openChunk", "write"] },
           { actions: "skip" },
         ],
-        TICK: { guard: "sessionExpired", actions: { type: "endSession", params: { reason: "idle" } } },
-        STOP: { target: "stopped", actions: { type: "endSession", params: { reason: "shutdown" } } },
+        STOP: "stopped",
       },
     },
-    /** A chunk is open. */
-    recording: {
-      initial: "intact",
+    /** Frames keep coming, none more than `sessionIdleMs` after the last. */
+    session: {
+      initial: "waiting",
       states: {
-        /** Every frame since the chunk opened reached the writer. */
-        intact: {
+        /** No chunk open: the next frame that can start one (a keyframe, or one with its GOP at hand) does. */
+        waiting: {
           on: {
             FRAME: [
-              endSessionOnFrame,
-              {
-                guard: "paramsChanged",
-                target: "#segment.waiting",
-                actions: [{ type: "closeChunk", params: { reason: "params" } }, "reFrame"],
-              },
-              {
-                guard: "gridChanged",
-                target: "#segment.waiting",
-                actions: [{ type: "closeChunk", params: { reason: "frame-rate" } }, "reFrame"],
-              },
-              {
-                guard: "rolloverDue",
-                target: "#segment.waiting",
-                actions: [{ type: "closeChunk", params: { reason: "duration" } }, "reFrame"],
-              },
-              { actions: "write" },
+              sessionTimeout("reFrame"),
+              { guard: or(["keyframe", "carry"]), target: "recording", actions: ["openChunk", "write"] },
+              { actions: "skip" },
             ],
-            FRAME_LOST: "broken",
           },
         },
-        /** A frame was lost: the chunk stays open, frames are skipped until a keyframe. */
-        broken: {
+        /** A chunk is open. */
+        recording: {
+          initial: "intact",
+          states: {
+            /** Every frame since the chunk opened reached the writer. */
+            intact: {
+              on: {
+                FRAME: [
+                  sessionTimeout("reFrame"),
+                  {
+                    guard: "paramsChanged",
+                    target: "#segment.session.waiting",
+                    actions: [{ type: "closeChunk", params: { reason: "params" } }, "reFrame"],
+                  },
+                  {
+                    guard: "gridChanged",
+                    target: "#segment.session.waiting",
+                    actions: [{ type: "closeChunk", params: { reason: "frame-rate" } }, "reFrame"],
+                  },
+                  {
+                    guard: "rolloverDue",
+                    target: "#segment.session.waiting",
+                    actions: [{ type: "closeChunk", params: { reason: "duration" } }, "reFrame"],
+                  },
+                  { actions: "write" },
+                ],
+                FRAME_LOST: "broken",
+              },
+            },
+            /** A frame was lost: the chunk stays open, frames are skipped until a keyframe. */
+            broken: {
+              on: {
+                FRAME: [
+                  sessionTimeout("reFrame"),
+                  { guard: "keyframe", target: "intact", actions: "reFrame" },
+                  { actions: { type: "skip", params: { afterDrop: true } } },
+                ],
+              },
+            },
+          },
           on: {
-            FRAME: [
-              endSessionOnFrame,
-              { guard: "keyframe", target: "intact", actions: "reFrame" },
-              { actions: { type: "skip", params: { afterDrop: true } } },
+            TICK: [
+              sessionTimeout(null),
+              {
+                guard: "idleDue",
+                target: "waiting",
+                actions: { type: "closeChunk", params: { reason: "idle" } },
+              },
             ],
+            RESET: { target: "waiting", actions: "dropChunk" },
           },
         },
       },
       on: {
-        TICK: [
-          {
-            guard: "sessionExpired",
-            target: "waiting",
-            actions: [
-              { type: "closeChunk", params: { reason: "session-end" } },
-              { type: "endSession", params: { reason: "idle" } },
-            ],
-          },
-          {
-            guard: "idleDue",
-            target: "waiting",
-            actions: { type: "closeChunk", params: { reason: "idle" } },
-          },
-        ],
-        RESET: { target: "waiting", actions: "dropChunk" },
-        STOP: {
-          target: "stopped",
-          actions: [
-            { type: "closeChunk", params: { reason: "shutdown" } },
-            { type: "endSession", params: { reason: "shutdown" } },
-          ],
-        },
+        TICK: sessionTimeout(null),
+        STOP: { target: "stopped", actions: { type: "endSession", params: { reason: "shutdown" } } },
       },
     },
     stopped: { type: "final" },

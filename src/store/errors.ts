@@ -17,3 +17,13 @@ export function isDiskFull(e: unknown): boolean {
   const { code, errcode } = e as { code?: unknown; errcode?: unknown };
   return code === "ENOSPC" || (typeof errcode === "number" && (errcode & 0xff) === SQLITE_FULL);
 }
+
+/**
+ * A rename across filesystems (EXDEV): the file must be copied instead.
+ *
+ * @example
+ * try { await Deno.rename(from, to); } catch (e) { if (!isCrossDevice(e)) throw e; await copy(from, to); }
+ */
+export function isCrossDevice(e: unknown): boolean {
+  return e instanceof Error && (e as { code?: unknown }).code === "EXDEV";
+}

@@ -10,6 +10,7 @@ import { logger } from "../../runtime/log.ts";
 import type { Leases } from "../../store/leases.ts";
 import type { Metrics } from "../../runtime/metrics.ts";
 import { entriesOf, fsyncDir, TMP_DIR } from "../../store/layout.ts";
+import { isCrossDevice } from "../../store/errors.ts";
 import { type ClipSummary, faststartClip, fragmentedClip } from "./mux.ts";
 import { type ClipPlan, planClip } from "./plan.ts";
 import { mergeRanges, nearestRanges, type Range } from "./ranges.ts";
@@ -424,12 +425,7 @@ async function moveInto(tmp: string, dir: string, name: string): Promise<void> {
   try {
     await Deno.rename(tmp, join(dir, name));
   } catch (e) {
-    if (
-      !(e instanceof Error &&
-        /EXDEV|cross-device|os error 18/i.test(`${(e as { code?: string }).code} ${e.message}`))
-    ) {
-      throw e;
-    }
+    if (!isCrossDevice(e)) throw e;
     const hidden = join(dir, `.${name}.${crypto.randomUUID().slice(0, 8)}.tmp`);
     try {
       await Deno.copyFile(tmp, hidden);
