@@ -143,6 +143,9 @@ Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variab
     "/env/rec",
     "/data/up",
   ]);
+  // An empty variable leaves the file's setting in force, and keeps its own meaning elsewhere.
+  const empty = loadConfig({ CONFIG_FILE: "f.json", STORAGE_PATH: "", AMQP_URL: "" }, doc(base));
+  assert.deepEqual([empty.storagePath, empty.amqpUrl], ["/data/rec", ""]);
   const refused = (o: unknown, pattern: RegExp) =>
     assert.throws(
       () => loadConfig({ CONFIG_FILE: "f.json" }, doc(o)),

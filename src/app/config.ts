@@ -264,8 +264,10 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
   const file = env.CONFIG_FILE ? readConfigFile(env.CONFIG_FILE, readTextFile) : null;
   const fileStreams = file ? streamsOf(file) : null;
   if (file) {
-    const set = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-    env = { ...storageSettings(file), ...set };
+    // The file's settings apply where the environment leaves them unset or empty; every other
+    // variable keeps its meaning (AMQP_URL="" still turns publishing off).
+    const fromFile = Object.entries(storageSettings(file)).filter(([k]) => !env[k]);
+    env = { ...env, ...Object.fromEntries(fromFile) };
   }
   const url = env.VIDEO_STREAM_URL || "ws://127.0.0.1:5001/ws/video/consume";
   const storagePath = env.STORAGE_PATH ?? "./recordings";
