@@ -1,12 +1,19 @@
 import { type Clock, systemClock } from "../src/runtime/clock.ts";
-import { type Actor, createActor } from "xstate";
+import { type Actor, createActor, type SnapshotFrom } from "xstate";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { GopCache } from "../src/record/gop_cache.ts";
 import type { Frame } from "../src/ingest/h264/frame_parser.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
-import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/record/segment_machine.ts";
+import {
+  type FrameEvent,
+  routine,
+  type SegmentCommand,
+  type SegmentEvent,
+  type SegmentInput,
+  segmentMachine,
+} from "../src/record/segment_machine.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 
 export interface SegmenterOptions {
@@ -33,6 +40,9 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   #clock: Clock;
   #o: SegmenterOptions;
   #machine: Actor<typeof segmentMachine>;
+  #snapshot: SnapshotFrom<typeof segmentMachine>;
+  /** Routine frames written without the machine since its last event (see `routine`). */
+  #wrote = { frames: 0, lastFrameMs: 0 };
   // Thrown from receive(): an error inside the machine's listener would not reach the supervisor.
   #failure: Error | null = null;
   #tickQueued = false;
@@ -51,6 +61,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     this.#machine = createActor(segmentMachine, { input: o.input });
     this.#machine.on("*", (cmd) => this.#command(cmd as SegmentCommand));
     this.#machine.start();
+    this.#snapshot = this.#machine.getSnapshot();
   }
 
   receive(msg: SegmenterMsg): void {
@@ -64,12 +75,17 @@ export class Segmenter implements Behavior<SegmenterMsg> {
     if (msg.type === "frame") {
       const frame = msg.frame;
       // The cache still holds only the frames before this one while the machine decides.
-      this.#machine.send({
+      const event: FrameEvent = {
         type: "FRAME",
         frame,
         carry: this.#gop.carries(frame),
         keyIntervalMs: this.#gop.keyIntervalAt(frame),
-      });
+      };
+      if (routine(this.#snapshot, event, this.#wrote.frames > 0 ? this.#wrote.lastFrameMs : null)) {
+        this.#wrote.frames++;
+        this.#wrote.lastFrameMs = frame.ts;
+        this.#command({ type: "write", frame });
+      } else this.#send(event);
       const overflows = this.#gop.overflows;
       // A GOP is largest just before the next keyframe: its size then is the memory it took.
       if (frame.keyframe) this.#o.metrics.gopCacheBytes.set(this.#labels, this.#gop.bytes);
@@ -82,7 +98,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
       }
     } else if (msg.type === "tick") {
       this.#tickQueued = false;
-      this.#machine.send({ type: "TICK", now: msg.now });
+      this.#send({ type: "TICK", now: msg.now });
     } else {
       this.#log.warn(
         msg.reason === "disk_full"
@@ -91,7 +107,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
       );
       this.#lost = msg.reason;
       this.#gop.clear();
-      this.#machine.send({ type: "RESET" });
+      this.#send({ type: "RESET" });
     }
   }
 
@@ -103,7 +119,18 @@ export class Segmenter implements Behavior<SegmenterMsg> {
   }
 
   stop(): void {
-    this.#machine.send({ type: "STOP" });
+    this.#send({ type: "STOP" });
+  }
+
+  /** An event to the machine, after the routine frames written since its last one. */
+  #send(event: SegmentEvent): void {
+    if (this.#wrote.frames > 0) {
+      const { frames, lastFrameMs } = this.#wrote;
+      this.#wrote.frames = 0;
+      this.#machine.send({ type: "WROTE", frames, lastFrameMs });
+    }
+    this.#machine.send(event);
+    this.#snapshot = this.#machine.getSnapshot();
   }
 
   close(): void {
@@ -130,7 +157,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
             frameTs: cmd.frame.ts,
           });
           // Handled after the frame that emitted this write: the next ones are skipped.
-          this.#machine.send({ type: "FRAME_LOST" });
+          this.#send({ type: "FRAME_LOST" });
         }
         return;
       case "chunk-open": {

@@ -4,6 +4,7 @@ import { GopCache } from "../src/record/gop_cache.ts";
 import type { Frame, ParamSets } from "../src/ingest/h264/frame_parser.ts";
 import type { SpsInfo } from "../src/ingest/h264/sps.ts";
 import { type SegmentCommand, type SegmentInput, segmentMachine } from "../src/record/segment_machine.ts";
+import type { SegmenterMsg, WriterMsg } from "../src/record/messages.ts";
 
 const params = (key: string, width = 1280): ParamSets => ({
   key,
@@ -60,7 +61,7 @@ function run(input: Partial<SegmentInput> = {}, gopBytes = 1e9) {
     /** The state's full path, e.g. "session.recording.broken". */
     state: () => {
       const path: string[] = [];
-      for (let v: string | object = actor.getSnapshot().value; ;) {
+      for (let v: string | object = actor.getSnapshot().value;;) {
         if (typeof v === "string") return [...path, v].join(".");
         const [key, sub] = Object.entries(v)[0];
         path.push(key);
@@ -276,4 +277,79 @@ Deno.test("a session left open by a crash is continued when frames resume in tim
   const stale = run({ resume: { lastFrameMs: 1000 } });
   stale.frame(frame(60_000, true));
   assert.deepEqual(stale.plan(), ["session-end@1000", "session-start@60000", "open@60000"]);
+});
+
+Deno.test("the segmenter's routine frames skip the machine but not its decisions: the writer gets what the machine alone decides", async () => {
+  const { Segmenter } = await import("../actors/segmenter.ts");
+  const { Mailbox } = await import("../src/runtime/actor.ts");
+  const { Metrics } = await import("../src/runtime/metrics.ts");
+  const { rng } = await import("./helpers.ts");
+  type Step = { frame: Frame } | { tick: number } | { reset: true };
+  for (const cut of ["keyframe", "exact"] as const) {
+    // A seeded script: keyframes every 1-3 s, pauses past the idle and session timeouts, parameter
+    // and grid changes at and between keyframes, ticks, and writer resets.
+    const random = rng(cut === "keyframe" ? 7 : 8);
+    const script: Step[] = [];
+    let ts = 0, gop = 30, p = P1, grid = GRID;
+    for (let i = 0; i < 3000; i++) {
+      const r = random();
+      if (r < 0.003) ts += 2500; // past idle
+      else if (r < 0.004) ts += 40_000; // past the session
+      if (r > 0.998) p = params(`p${i}`); // sometimes mid-GOP
+      if (r > 0.996 && r <= 0.998) grid = GRID + 30;
+      const key = i % gop === 0;
+      if (key && random() < 0.2) gop = 30 + Math.floor(random() * 60);
+      script.push({ frame: frame(ts, key, p, grid) });
+      if (random() < 0.05) script.push({ tick: ts + 100 });
+      if (random() < 0.002) script.push({ reset: true });
+      ts += 33;
+    }
+    const input = { ...TIMING, cut };
+    // The machine alone, fed every frame.
+    const alone = run(input);
+    const expected: string[] = [];
+    alone.out.length = 0;
+    for (const s of script) {
+      if ("frame" in s) alone.frame(s.frame);
+      else if ("tick" in s) alone.tick(s.tick);
+      else {
+        alone.forget();
+        alone.send("RESET");
+      }
+    }
+    alone.send("STOP");
+    for (const c of alone.out) {
+      if (c.type === "write") expected.push(`frame@${c.frame.ts}`);
+      else if (c.type === "chunk-open") expected.push(`open@${c.frame.ts}`);
+      else if (c.type === "chunk-close") expected.push(`close:${c.reason}@${c.endTs}`);
+      else if (c.type !== "skip") expected.push(`${c.type}@${c.ts}`);
+    }
+    // The segmenter: routine frames bypass the machine.
+    const writer = new Mailbox<WriterMsg>(1_000_000);
+    const segmenter = new Segmenter({
+      stream: "s",
+      input,
+      self: new Mailbox<SegmenterMsg>(10),
+      writer,
+      metrics: new Metrics(),
+      gopCacheBytes: 1e9,
+    });
+    for (const s of script) {
+      if ("frame" in s) segmenter.receive({ type: "frame", frame: s.frame });
+      else if ("tick" in s) segmenter.receive({ type: "tick", now: s.tick });
+      else segmenter.receive({ type: "writer-reset", reason: "writer_restart" });
+    }
+    segmenter.stop();
+    segmenter.close();
+    const got: string[] = [];
+    while (writer.size > 0) {
+      const m = (await writer.take())!;
+      if (m.type === "frame") got.push(`frame@${m.frame.ts}`);
+      else if (m.type === "chunk-open") got.push(`open@${m.frame.ts}`);
+      else if (m.type === "chunk-close") got.push(`close:${m.reason}@${m.endTs}`);
+      else if (m.type !== "tick") got.push(`${m.type}@${m.ts}`);
+    }
+    assert.ok(expected.filter((e) => e.startsWith("close:")).length > 10, "the script exercises decisions");
+    assert.deepEqual(got, expected);
+  }
 });

@@ -1,4 +1,4 @@
-import { assign, emit, enqueueActions, or, raise, setup } from "xstate";
+import { assign, emit, enqueueActions, or, raise, setup, type SnapshotFrom } from "xstate";
 import type { Frame } from "../ingest/h264/frame_parser.ts";
 
 /** Why a chunk was closed. Only "duration" gives a full-length (non-partial) chunk. */
@@ -34,6 +34,11 @@ export type SegmentEvent =
     keyIntervalMs: number | null;
   }
   | { type: "TICK"; now: number }
+  /**
+   * Routine frames (see `routine`) the caller wrote to the open chunk itself: `frames` of them, the
+   * last at `lastFrameMs`. Sent before any other event, so the machine decides on the true count.
+   */
+  | { type: "WROTE"; frames: number; lastFrameMs: number }
   /** The writer restarted: its open chunk is gone (recovery closes it). */
   | { type: "RESET" }
   /**
@@ -59,7 +64,7 @@ interface Context extends SegmentTiming {
   chunk: { startMs: number; frames: number; paramsKey: string; gridTicks: number } | null;
 }
 
-type FrameEvent = Extract<SegmentEvent, { type: "FRAME" }>;
+export type FrameEvent = Extract<SegmentEvent, { type: "FRAME" }>;
 const frameOf = (e: SegmentEvent) => (e as FrameEvent).frame;
 const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === "TICK" ? e.now : 0;
 
@@ -81,6 +86,35 @@ const nowOf = (e: SegmentEvent) => e.type === "FRAME" ? e.frame.ts : e.type === 
  * actor.send({ type: "FRAME", frame });
  * actor.send({ type: "TICK", now: Date.now() });
  */
+const sessionExpired = (c: Context, now: number, lastFrameMs = c.lastFrameMs) =>
+  lastFrameMs !== null && now - lastFrameMs >= c.sessionIdleMs;
+const paramsChanged = (c: Context, frame: Frame) => frame.params?.key !== c.chunk?.paramsKey;
+const gridChanged = (c: Context, frame: Frame) => frame.gridTicks !== c.chunk?.gridTicks;
+function rolloverDue(c: Context, { frame, carry, keyIntervalMs }: FrameEvent): boolean {
+  const elapsed = frame.ts - c.chunk!.startMs;
+  if (c.cut === "exact") return elapsed >= c.chunkMs && (frame.keyframe || carry);
+  // This keyframe, unless the next one (a key interval on) lands nearer the target.
+  return frame.keyframe && elapsed >= c.chunkMs - (keyIntervalMs ?? 0) / 2;
+}
+
+/**
+ * Whether `event` would only be written to the open chunk: the machine is in
+ * `session.recording.intact` and no guard of that state holds for it (with `lastFrameMs`, the last
+ * frame the caller wrote, as the machine's own). The caller may then write it without the machine,
+ * and report such frames in one WROTE before the next event: the per-frame path costs no
+ * transition, while every decision stays the machine's, made by the same guards.
+ */
+export function routine(
+  snapshot: SnapshotFrom<typeof segmentMachine>,
+  event: FrameEvent,
+  lastFrameMs: number | null,
+): boolean {
+  const c = snapshot.context;
+  return c.chunk !== null && snapshot.matches({ session: { recording: "intact" } }) &&
+    !event.frame.keyframe && !sessionExpired(c, event.frame.ts, lastFrameMs) &&
+    !paramsChanged(c, event.frame) && !gridChanged(c, event.frame) && !rolloverDue(c, event);
+}
+
 /**
  * A frame or tick after the session's idle timeout ends the open chunk and the session; a frame
  * is then handled again outside the session (it may open the next one).
@@ -102,20 +136,13 @@ export const segmentMachine = setup({
     resumed: ({ context }) => context.lastFrameMs !== null,
     keyframe: ({ event }) => frameOf(event).keyframe,
     carry: ({ event }) => (event as FrameEvent).carry,
-    sessionExpired: ({ context, event }) =>
-      context.lastFrameMs !== null && nowOf(event) - context.lastFrameMs >= context.sessionIdleMs,
+    sessionExpired: ({ context, event }) => sessionExpired(context, nowOf(event)),
     idleDue: ({ context, event }) =>
       context.chunk !== null && context.chunk.frames >= context.minFrames &&
       nowOf(event) - (context.lastFrameMs ?? 0) >= context.idleMs,
-    paramsChanged: ({ context, event }) => frameOf(event).params?.key !== context.chunk?.paramsKey,
-    gridChanged: ({ context, event }) => frameOf(event).gridTicks !== context.chunk?.gridTicks,
-    rolloverDue: ({ context, event }) => {
-      const { frame, carry, keyIntervalMs } = event as FrameEvent;
-      const elapsed = frame.ts - context.chunk!.startMs;
-      if (context.cut === "exact") return elapsed >= context.chunkMs && (frame.keyframe || carry);
-      // This keyframe, unless the next one (a key interval on) lands nearer the target.
-      return frame.keyframe && elapsed >= context.chunkMs - (keyIntervalMs ?? 0) / 2;
-    },
+    paramsChanged: ({ context, event }) => paramsChanged(context, frameOf(event)),
+    gridChanged: ({ context, event }) => gridChanged(context, frameOf(event)),
+    rolloverDue: ({ context, event }) => rolloverDue(context, event as FrameEvent),
   },
   actions: {
     write: enqueueActions(({ context, event, enqueue }) => {
@@ -141,7 +168,12 @@ export const segmentMachine = setup({
     closeChunk: enqueueActions(({ event, enqueue }, params: { reason: CloseReason }) => {
       // A frame ended the chunk: its last frame lasts until this one.
       const endTs = event.type === "FRAME" ? frameOf(event).ts : undefined;
-      enqueue.emit({ type: "chunk-close", reason: params.reason, partial: params.reason !== "duration", endTs });
+      enqueue.emit({
+        type: "chunk-close",
+        reason: params.reason,
+        partial: params.reason !== "duration",
+        endTs,
+      });
       enqueue.assign({ chunk: null });
     }),
     /** Closes the open chunk, if any (its last frame does not last over the session's gap). */
@@ -152,6 +184,10 @@ export const segmentMachine = setup({
         enqueue.assign({ chunk: null });
       }
       enqueue.emit({ type: "session-end", ts: context.lastFrameMs ?? 0, reason: params.reason });
+    }),
+    wrote: assign(({ context, event }) => {
+      const { frames, lastFrameMs } = event as Extract<SegmentEvent, { type: "WROTE" }>;
+      return { lastFrameMs, chunk: { ...context.chunk!, frames: context.chunk!.frames + frames } };
     }),
     dropChunk: assign({ chunk: null }),
     // Re-handle the frame in the state just entered (e.g. it opens the next chunk).
@@ -226,6 +262,7 @@ export const segmentMachine = setup({
                   },
                   { actions: "write" },
                 ],
+                WROTE: { actions: "wrote" },
                 FRAME_LOST: "broken",
               },
             },
