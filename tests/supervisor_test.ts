@@ -111,3 +111,27 @@ Deno.test("a mailbox refuses frames past its message or byte bound, yet control 
   assert.equal(box.send({ type: "close", size: 0 }), true);
   assert.equal(box.size, 4);
 });
+
+Deno.test("a mailbox wait ends on its own signal's abort only, with one listener per signal", async () => {
+  const box = new Mailbox<{ n: number }>(10);
+  const first = new AbortController();
+  let listeners = 0;
+  const add = first.signal.addEventListener.bind(first.signal);
+  first.signal.addEventListener = ((...a: Parameters<typeof add>) => (listeners++, add(...a))) as typeof add;
+  for (let n = 0; n < 100; n++) {
+    const next = box.take(first.signal);
+    box.send({ n });
+    assert.deepEqual(await next, { n });
+  }
+  assert.equal(listeners, 1);
+  // A wait without a signal (a stopping actor draining) is not ended by the old signal's abort.
+  const draining = box.take();
+  first.abort();
+  box.send({ n: 100 });
+  assert.deepEqual(await draining, { n: 100 });
+  const second = new AbortController();
+  const waiting = box.take(second.signal);
+  second.abort();
+  assert.equal(await waiting, undefined);
+  assert.equal(box.poll(), undefined);
+});

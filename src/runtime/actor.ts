@@ -19,6 +19,9 @@ export class Mailbox<M> implements ActorRef<M> {
   #head = 0;
   #bytes = 0;
   #waiter: ((m: M | undefined) => void) | null = null;
+  /** The signal the waiter may be woken by; the signals a listener is on. */
+  #waiterSignal: AbortSignal | undefined;
+  #listening = new WeakSet<AbortSignal>();
   #closed = false;
 
   constructor(
@@ -50,31 +53,35 @@ export class Mailbox<M> implements ActorRef<M> {
     return true;
   }
 
+  /** The next message if one is queued, without waiting. */
+  poll(): M | undefined {
+    if (this.size === 0) return undefined;
+    const msg = this.#items[this.#head];
+    this.#items[this.#head++] = undefined as M;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#bytes -= this.sizeOf(msg);
+    return msg;
+  }
+
   /** The next message; undefined once the mailbox is closed and empty, or `signal` aborts. */
   take(signal?: AbortSignal): Promise<M | undefined> {
-    if (this.size > 0) {
-      const msg = this.#items[this.#head];
-      this.#items[this.#head++] = undefined as M;
-      if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-        this.#items = this.#items.slice(this.#head);
-        this.#head = 0;
-      }
-      this.#bytes -= this.sizeOf(msg);
-      return Promise.resolve(msg);
-    }
+    if (this.size > 0) return Promise.resolve(this.poll());
     if (this.#closed || signal?.aborted) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      const onAbort = () => {
-        if (this.#waiter === wake) this.#waiter = null;
-        resolve(undefined);
-      };
-      const wake = (m: M | undefined) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(m);
-      };
-      this.#waiter = wake;
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    // One abort listener per signal (an actor's life), not one per wait.
+    if (signal && !this.#listening.has(signal)) {
+      this.#listening.add(signal);
+      signal.addEventListener("abort", () => {
+        if (this.#waiterSignal !== signal) return;
+        const w = this.#waiter;
+        this.#waiter = null;
+        w?.(undefined);
+      }, { once: true });
+    }
+    this.#waiterSignal = signal;
+    return new Promise((resolve) => (this.#waiter = resolve));
   }
 
   /** No more messages are accepted; `take` drains what is queued, then returns undefined. */

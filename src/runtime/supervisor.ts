@@ -111,13 +111,16 @@ export class Supervisor {
   async #receiveLoop(cell: Cell, behavior: Behavior<any>, signal: AbortSignal): Promise<void> {
     for (;;) {
       // A stopping actor ignores the abort: it drains its mailbox until closed and empty.
-      const msg = await cell.spec.mailbox.take(cell.stopping ? undefined : signal);
+      const box = cell.spec.mailbox;
+      const msg = box.poll() ?? await box.take(cell.stopping ? undefined : signal);
       if (msg === undefined) {
         if (cell.stopping || signal.aborted) return;
         continue;
       }
       try {
-        await behavior.receive(msg);
+        // Awaited only when it is async: a queue of frames is drained without a promise each.
+        const done = behavior.receive(msg);
+        if (done) await done;
       } catch (e) {
         this.#fail(cell, behavior, e);
         return;
