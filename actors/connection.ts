@@ -223,9 +223,11 @@ export class Connection implements Behavior<never> {
         // The clock holds a frame until no earlier one can still come (the picture being assembled
         // bounds that) and a burst has ended.
         setInterval(() => {
-          if (link.connected) {
-            this.#forward(this.#frameClock.release(link.parser.pendingSince ?? this.#wallNow(link)));
-          }
+          if (!link.connected) return;
+          // A picture held to see whether its last NAL unit was whole: no message came, so it was.
+          this.#deliver(link, link.parser.settle());
+          this.#forward(this.#frameClock.release(link.parser.pendingSince ?? this.#wallNow(link)));
+          this.#reportRefused(link);
         }, RELEASE_CHECK_MS),
       );
       link.unlisten = () => signal.removeEventListener("abort", onAbort);
@@ -303,9 +305,13 @@ export class Connection implements Behavior<never> {
     this.#deliver(link, link.parser.message(new Uint8Array(e.data as ArrayBuffer), at));
   }
 
-  /** Parsed frames onto the frame clock; what the parser refused since the last call, counted by kind. */
+  /** Parsed frames onto the frame clock. */
   #deliver(link: Link, frames: Frame[]): void {
     for (const frame of frames) this.#forward(this.#frameClock.push(frame));
+  }
+
+  /** What the parser refused since the last call, counted and logged by kind (every 250 ms, not per message). */
+  #reportRefused(link: Link): void {
     const now = link.parser.counts;
     for (const kind of Object.keys(now) as (keyof ParserCounts)[]) {
       const d = now[kind] - link.seen![kind];
@@ -325,6 +331,7 @@ export class Connection implements Behavior<never> {
     for (const t of link.timers) clearInterval(t);
     link.unlisten?.();
     this.#deliver(link, link.parser.end());
+    this.#reportRefused(link);
     this.#forward(this.#frameClock.flush());
     this.#reportClock(true);
     if (kind !== "shutdown") metrics.connectionEnds.inc({ ...this.#labels, reason: kind });

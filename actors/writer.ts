@@ -71,6 +71,8 @@ export class Writer implements Behavior<WriterMsg> {
   #o: WriterOptions;
   #log;
   #labels;
+  /** Observed once per frame: its labels are looked up once. */
+  #latency;
   #session: { id: string; dir: string } | null;
   #chunk: OpenChunk | null = null;
   #tickQueued = false;
@@ -84,6 +86,7 @@ export class Writer implements Behavior<WriterMsg> {
     this.#clock = o.clock ?? systemClock;
     this.#log = logger("writer", o.stream);
     this.#labels = { stream: o.stream };
+    this.#latency = o.metrics.writeLatency.labels(this.#labels);
     this.#condition = `disk_full:${o.stream}`;
     this.#session = o.resume ? { id: o.resume.sessionId, dir: o.resume.dir } : null;
   }
@@ -267,7 +270,7 @@ export class Writer implements Behavior<WriterMsg> {
     c.endMs = endMs;
     metrics.framesWritten.inc(this.#labels, out.frames);
     if (spanMs > 0) metrics.actualFps.set(this.#labels, Math.round(out.frames * 1000 / spanMs * 100) / 100);
-    for (const arrived of out.arrivals) metrics.writeLatency.observe(this.#labels, (now - arrived) / 1000);
+    for (const arrived of out.arrivals) this.#latency.observe((now - arrived) / 1000);
     this.#o.indexer.send({
       type: "chunk-progress",
       stream: this.#o.stream,

@@ -72,21 +72,21 @@ Deno.test("bad input is counted and logged, never fatal, and recording resumes a
     assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "oversizedNals" }), 1);
     assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "discardedBytes" }) >= 50 * 1024 * 1024 - 5); // all but the start code and header
     assert.ok(sumMetric(m, "storage_bad_input_total", { kind: "badSlices" }) >= 1);
-    // The garbage reads as if it continued the 60th picture's last NAL unit, but that picture was
-    // already complete by its slice layout: only the garbage, as a unit of its own, is dropped.
-    // The truncated slice never makes a picture: its header does not parse (badSlices above).
+    // The garbage reads as if it continued the 60th picture's last NAL unit, which cannot be told
+    // from a split one: that picture is dropped as corrupt (always: the parser holds it until the
+    // next message says). The truncated slice's picture is the second corrupt one.
     assert.equal(sumMetric(m, "storage_bad_input_total", { kind: "splitNals" }), 1);
-    assert.equal(sumMetric(m, "storage_frames_dropped_total", { reason: "corrupt" }), 1);
+    assert.equal(sumMetric(m, "storage_frames_dropped_total", { reason: "corrupt" }), 2);
     assert.equal(sumMetric(m, "storage_reconnects_total"), 1);
     assert.ok(service.logs.some((l) => l.msg === "bad input skipped" && l.kind === "oversizedNals"));
     assert.ok(service.logs.some((l) => l.msg === "corrupt frame dropped; waiting for the next keyframe"));
     service.signal("SIGTERM");
     assert.equal((await service.exit()).code, 0);
-    // Every picture sent, picture for picture: the first 60, the next 90, then 60 again.
+    // Every other picture sent, picture for picture: the first 59, the next 90, then 60 again.
     const source = await frameMd5s(h264File, true);
     const recorded: string[] = [];
     for (const c of indexRows(storage).chunks) recorded.push(...await frameMd5s(join(storage, c.path)));
-    assert.deepEqual(recorded, [...source.slice(0, 150), ...source.slice(0, 60)]);
+    assert.deepEqual(recorded, [...source.slice(0, 59), ...source.slice(60, 150), ...source.slice(0, 60)]);
   } finally {
     abort.abort();
     service.signal("SIGKILL");

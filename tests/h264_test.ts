@@ -89,15 +89,22 @@ Deno.test("the upstream interleaving (SPS, SPS+PPS before each of 7 IDR slices) 
   assert.equal(frames[1].ts, 2 + 7 * 3);
 });
 
-Deno.test("a picture is passed on as its last slice arrives, without waiting for the next picture", () => {
+Deno.test("a picture is complete at its last slice, without waiting for the next picture: passed on at the next message, or at settle() in a pause", () => {
   const messages = upstream(sourceFrames(fixture));
   const parser = new FrameParser();
   const emittedAt: number[] = [];
   messages.forEach((m, i) => parser.message(m, i).forEach(() => emittedAt.push(i)));
   // Once the slice layout has repeated and messages have proved whole, picture k is complete at its
-  // 7th slice: message 22 + 7k, while waiting for the next picture would make it 23 + 7k.
-  for (let k = 10; k < 143; k++) assert.equal(emittedAt[k], 22 + 7 * k, `picture ${k}`);
-  assert.equal(emittedAt.length, 144, "every picture, the last included, before the stream ends");
+  // 7th slice (message 22 + 7k) and is held one message, to see that slice was whole.
+  for (let k = 10; k < 143; k++) assert.equal(emittedAt[k], 23 + 7 * k, `picture ${k}`);
+  assert.equal(
+    parser.pendingSince,
+    16 + 7 * 143,
+    "the held picture (its first slice came at 16 + 7k) bounds what may come",
+  );
+  // The stream pauses after the last picture's last slice: the caller's timer takes it.
+  assert.equal(emittedAt.length, 143);
+  assert.equal(parser.settle().length, 1, "the last picture, before the stream ends or resumes");
   assert.deepEqual(parser.end(), []);
 });
 

@@ -76,8 +76,12 @@ export class FrameParser {
   #anchorMs: number | null = null;
   #badPackets = 0;
   #badTimestamps = 0;
-  /** The frame the last NAL unit pushed completed by its slice layout, if it did. */
-  #completedByLast: Frame | null = null;
+  /**
+   * The frame the last NAL unit of the last message completed by its slice layout: held until the
+   * next message (or `settle`) shows whether that unit was whole, so the verdict does not depend on
+   * when the caller passes frames on.
+   */
+  #held: Frame | null = null;
 
   get counts(): ParserCounts {
     return {
@@ -119,15 +123,29 @@ export class FrameParser {
   /** The stream ended (connection closed): the picture in progress comes out marked `incomplete`. */
   end(): Frame[] {
     const frames = this.#nals(this.#splitter.flush());
+    frames.push(...this.settle());
     const last = this.#assembler.flush();
     if (last) frames.push(this.#frame(last));
     return frames;
   }
 
-  /** Arrival of the earliest byte not yet in a frame, if any: no frame still to come is older. */
+  /**
+   * The held frame (see `#held`), once no message came for a while: a pause, so its last NAL unit
+   * was whole. Called by the caller's timer.
+   */
+  settle(): Frame[] {
+    const held = this.#held;
+    this.#held = null;
+    return held ? [held] : [];
+  }
+
+  /** Arrival of the earliest byte not yet in a frame passed on, if any: no frame still to come is older. */
   get pendingSince(): number | null {
-    const a = this.#assembler.pendingSince, b = this.#splitter.pendingSince;
-    return a === null ? b : b === null ? a : Math.min(a, b);
+    let at = this.#held?.ts ?? null;
+    for (const t of [this.#assembler.pendingSince, this.#splitter.pendingSince]) {
+      if (t !== null && (at === null || t < at)) at = t;
+    }
+    return at;
   }
 
   #payloadNals(payload: Uint8Array, ts: number): TimedNal[] {
@@ -135,26 +153,28 @@ export class FrameParser {
   }
 
   #nals(nals: TimedNal[]): Frame[] {
+    const frames = this.settle();
     if (this.#splitter.damaged) {
       this.#splitter.damaged = false;
       // The NAL unit cut short was the last one pushed: if it completed a picture by its layout,
-      // that picture is damaged (the frame clock still holds it), and so may be those after it.
-      const done = this.#completedByLast;
-      if (done) {
-        done.corrupt = true;
-        done.keyframe = false;
+      // that picture (held) is damaged, and so may be those after it.
+      const damaged = frames[0];
+      if (damaged) {
+        damaged.corrupt = true;
+        damaged.keyframe = false;
       }
       this.#assembler.damage();
     }
-    const frames: Frame[] = [];
+    let completedByLast: Frame | null = null;
     for (const nal of nals) {
-      this.#completedByLast = null;
+      completedByLast = null;
       for (const au of this.#assembler.push(nal)) {
         const frame = this.#frame(au);
-        if (au.completion === "layout") this.#completedByLast = frame;
+        if (au.completion === "layout") completedByLast = frame;
         frames.push(frame);
       }
     }
+    if (completedByLast && frames.at(-1) === completedByLast) this.#held = frames.pop()!;
     return frames;
   }
 
