@@ -4,7 +4,7 @@ import { isDiskFull } from "../src/store/errors.ts";
 import { type ChunkIndex, playable } from "../src/store/index/chunk_index.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { Conditions } from "../src/serve/health.ts";
-import type { IndexerMsg, OpenSession } from "../src/record/messages.ts";
+import type { AuditFindings, IndexerMsg, OpenSession } from "../src/record/messages.ts";
 import { type MetadataSettings, writeSessionMetadata } from "../src/store/metadata.ts";
 import { chunkInfo, seconds, storageEvent } from "../src/publish/envelope.ts";
 import type { IndexChanges } from "../src/store/index/index_changes.ts";
@@ -28,6 +28,8 @@ export interface IndexerOptions {
   conditions: Conditions;
   /** Recovery of one stream's chunks, run for a `recover` message: the session it left open. */
   recover(stream: string): Promise<OpenSession | null>;
+  /** Applies an audit's findings (src/store/recovery.ts `applyAudit`). */
+  applyAudit(findings: AuditFindings): Promise<unknown>;
   /** Wall-clock and monotonic time; the system's unless a test sets it. */
   clock?: Clock;
 }
@@ -76,7 +78,7 @@ export class Indexer implements Behavior<IndexerMsg> {
       }
     }
     if (this.#o.conditions.clear(DISK_FULL)) this.#log.warn("index writable again", { message: msg.type });
-    if (msg.type !== "session-started" && msg.type !== "chunk-opened") {
+    if (msg.type !== "session-started" && msg.type !== "chunk-opened" && msg.type !== "audit") {
       this.#o.changes.changed(msg.stream, msg.type);
     }
   }
@@ -102,6 +104,8 @@ export class Indexer implements Behavior<IndexerMsg> {
     switch (msg.type) {
       case "recover":
         return this.#recover(msg);
+      case "audit":
+        return this.#o.applyAudit(msg.findings).then(() => {});
       case "session-started":
         return this.#sessionStarted(msg);
       case "chunk-discarded":

@@ -13,12 +13,14 @@ import { planDeletions, type RetentionPolicy } from "../src/store/retention.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 import { fsyncDir } from "../src/store/layout.ts";
 import { deleteChunk } from "../src/store/chunk_deletion.ts";
+import { audit } from "../src/store/recovery.ts";
+import type { IndexerMsg } from "../src/record/messages.ts";
 
 export type JanitorMsg = { type: "check" };
 
 /** Chunks considered per pass when something must go; a pass that uses them all asks for another. */
 const BATCH = 1000;
-/** How often the janitor walks the storage folder to check the index's usage against the files. */
+/** How often the janitor walks the storage folder to check the index against the files (first: its first pass). */
 const WALK_EVERY_MS = 10 * 60_000;
 
 export interface JanitorOptions {
@@ -31,6 +33,8 @@ export interface JanitorOptions {
   settings: MetadataSettings;
   metrics: Metrics;
   self: ActorRef<JanitorMsg>;
+  /** Where the walk's findings go. */
+  indexer: ActorRef<IndexerMsg>;
   /** Wall-clock and monotonic time; the system's unless a test sets it. */
   clock?: Clock;
 }
@@ -125,14 +129,26 @@ export class Janitor implements Behavior<JanitorMsg> {
     metrics.storageUsed.set(usage);
     metrics.storageLimit.set(policy.budgetBytes ?? 0);
     if (plan.length === BATCH) this.#request(); // more than one batch to delete: go on
-    if (this.#clock.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#checkDrift(usage);
+    if (this.#clock.now() - this.#lastWalk >= WALK_EVERY_MS) await this.#audit(usage);
     return plan.map((d) => d.path);
   }
 
-  /** Walks the files and reports how far the index's count of bytes is from what is on disk. */
-  async #checkDrift(indexed: number): Promise<void> {
+  /**
+   * Walks the files (in the background, never before recording starts): reports how far the
+   * index's count of bytes is from what is on disk, and sends what the index does not say (files
+   * gone, files without a row) to the indexer, which checks each again and applies it.
+   */
+  async #audit(indexed: number): Promise<void> {
     this.#lastWalk = this.#clock.now();
-    const onDisk = await folderBytes(this.#o.root);
+    const findings = await audit(this.#o.index, this.#o.root);
+    if (findings.missing.length > 0 || findings.orphans.length > 0) {
+      this.#log.warn("the files differ from the index: the indexer will check and apply", {
+        missing: findings.missing.length,
+        orphans: findings.orphans.length,
+      });
+      this.#o.indexer.send({ type: "audit", findings });
+    }
+    const onDisk = findings.onDiskBytes;
     const drift = onDisk - indexed;
     this.#o.metrics.usageDrift.set(drift);
     if (Math.abs(drift) > Math.max(100 * 2 ** 20, indexed / 100)) {
@@ -158,17 +174,4 @@ export class Janitor implements Behavior<JanitorMsg> {
       await writeSessionMetadata(index, root, stream, sessionId, this.#o.settings, this.#clock.now());
     }
   }
-}
-
-/** Bytes of the chunk files and the index under `root` (what the janitor's usage counts). */
-async function folderBytes(root: string): Promise<number> {
-  let total = 0;
-  for await (const e of Deno.readDir(root)) {
-    const path = join(root, e.name);
-    if (e.isDirectory) total += await folderBytes(path);
-    else if (e.isFile && (e.name.endsWith(".mp4") || e.name === "index.db" || e.name === "index.db-wal")) {
-      total += (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
-    }
-  }
-  return total;
 }

@@ -37,6 +37,7 @@ async function world() {
     changes,
     conditions: new Conditions(),
     recover: () => Promise.resolve(null),
+    applyAudit: () => Promise.resolve(),
     clock,
   });
   const metadata = async () =>
@@ -184,6 +185,7 @@ Deno.test("the janitor deletes the oldest closed chunks over the budget, leaves 
       settings,
       metrics: new Metrics(),
       self: new Mailbox(4),
+      indexer: { send: () => true },
       clock: { now: () => T0 + 300_000, monotonic: () => 300_000 },
     });
     try {

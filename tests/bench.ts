@@ -366,6 +366,7 @@ async function janitorPass(chunks: number) {
     settings: { chunkMs: 60_000, idleMs: 10_000 },
     metrics: new Metrics(),
     self: { send: () => true },
+    indexer: { send: () => true },
     intervalMs: 30_000,
     policy: { budgetBytes: chunks * 30_000_000 + 2 ** 30, maxAgeMs: null, minFreeBytes: 0 }, // within budget: a full scan
   });

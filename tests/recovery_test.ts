@@ -6,7 +6,7 @@ import { ChunkIndex } from "../src/store/index/chunk_index.ts";
 import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
 import { initSegment } from "../src/store/mp4/init_segment.ts";
 import { OpenChunks } from "../src/store/open_chunks.ts";
-import { recover } from "../src/store/recovery.ts";
+import { applyAudit, audit, recover } from "../src/store/recovery.ts";
 import {
   decodeErrors,
   indexRows,
@@ -16,13 +16,17 @@ import {
   SMALL_PATTERN,
 } from "./helpers.ts";
 
-/** Starts the service on existing storage (no relay) and stops it once recovery has run. */
-async function restart(storage: string): Promise<void> {
+/**
+ * Starts the service on existing storage (no relay) and stops it once recovery has run (and, with
+ * `audited`, once the janitor's walk has been applied by the indexer).
+ */
+async function restart(storage: string, audited = false): Promise<void> {
   const service = new ServiceProcess({
     VIDEO_STREAM_URL: "ws://127.0.0.1:9/ws/video/consume",
     STORAGE_PATH: storage,
   });
   await service.waitForLog((l) => l.msg === "recording", "start-up");
+  if (audited) await service.waitForLog((l) => l.msg === "audit applied", "the audit");
   service.signal("SIGTERM");
   assert.equal((await service.exit()).code, 0);
 }
@@ -31,7 +35,7 @@ const facts = (
   c: Record<string, unknown>,
 ) => [c.path, c.start_ms, c.end_ms, c.frames, c.bytes, c.width, c.height, c.codec];
 
-Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file becomes missing", async () => {
+Deno.test("a deleted index is rebuilt from the chunk files; a closed chunk's file deleted by hand becomes missing in the background audit", async () => {
   const { storage } = await recordPattern({
     ...SMALL_PATTERN,
     intervalMs: 25,
@@ -54,7 +58,7 @@ Deno.test("a deleted index is rebuilt from the chunk files; a deleted chunk file
 
     const gone = rebuilt.chunks[1];
     await Deno.remove(join(storage, gone.path));
-    await restart(storage);
+    await restart(storage, true);
     const after = indexRows(storage);
     assert.deepEqual(
       after.chunks.map((c) => c.status),
@@ -136,6 +140,38 @@ Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and it
     assert.equal(await decodeErrors(join(root, path(1))), "", "what is left decodes");
     const events = (await index.unsentEvents(10)).map((e) => e.type);
     assert.deepEqual(events, ["chunk_recovered", "chunk_recovered"]);
+
+    // The session ends. What no crash causes is left to the audit: start-up recovery does not
+    // look into an ended session's folder, so it neither sees the file deleted by hand nor the
+    // one copied in.
+    await index.endSession("default", session, t0 + 5000);
+    await Deno.remove(join(root, path(1)));
+    await Deno.writeFile(join(root, path(3)), whole);
+    const options = {
+      index,
+      layout: { root, multiStream: false },
+      defaultStream: "default",
+      settings: { chunkMs: 60_000, idleMs: 10_000 },
+      metrics: new Metrics(),
+      openChunks: new OpenChunks(),
+      videoUrlOf: () => "ws://x",
+    };
+    const again = await recover(options);
+    assert.deepEqual([again.recovered, again.orphans, again.missing], [0, 0, 0]);
+    const findings = await audit(index, root);
+    assert.deepEqual([findings.missing, findings.orphans], [[path(1)], [path(3)]]);
+    // Each finding is checked again when applied: a chunk opened since the walk is left alone.
+    options.openChunks.add(path(3));
+    assert.equal((await applyAudit(options, findings)).orphans, 0);
+    options.openChunks.delete(path(3));
+    const applied = await applyAudit(options, findings);
+    assert.deepEqual([applied.missing, applied.orphans], [0, 1], "path(1) was marked missing the first time");
+    const after = await index.chunks({ stream: "default" });
+    assert.deepEqual(after.map((r) => [r.path, r.status]), [
+      [path(1), "missing"],
+      [path(2), "recovered"],
+      [path(3), "recovered"],
+    ]);
   } finally {
     await index.close();
     await Deno.remove(root, { recursive: true });

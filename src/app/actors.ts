@@ -15,7 +15,7 @@ import type { Layout } from "../store/layout.ts";
 import type { Leases } from "../store/leases.ts";
 import type { MetadataSettings } from "../store/metadata.ts";
 import type { OpenChunks } from "../store/open_chunks.ts";
-import { recover, type RecoveryOptions, type RecoveryReport } from "../store/recovery.ts";
+import { applyAudit, recover, type RecoveryOptions, type RecoveryReport } from "../store/recovery.ts";
 import type { Config } from "./config.ts";
 
 /** What the actors share, each part with its one writer (docs/storage.md, "Who writes the index"). */
@@ -88,6 +88,7 @@ export function registerActors(
         changes,
         conditions,
         recover: async (stream) => (await recover({ ...recovery, stream })).resumable.get(stream) ?? null,
+        applyAudit: (findings) => applyAudit(recovery, findings),
       }),
     afterRestart: async () => void await recover(recovery),
   });
@@ -104,6 +105,7 @@ export function registerActors(
         settings,
         metrics,
         self: janitorBox,
+        indexer: indexerBox,
         intervalMs: config.janitorIntervalMs,
         policy: {
           budgetBytes: config.storageBudgetBytes,

@@ -65,7 +65,19 @@ export type IndexerMsg =
     stream: string;
     resolve: (open: OpenSession | null) => void;
     reject: (e: unknown) => void;
-  };
+  }
+  /** What the janitor's walk found the index does not say: applied, each finding checked again, in the indexer's turn. */
+  | { type: "audit"; findings: AuditFindings };
+
+/** What a full walk of the files found that the index does not say (src/store/recovery.ts `audit`). */
+export interface AuditFindings {
+  /** Closed chunks (`complete`, `recovered`) whose file was not there. */
+  missing: string[];
+  /** Chunk files with no row. */
+  orphans: string[];
+  /** Bytes of the chunk files and the index files under the root. */
+  onDiskBytes: number;
+}
 
 /** A session recovery found open, that a new recording may continue. */
 export interface OpenSession {

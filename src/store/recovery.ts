@@ -8,8 +8,8 @@ import type { Metrics } from "../runtime/metrics.ts";
 import { scanChunk } from "./mp4/fragment_reader.ts";
 import { toMs } from "./mp4/timing.ts";
 import type { OpenChunks } from "./open_chunks.ts";
-import type { OpenSession } from "../record/messages.ts";
-import { entriesOf, fsyncDir, type Layout, parseChunkPath } from "./layout.ts";
+import type { AuditFindings, OpenSession } from "../record/messages.ts";
+import { chunksDir, entriesOf, fsyncDir, type Layout, parseChunkPath, TMP_DIR } from "./layout.ts";
 
 export interface RecoveryOptions {
   index: ChunkIndex;
@@ -36,10 +36,14 @@ export interface RecoveryReport {
 }
 
 /**
- * Replays recovery from the index: chunks still `recording` get their torn tail cut after the last
+ * Replays recovery from the index, at a cost that does not grow with history: only what a crash
+ * can leave behind is looked at. Chunks still `recording` get their torn tail cut after the last
  * complete fragment and become `recovered` (partial) with end, frames and bytes read back from the
- * file; chunk files the index lacks are indexed; rows whose file is gone become `missing`; the
- * touched sessions' metadata.json is rewritten. Files are never rewritten, only truncated.
+ * file (or `missing` if the file is gone); interrupted deletions are finished; chunk files the
+ * index lacks are indexed, looked for only in the sessions it holds open and in folders it does
+ * not know (all of them when the index is new: a rebuild). The touched sessions' metadata.json is
+ * rewritten. Files are never rewritten, only truncated. What a crash cannot cause (a closed
+ * chunk's file removed by hand, a file copied into an ended session) is the audit's (`audit`).
  *
  * @example
  * const report = await recover({ index, layout, defaultStream: "default", settings, metrics, openChunks, videoUrlOf });
@@ -56,11 +60,13 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
   };
   const touched = new Set<string>(); // "stream\0session"
   const root = o.layout.root;
-  const rows = await o.index.chunks(o.stream ? { stream: o.stream } : {});
-  const known = new Set(rows.map((r) => r.path));
-
+  const stream = o.stream;
+  const rows = [
+    ...await o.index.chunks({ stream, status: "deleting" }),
+    ...await o.index.chunks({ stream, status: "recording" }),
+  ];
   for (const row of rows) {
-    if (o.openChunks.has(row.path) || row.status === "missing" || row.status === "deleted") continue;
+    if (o.openChunks.has(row.path)) continue;
     if (row.status === "deleting") {
       // A deletion a crash interrupted (before or after the unlink): finish it.
       await deleteChunk(
@@ -76,38 +82,14 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
       );
       log.warn("interrupted deletion finished", { path: row.path });
       report.deletionsFinished++;
-      touched.add(`${row.stream}\0${row.session_id}`);
-      continue;
-    }
-    const size = await fileSize(join(root, row.path));
-    if (size === null) {
-      await o.index.setStatus(row.path, "missing");
-      log.warn("chunk file missing", { path: row.path, was: row.status });
-      report.missing++;
-      touched.add(`${row.stream}\0${row.session_id}`);
-    } else if (row.status === "recording") {
-      if (await repair(o, row.path, row.stream, row)) report.recovered++;
-      else report.removedEmpty++;
-      touched.add(`${row.stream}\0${row.session_id}`);
-    }
+    } else if (await fileSize(join(root, row.path)) === null) await markMissing(o, row, report);
+    else if (await repair(o, row.path, row.stream, row)) report.recovered++;
+    else report.removedEmpty++;
+    touched.add(`${row.stream}\0${row.session_id}`);
   }
 
   // In name order, so that a rebuilt session starts at its first chunk.
-  for (const rel of (await Array.fromAsync(chunkFiles(root))).sort()) {
-    if (known.has(rel) || o.openChunks.has(rel)) continue;
-    const parsed = parseChunkPath(rel);
-    if (!parsed) continue;
-    const stream = o.layout.multiStream
-      ? parsed.stream
-      : (parsed.stream === undefined ? o.defaultStream : undefined);
-    if (!stream || (o.stream && stream !== o.stream)) continue;
-    const existing = await o.index.chunk(rel);
-    if (existing) continue;
-    if (await repair(o, rel, stream, null)) {
-      report.orphans++;
-      touched.add(`${stream}\0${parsed.sessionId}`);
-    } else report.removedEmpty++;
-  }
+  for (const rel of (await unindexedCandidates(o)).sort()) await indexOrphan(o, rel, report, touched);
 
   // Only the newest open session of a stream can continue; older ones ended where their video did.
   const open = [];
@@ -126,16 +108,139 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
     }
   }
 
-  for (const key of touched) {
-    const [stream, sessionId] = key.split("\0");
-    await writeSessionMetadata(o.index, root, stream, sessionId, o.settings, Date.now());
-  }
+  await rewriteMetadata(o, touched);
   if (
     report.recovered || report.missing || report.orphans || report.removedEmpty || report.deletionsFinished
   ) {
     log.info("recovery done", { ...report, resumable: [...report.resumable.keys()] });
   }
   return report;
+}
+
+/**
+ * Walks every file under the root and compares it with the index. Read-only: it runs beside the
+ * recording (the janitor's periodic walk), and `applyAudit` re-checks each finding in the
+ * indexer's turn before it writes anything.
+ *
+ * @example
+ * const findings = await audit(index, layout.root);
+ * if (findings.missing.length || findings.orphans.length) indexer.send({ type: "audit", findings });
+ */
+export async function audit(index: ChunkIndex, root: string): Promise<AuditFindings> {
+  const files = new Map<string, number>();
+  let onDiskBytes = 0;
+  for (const name of ["index.db", "index.db-wal"]) {
+    onDiskBytes += await fileSize(join(root, name)) ?? 0;
+  }
+  for await (const rel of chunkFiles(root)) {
+    const size = await fileSize(join(root, rel));
+    if (size === null) continue;
+    files.set(rel, size);
+    onDiskBytes += size;
+  }
+  const missing: string[] = [];
+  const indexed = new Set<string>();
+  for (const row of await index.paths()) {
+    indexed.add(row.path);
+    if ((row.status === "complete" || row.status === "recovered") && !files.has(row.path)) {
+      missing.push(row.path);
+    }
+  }
+  const orphans = [...files.keys()].filter((rel) => !indexed.has(rel) && parseChunkPath(rel) !== null);
+  return { missing, orphans, onDiskBytes };
+}
+
+/**
+ * Applies what `audit` found, each finding checked again first (a chunk may have been deleted,
+ * indexed or opened since the walk): rows whose file is still gone become `missing`, files still
+ * without a row are indexed as `recovered`. Run in the indexer's turn.
+ */
+export async function applyAudit(o: RecoveryOptions, findings: AuditFindings): Promise<RecoveryReport> {
+  const report: RecoveryReport = {
+    recovered: 0,
+    missing: 0,
+    orphans: 0,
+    removedEmpty: 0,
+    deletionsFinished: 0,
+    resumable: new Map(),
+  };
+  const touched = new Set<string>();
+  for (const path of findings.missing) {
+    const row = await o.index.chunk(path);
+    if (!row || (row.status !== "complete" && row.status !== "recovered")) continue;
+    if (await fileSize(join(o.layout.root, path)) !== null) continue;
+    await markMissing(o, row, report);
+    touched.add(`${row.stream}\0${row.session_id}`);
+  }
+  for (const rel of [...findings.orphans].sort()) {
+    if (await fileSize(join(o.layout.root, rel)) !== null) await indexOrphan(o, rel, report, touched);
+  }
+  await rewriteMetadata(o, touched);
+  if (report.missing || report.orphans || report.removedEmpty) {
+    logger("recovery").info("audit applied", { missing: report.missing, orphans: report.orphans });
+  }
+  return report;
+}
+
+async function markMissing(o: RecoveryOptions, row: ChunkRow, report: RecoveryReport): Promise<void> {
+  await o.index.setStatus(row.path, "missing");
+  logger("recovery", row.stream).warn("chunk file missing", { path: row.path, was: row.status });
+  report.missing++;
+}
+
+/** Indexes a chunk file that has no row, unless a live writer holds it or a row appeared. */
+async function indexOrphan(
+  o: RecoveryOptions,
+  rel: string,
+  report: RecoveryReport,
+  touched: Set<string>,
+): Promise<void> {
+  if (o.openChunks.has(rel)) return;
+  const parsed = parseChunkPath(rel);
+  if (!parsed) return;
+  const stream = o.layout.multiStream
+    ? parsed.stream
+    : (parsed.stream === undefined ? o.defaultStream : undefined);
+  if (!stream || (o.stream && stream !== o.stream)) return;
+  if (await o.index.chunk(rel)) return;
+  if (await repair(o, rel, stream, null)) {
+    report.orphans++;
+    touched.add(`${stream}\0${parsed.sessionId}`);
+  } else report.removedEmpty++;
+}
+
+async function rewriteMetadata(o: RecoveryOptions, touched: Set<string>): Promise<void> {
+  for (const key of touched) {
+    const [stream, sessionId] = key.split("\0");
+    await writeSessionMetadata(o.index, o.layout.root, stream, sessionId, o.settings, Date.now());
+  }
+}
+
+/**
+ * Chunk files that may lack a row after a crash: those of the sessions the index holds open, and
+ * of session folders it does not know. Folders of ended sessions are not listed, so the cost is
+ * one directory read per top-level folder, not one per chunk.
+ */
+async function unindexedCandidates(o: RecoveryOptions): Promise<string[]> {
+  const ended = new Set(
+    (await o.index.sessions()).filter((s) => s.status !== "open").map((s) => s.dir),
+  );
+  const out: string[] = [];
+  const sessionFiles = async (dir: string) => {
+    for (const e of await entriesOf(join(o.layout.root, chunksDir(dir)))) {
+      if (e.isFile && e.name.endsWith(".mp4")) out.push(join(chunksDir(dir), e.name));
+    }
+  };
+  for (const top of await entriesOf(o.layout.root)) {
+    if (!top.isDirectory || top.name === TMP_DIR || ended.has(top.name)) continue;
+    // A session folder (single-stream layout), or a stream's folder of sessions.
+    await sessionFiles(top.name);
+    for (const e of await entriesOf(join(o.layout.root, top.name))) {
+      const dir = join(top.name, e.name);
+      if (e.isDirectory && e.name !== "video_segments" && !ended.has(dir)) await sessionFiles(dir);
+    }
+  }
+  return out;
 }
 
 /**

@@ -148,6 +148,15 @@ export class ChunkIndex {
       .where("session_id", "=", sessionId).executeTakeFirst();
   }
 
+  sessions(): Promise<SessionRow[]> {
+    return this.db.selectFrom("sessions").selectAll().execute();
+  }
+
+  /** Every chunk's path and status: what an audit compares the files with. */
+  paths(): Promise<Pick<ChunkRow, "path" | "status">[]> {
+    return this.db.selectFrom("chunks").select(["path", "status"]).execute();
+  }
+
   openSessions(): Promise<SessionRow[]> {
     return this.db.selectFrom("sessions").selectAll().where("status", "=", "open").orderBy("start_ms")
       .execute();
