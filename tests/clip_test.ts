@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { faststartClip, fragmentedClip } from "../src/serve/clip/mux.ts";
 import { planClip } from "../src/serve/clip/plan.ts";
 import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
-import { decodeErrors, indexRows, probeDurationMs, probeFrames, recordPattern } from "./helpers.ts";
+import {
+  decodeErrors,
+  indexRows,
+  probeDurationMs,
+  probeFrames,
+  recordPattern,
+  ServiceProcess,
+} from "./helpers.ts";
 
 Deno.test("clips across a chunk boundary: exact length, keyframe start, clean decode, both formats", async () => {
   // A 720p pattern (a keyframe every 30 frames, one frame every 15 ms) in 2-second chunks.
@@ -86,3 +93,54 @@ function boxTypes(bytes: Uint8Array): string[] {
   }
   return out;
 }
+
+Deno.test("clip reads are bounded: beyond CLIP_MAX_CONCURRENT a 503 with Retry-After; a slow client's clip is whole and byte-equal to a fast one's", async () => {
+  const { storage } = await recordPattern({
+    width: 640,
+    height: 360,
+    fps: 30,
+    seconds: 6,
+    gop: 30,
+    bitrateKbps: 3000,
+    intervalMs: 10,
+    env: { VIDEO_CHUNK_DURATION_SECONDS: "2" },
+  });
+  const service = new ServiceProcess({
+    VIDEO_STREAM_URL: "ws://127.0.0.1:9/ws/video/consume",
+    STORAGE_PATH: storage,
+    CLIP_MAX_CONCURRENT: "1",
+  });
+  try {
+    const chunks = indexRows(storage).chunks;
+    const base = `http://127.0.0.1:${await service.port("http")}`;
+    const url = `${base}/api/clip?from=${new Date(chunks[0].start_ms).toISOString()}&to=${
+      new Date(chunks.at(-1)!.end_ms).toISOString()
+    }`;
+    const fast = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    // A client that takes one piece, then stalls: its clip is still being read.
+    const slow = await fetch(url);
+    const reader = slow.body!.getReader();
+    const parts: Uint8Array[] = [(await reader.read()).value!];
+    const refused = await fetch(url);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("retry-after"), "1");
+    assert.match((await refused.json()).error, /CLIP_MAX_CONCURRENT/);
+    for (let r = await reader.read(); !r.done; r = await reader.read()) parts.push(r.value);
+    const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (whole.set(p, at), at + p.length), 0);
+    assert.deepEqual(whole, fast);
+    const clip = join(storage, "slow.mp4");
+    await Deno.writeFile(clip, whole);
+    assert.equal(await decodeErrors(clip), "");
+    assert.equal((await probeFrames(clip)).length, chunks.reduce((n, c) => n + c.frames, 0));
+    // The slot is free again once the stream ended.
+    const again = await fetch(url);
+    assert.equal(again.status, 200);
+    await again.body!.cancel();
+    assert.equal(await service.metric("storage_clips_refused_total"), 1);
+  } finally {
+    service.signal("SIGTERM");
+    await service.exit();
+    await Deno.remove(storage, { recursive: true });
+  }
+});

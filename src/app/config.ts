@@ -46,6 +46,7 @@ export interface Config {
   janitorIntervalMs: number;
   /** Largest clip `fetch` returns inline (base64); larger ones are streamed from /api/clip. */
   fetchMaxBytes: number;
+  clipMaxConcurrent: number;
   /** Bearer token required by every endpoint but /healthz and /metrics; null: none. */
   apiToken: string | null;
   /** Chunks this close in time form one recorded range. */
@@ -304,6 +305,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     minFreeDiskBytes: scaled(GIB, decimal(env, "MIN_FREE_DISK_GB", 1, 0, 1_000_000))!,
     janitorIntervalMs: SECOND * int(env, "JANITOR_INTERVAL_SECONDS", 30, 1, 86_400),
     fetchMaxBytes: int(env, "FETCH_MAX_BYTES", 32 * 1024 * 1024, 1024, 2 ** 31),
+    clipMaxConcurrent: int(env, "CLIP_MAX_CONCURRENT", 16, 1, 10_000),
     apiToken: env.API_TOKEN || null,
     rangeGapMs: int(env, "RANGE_MERGE_GAP_MS", 1000, 0, 3_600_000),
     amqpUrl: amqpUrl(env.AMQP_URL),

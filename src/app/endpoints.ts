@@ -51,6 +51,7 @@ export async function openEndpoints(
     uploadPath: config.uploadPath,
     streams: config.streams.map((s) => s.name),
     fetchMaxBytes: config.fetchMaxBytes,
+    clipMaxConcurrent: config.clipMaxConcurrent,
     rangeGapMs: config.rangeGapMs,
     apiToken: config.apiToken,
     storageBudgetBytes: config.storageBudgetBytes,

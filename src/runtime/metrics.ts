@@ -23,6 +23,7 @@ export class Metrics {
   readonly connectionEnds;
   readonly saveJobs;
   readonly saveJobsPending;
+  readonly clipsRefused;
   readonly streamConnected;
   readonly textMessages;
   readonly actorRestarts;
@@ -105,6 +106,11 @@ export class Metrics {
       ["outcome"],
     );
     this.saveJobsPending = gauge("storage_save_jobs_pending", "Async saves queued or running", []);
+    this.clipsRefused = counter(
+      "storage_clips_refused_total",
+      "Clip reads (fetch, GET /api/clip) refused with 503: CLIP_MAX_CONCURRENT were being read",
+      [],
+    );
     this.actorRestarts = counter("storage_actor_restarts_total", "Actor restarts by the supervisor", [
       "actor",
       "stream",

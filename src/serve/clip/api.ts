@@ -26,6 +26,8 @@ export interface ClipApiOptions {
   /** Stream names; the first is the default. */
   streams: string[];
   fetchMaxBytes: number;
+  /** Clips (`fetch`, `GET /api/clip`) read at once; more get 503 (CLIP_MAX_CONCURRENT). */
+  clipMaxConcurrent: number;
   rangeGapMs: number;
   apiToken: string | null;
   storageBudgetBytes: number | null;
@@ -48,6 +50,8 @@ const GIB = 2 ** 30;
 export class ClipApi {
   #o: ClipApiOptions;
   #jobs: SaveJobs;
+  /** Clips being read now: this object is its only writer. */
+  #serving = 0;
   #log = logger("clips");
 
   constructor(o: ClipApiOptions) {
@@ -114,7 +118,9 @@ export class ClipApi {
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       const res = json({ error: this.redact(e.message), ...e.details }, e.status);
-      if (e.status === 429) res.headers.set("retry-after", String(e.details.retry_after_seconds ?? 5));
+      if (e.status === 429 || e.status === 503) {
+        res.headers.set("retry-after", String(e.details.retry_after_seconds ?? 5));
+      }
       // The rest of the body may never come: the connection cannot carry another request.
       if (e.status === 408) res.headers.set("connection", "close");
       return res;
@@ -152,9 +158,29 @@ export class ClipApi {
     }
   }
 
-  /** Keeps the janitor off the clip's chunks until the returned release is called. */
-  #lease(plan: ClipPlan): () => void {
-    return this.#o.leases.take(plan.chunks.map((c) => c.path));
+  /**
+   * Keeps the janitor off the clip's chunks, and counts the clip against CLIP_MAX_CONCURRENT,
+   * until the returned release is called. Beyond that many clips being read, 503 and Retry-After:
+   * each holds a read buffer and disk bandwidth that recording needs too.
+   */
+  #leaseRead(plan: ClipPlan): () => void {
+    if (this.#serving >= this.#o.clipMaxConcurrent) {
+      this.#o.metrics.clipsRefused.inc();
+      throw new ApiError(
+        503,
+        `${this.#serving} clips are being read, the most CLIP_MAX_CONCURRENT allows: retry shortly`,
+        { retry_after_seconds: 1 },
+      );
+    }
+    this.#serving++;
+    const release = this.#o.leases.take(plan.chunks.map((c) => c.path));
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#serving--;
+      release();
+    };
   }
 
   #stream(value: unknown): string {
@@ -235,7 +261,7 @@ export class ClipApi {
 
   async #fetch(body: Record<string, unknown>): Promise<Response> {
     const { from, to, plan } = await this.#plan(body);
-    const release = this.#lease(plan);
+    const release = this.#leaseRead(plan);
     try {
       return await this.#fetchLeased(body, from, to, plan);
     } finally {
@@ -275,7 +301,7 @@ export class ClipApi {
   async #streamClip(params: URLSearchParams): Promise<Response> {
     const fields = Object.fromEntries(params);
     const { from, to, plan } = await this.#plan(fields);
-    const release = this.#lease(plan);
+    const release = this.#leaseRead(plan);
     let clip;
     try {
       clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
@@ -371,7 +397,8 @@ export class ClipApi {
     try {
       const file = await Deno.open(tmp, { write: true, createNew: true });
       try {
-        const release = this.#lease(plan);
+        // Saves are bounded by their own queue (MAX_PENDING_JOBS), not CLIP_MAX_CONCURRENT.
+        const release = this.#o.leases.take(plan.chunks.map((c) => c.path));
         try {
           summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
         } finally {

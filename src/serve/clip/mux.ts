@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { concat, u32, u64 } from "../../store/mp4/boxes.ts";
-import { fragment, type Sample } from "../../store/mp4/fragment.ts";
+import { fragmentHeader } from "../../store/mp4/fragment.ts";
 import { type SampleRef, scanChunk } from "../../store/mp4/fragment_reader.ts";
 import { ftyp, movie, type SampleTables } from "../../store/mp4/init_segment.ts";
 import { toMs, toTicks } from "../../store/mp4/timing.ts";
@@ -9,7 +9,7 @@ import type { ClipPlan } from "./plan.ts";
 
 /** A planned chunk as read back: its samples in the clip, with their wall-clock start times. */
 interface ReadChunk {
-  bytes: Uint8Array;
+  path: string;
   samples: SampleRef[];
   /** Wall-clock ms of each sample. */
   wall: number[];
@@ -42,7 +42,7 @@ async function readChunk(
   to: number,
   first: boolean,
 ): Promise<ReadChunk> {
-  const bytes = await Deno.readFile(join(root, path));
+  const bytes = await readBoxes(join(root, path));
   const scan = scanChunk(bytes);
   if (scan.startMs === null || !scan.stsd) throw new Error(`${path} has no readable fragments`);
   const startMs = scan.startMs;
@@ -59,9 +59,9 @@ async function readChunk(
   let end = begin;
   while (end < scan.samples.length && wallOf(scan.samples[end]) < to) end++;
   const samples = scan.samples.slice(begin, end);
-  const sampleEntry = bytes.subarray(scan.stsd.offset + 16, scan.stsd.offset + scan.stsd.size);
+  const sampleEntry = bytes.slice(scan.stsd.offset + 16, scan.stsd.offset + scan.stsd.size);
   return {
-    bytes,
+    path,
     samples,
     wall: samples.map(wallOf),
     shownFrom: startMs + toMs(scan.editTicks),
@@ -91,7 +91,8 @@ function edit(from: number, to: number, first: ReadChunk, lastEnd: number) {
 
 /**
  * The clip as fragmented MP4, produced chunk by chunk: the first bytes go out after the first
- * chunk is read, long before the last one is. It starts at the keyframe at or before `from`
+ * chunk's boxes are read; its sample data follows from the file in reads of up to 1 MB, each
+ * pulled when the consumer wants it (backpressure). It starts at the keyframe at or before `from`
  * (`startMs`): players ignore edit lists in fragmented files. Timestamps keep the recorded
  * spacing (gaps stay gaps).
  *
@@ -116,23 +117,24 @@ export async function fragmentedClip(
     let sequence = 0;
     for (let i = 0; i < plan.chunks.length; i++) {
       const chunk = i === 0 ? first : await readChunk(root, plan.chunks[i].path, from, to, false);
-      let run: Sample[] = [];
-      let runStart = 0;
-      for (let s = 0; s <= chunk.samples.length; s++) {
-        const cut = s === chunk.samples.length ||
-          (run.length > 0 && chunk.wall[s] - chunk.wall[runStart] >= FRAGMENT_MS);
-        if (cut && run.length > 0) {
-          yield fragment(++sequence, run, toTicks(chunk.wall[runStart] - clipStart), chunk.wall[runStart]);
-          run = [];
-        }
-        if (s === chunk.samples.length) break;
-        if (run.length === 0) runStart = s;
-        const ref = chunk.samples[s];
-        run.push({
-          data: chunk.bytes.subarray(ref.offset, ref.offset + ref.size),
-          duration: ref.duration,
-          keyframe: ref.key,
-        });
+      using file = await Deno.open(join(root, chunk.path));
+      // Runs of up to a second: a header made here, the samples' bytes passed through from the
+      // file as they are (a run's samples are contiguous there: it never spans two fragments).
+      for (let a = 0; a < chunk.samples.length;) {
+        let b = a + 1;
+        while (
+          b < chunk.samples.length && chunk.wall[b] - chunk.wall[a] < FRAGMENT_MS &&
+          chunk.samples[b].offset === chunk.samples[b - 1].offset + chunk.samples[b - 1].size
+        ) b++;
+        const run = chunk.samples.slice(a, b);
+        yield fragmentHeader(
+          ++sequence,
+          run.map((r) => ({ size: r.size, duration: r.duration, keyframe: r.key })),
+          toTicks(chunk.wall[a] - clipStart),
+          chunk.wall[a],
+        );
+        yield* readRange(file, run[0].offset, run.at(-1)!.offset + run.at(-1)!.size);
+        a = b;
       }
     }
   }
@@ -141,7 +143,8 @@ export async function fragmentedClip(
 
 /**
  * Writes the clip as a faststart MP4 (moov before mdat) to `file`. Two passes over the chunks:
- * the first builds the sample tables, the second copies the samples; one chunk is in memory at a time.
+ * the first builds the sample tables from their boxes, the second copies the sample data in reads
+ * of up to 1 MB.
  *
  * @example
  * const summary = await faststartClip(root, plan, from, to, file);
@@ -202,12 +205,16 @@ export async function faststartClip(
   const mdat = new TextEncoder().encode("mdat");
   await writeAll(file, large ? concat([u32(1), mdat, u64(payload + 16)]) : concat([u32(payload + 8), mdat]));
   for (const [k, p] of parts.entries()) {
-    const bytes = await Deno.readFile(join(root, p.path));
+    using chunk = await Deno.open(join(root, p.path));
     // Samples of one fragment are contiguous in the chunk file: copy them in runs.
     for (let a = 0; a < p.refs.length;) {
       let b = a + 1;
       while (b < p.refs.length && p.refs[b].offset === p.refs[b - 1].offset + p.refs[b - 1].size) b++;
-      await writeAll(file, bytes.subarray(p.refs[a].offset, p.refs[b - 1].offset + p.refs[b - 1].size));
+      for await (
+        const piece of readRange(chunk, p.refs[a].offset, p.refs[b - 1].offset + p.refs[b - 1].size)
+      ) {
+        await writeAll(file, piece);
+      }
       a = b;
     }
     onProgress((k + 1) / parts.length);
@@ -220,4 +227,55 @@ export async function faststartClip(
     frames: tables.sizes.length,
     bytes: head + mdatHeader + payload,
   };
+}
+
+/** Largest single read of sample data: big enough to run at disk speed, small enough to hold per client. */
+const READ_BYTES = 1 << 20;
+
+/** The bytes of `file` in [from, to), in reads of at most READ_BYTES, each a buffer of its own. */
+async function* readRange(file: Deno.FsFile, from: number, to: number): AsyncGenerator<Uint8Array> {
+  await file.seek(from, Deno.SeekMode.Start);
+  for (let at = from; at < to;) {
+    const buf = new Uint8Array(Math.min(READ_BYTES, to - at));
+    let got = 0;
+    while (got < buf.length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null) throw new Error(`unexpected end of file at ${at + got}, expected ${to}`);
+      got += n;
+    }
+    at += got;
+    yield buf;
+  }
+}
+
+/**
+ * A chunk file with every box read but the sample data (mdat payloads), at the same offsets, so
+ * `scanChunk` reads it as it would the whole file. The buffer is the file's size, but the pages
+ * never written stay untouched (zero-filled on demand by the system): what is resident is the
+ * boxes, a few hundred bytes per fragment.
+ */
+async function readBoxes(path: string): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  const size = (await file.stat()).size;
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  const readAt = async (at: number, end: number) => {
+    await file.seek(at, Deno.SeekMode.Start);
+    while (at < end) {
+      const n = await file.read(bytes.subarray(at, end));
+      if (n === null) return false;
+      at += n;
+    }
+    return true;
+  };
+  for (let at = 0; at + 8 <= size;) {
+    if (!await readAt(at, Math.min(size, at + 16))) break;
+    const boxSize = view.getUint32(at) === 1 ? Number(view.getBigUint64(at + 8)) : view.getUint32(at);
+    if (boxSize < 8 || at + boxSize > size) break; // a torn tail: scanChunk stops here too
+    const mdat = bytes[at + 4] === 0x6d && bytes[at + 5] === 0x64 && bytes[at + 6] === 0x61 &&
+      bytes[at + 7] === 0x74;
+    if (!mdat && !await readAt(at + 16, at + boxSize)) break;
+    at += boxSize;
+  }
+  return bytes;
 }
