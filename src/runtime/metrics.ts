@@ -187,7 +187,7 @@ export class Metrics {
       name: "storage_frame_write_latency_seconds",
       help: "From a frame's first byte arriving to its fragment being written",
       labelNames: ["stream"],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10],
       registers,
     });
   }
