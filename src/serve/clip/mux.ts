@@ -117,25 +117,23 @@ export async function fragmentedClip(
     let sequence = 0;
     for (let i = 0; i < plan.chunks.length; i++) {
       const chunk = i === 0 ? first : await readChunk(root, plan.chunks[i].path, from, to, false);
-      using file = await Deno.open(join(root, chunk.path));
-      // Runs of up to a second: a header made here, the samples' bytes passed through from the
-      // file as they are (a run's samples are contiguous there: it never spans two fragments).
-      for (let a = 0; a < chunk.samples.length;) {
-        let b = a + 1;
-        while (
-          b < chunk.samples.length && chunk.wall[b] - chunk.wall[a] < FRAGMENT_MS &&
-          chunk.samples[b].offset === chunk.samples[b - 1].offset + chunk.samples[b - 1].size
-        ) b++;
+      // Runs of up to a second, each under a header made here, its samples' bytes passed through
+      // from the file as they are (a run's samples are contiguous there: it never spans two fragments).
+      const runs: Run[] = [];
+      for (const [a, b] of sampleRuns(chunk.samples, (a, b) => chunk.wall[b] - chunk.wall[a] < FRAGMENT_MS)) {
         const run = chunk.samples.slice(a, b);
-        yield fragmentHeader(
-          ++sequence,
-          run.map((r) => ({ size: r.size, duration: r.duration, keyframe: r.key })),
-          toTicks(chunk.wall[a] - clipStart),
-          chunk.wall[a],
-        );
-        yield* readRange(file, run[0].offset, run.at(-1)!.offset + run.at(-1)!.size);
-        a = b;
+        runs.push({
+          head: fragmentHeader(
+            ++sequence,
+            run.map((r) => ({ size: r.size, duration: r.duration, keyframe: r.key })),
+            toTicks(chunk.wall[a] - clipStart),
+            chunk.wall[a],
+          ),
+          from: run[0].offset,
+          to: run.at(-1)!.offset + run.at(-1)!.size,
+        });
       }
+      yield* passThrough(join(root, chunk.path), runs);
     }
   }
   return { startMs: clipStart, pieces: pieces() };
@@ -205,18 +203,12 @@ export async function faststartClip(
   const mdat = new TextEncoder().encode("mdat");
   await writeAll(file, large ? concat([u32(1), mdat, u64(payload + 16)]) : concat([u32(payload + 8), mdat]));
   for (const [k, p] of parts.entries()) {
-    using chunk = await Deno.open(join(root, p.path));
     // Samples of one fragment are contiguous in the chunk file: copy them in runs.
-    for (let a = 0; a < p.refs.length;) {
-      let b = a + 1;
-      while (b < p.refs.length && p.refs[b].offset === p.refs[b - 1].offset + p.refs[b - 1].size) b++;
-      for await (
-        const piece of readRange(chunk, p.refs[a].offset, p.refs[b - 1].offset + p.refs[b - 1].size)
-      ) {
-        await writeAll(file, piece);
-      }
-      a = b;
-    }
+    const runs = [...sampleRuns(p.refs)].map(([a, b]) => ({
+      from: p.refs[a].offset,
+      to: p.refs[b - 1].offset + p.refs[b - 1].size,
+    }));
+    for await (const piece of passThrough(join(root, p.path), runs)) await writeAll(file, piece);
     onProgress((k + 1) / parts.length);
   }
   const e = options.edit;
@@ -232,49 +224,99 @@ export async function faststartClip(
 /** Largest single read of sample data: big enough to run at disk speed, small enough to hold per client. */
 const READ_BYTES = 1 << 20;
 
-/** The bytes of `file` in [from, to), in reads of at most READ_BYTES, each a buffer of its own. */
-async function* readRange(file: Deno.FsFile, from: number, to: number): AsyncGenerator<Uint8Array> {
-  await file.seek(from, Deno.SeekMode.Start);
-  for (let at = from; at < to;) {
-    const buf = new Uint8Array(Math.min(READ_BYTES, to - at));
-    let got = 0;
-    while (got < buf.length) {
-      const n = await file.read(buf.subarray(got));
-      if (n === null) throw new Error(`unexpected end of file at ${at + got}, expected ${to}`);
-      got += n;
-    }
-    at += got;
-    yield buf;
+/** A byte range of a chunk file to pass through, after `head` if given. */
+interface Run {
+  head?: Uint8Array;
+  from: number;
+  to: number;
+}
+
+/**
+ * [a, b) index ranges of `samples` whose bytes are contiguous in the file (one fragment's), cut
+ * further where `together(a, i)` says sample i no longer goes with the run starting at a.
+ */
+function* sampleRuns(
+  samples: SampleRef[],
+  together: (a: number, i: number) => boolean = () => true,
+): Generator<[number, number]> {
+  for (let a = 0; a < samples.length;) {
+    let b = a + 1;
+    while (
+      b < samples.length && samples[b].offset === samples[b - 1].offset + samples[b - 1].size &&
+      together(a, b)
+    ) b++;
+    yield [a, b];
+    a = b;
   }
 }
 
 /**
+ * Each run's head, then its bytes of the file at `path`. The file is read forward in blocks of
+ * READ_BYTES (the boxes between runs are read over, not sought past: a few hundred bytes), and
+ * each run goes out as slices of those blocks, not copies.
+ */
+async function* passThrough(path: string, runs: Run[]): AsyncGenerator<Uint8Array> {
+  if (runs.length === 0) return;
+  using file = await Deno.open(path);
+  let block = new Uint8Array(0), start = runs[0].from;
+  await file.seek(start, Deno.SeekMode.Start);
+  const fill = async (at: number, end: number) => {
+    if (at !== start + block.length) await file.seek(at, Deno.SeekMode.Start);
+    block = new Uint8Array(Math.min(READ_BYTES, end - at));
+    start = at;
+    for (let got = 0; got < block.length;) {
+      const n = await file.read(block.subarray(got));
+      if (n === null) throw new Error(`unexpected end of file at ${at + got}, expected ${end}`);
+      got += n;
+    }
+  };
+  const last = runs.at(-1)!.to;
+  for (const run of runs) {
+    if (run.head) yield run.head;
+    for (let at = run.from; at < run.to;) {
+      if (at < start || at >= start + block.length) await fill(at, last);
+      const end = Math.min(run.to, start + block.length);
+      yield block.subarray(at - start, end - start);
+      at = end;
+    }
+  }
+}
+
+/** Bytes read at each box of a chunk file: its headers and small boxes come in one read. */
+const BOX_WINDOW = 4096;
+
+/**
  * A chunk file with every box read but the sample data (mdat payloads), at the same offsets, so
  * `scanChunk` reads it as it would the whole file. The buffer is the file's size, but the pages
- * never written stay untouched (zero-filled on demand by the system): what is resident is the
- * boxes, a few hundred bytes per fragment.
+ * never written stay untouched (zero-filled on demand by the system): what is resident is a page
+ * per fragment. One read a fragment: its prft, moof and mdat header fit in one window.
  */
 async function readBoxes(path: string): Promise<Uint8Array> {
   using file = await Deno.open(path);
   const size = (await file.stat()).size;
   const bytes = new Uint8Array(size);
   const view = new DataView(bytes.buffer);
-  const readAt = async (at: number, end: number) => {
-    await file.seek(at, Deno.SeekMode.Start);
-    while (at < end) {
+  let have = 0; // where the last read ended (the file's position)
+  const readTo = async (from: number, end: number) => {
+    if (from !== have) await file.seek(from, Deno.SeekMode.Start);
+    for (let at = from; at < end;) {
       const n = await file.read(bytes.subarray(at, end));
       if (n === null) return false;
       at += n;
     }
+    have = end;
     return true;
   };
   for (let at = 0; at + 8 <= size;) {
-    if (!await readAt(at, Math.min(size, at + 16))) break;
+    // The box header, and the box unless it is an mdat, must be read.
+    if (at + Math.min(16, size - at) > have) {
+      if (!await readTo(at, Math.min(size, at + BOX_WINDOW))) break;
+    }
     const boxSize = view.getUint32(at) === 1 ? Number(view.getBigUint64(at + 8)) : view.getUint32(at);
     if (boxSize < 8 || at + boxSize > size) break; // a torn tail: scanChunk stops here too
     const mdat = bytes[at + 4] === 0x6d && bytes[at + 5] === 0x64 && bytes[at + 6] === 0x61 &&
       bytes[at + 7] === 0x74;
-    if (!mdat && !await readAt(at + 16, at + boxSize)) break;
+    if (!mdat && at + boxSize > have && !await readTo(have, at + boxSize)) break;
     at += boxSize;
   }
   return bytes;
