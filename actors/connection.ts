@@ -225,7 +225,7 @@ export class Connection implements Behavior<never> {
         setInterval(() => {
           if (!link.connected) return;
           // A picture held to see whether its last NAL unit was whole: no message came, so it was.
-          this.#deliver(link, link.parser.settle());
+          this.#deliver(link, link.parser.settle(this.#wallNow(link)));
           this.#forward(this.#frameClock.release(link.parser.pendingSince ?? this.#wallNow(link)));
           this.#reportRefused(link);
         }, RELEASE_CHECK_MS),

@@ -55,6 +55,13 @@ export interface ParserCounts {
  */
 const TIMESTAMP_TOLERANCE_MS = 30_000;
 
+/**
+ * A picture completed at the end of a message is passed on without the next message after this
+ * long without one: many frame intervals, so a message that follows at the stream's pace (and may
+ * show the picture's last unit was cut) is always waited for.
+ */
+const SETTLE_MS = 250;
+
 // Carried in the sample entry's avcC, or meaningless inside an MP4 sample.
 const OUT_OF_SAMPLE = new Set<number>([NalType.sps, NalType.pps, NalType.aud, 10, 11, 12]);
 
@@ -78,10 +85,10 @@ export class FrameParser {
   #badTimestamps = 0;
   /**
    * The frame the last NAL unit of the last message completed by its slice layout: held until the
-   * next message (or `settle`) shows whether that unit was whole, so the verdict does not depend on
-   * when the caller passes frames on.
+   * next message shows whether that unit was whole, or until `settle` finds the stream paused, so
+   * the verdict does not depend on when the caller's timer runs. `since`: that unit's arrival.
    */
-  #held: Frame | null = null;
+  #held: { frame: Frame; since: number } | null = null;
 
   get counts(): ParserCounts {
     return {
@@ -130,18 +137,20 @@ export class FrameParser {
   }
 
   /**
-   * The held frame (see `#held`), once no message came for a while: a pause, so its last NAL unit
-   * was whole. Called by the caller's timer.
+   * The held frame (see `#held`) if no message came for SETTLE_MS up to `now` (wall-clock ms, the
+   * clock of `message`'s `arrivedAt`): the stream paused after a whole NAL unit. For the caller's
+   * timer; without `now`, the frame comes out at once.
    */
-  settle(): Frame[] {
+  settle(now = Infinity): Frame[] {
     const held = this.#held;
+    if (!held || now - held.since < SETTLE_MS) return [];
     this.#held = null;
-    return held ? [held] : [];
+    return [held.frame];
   }
 
   /** Arrival of the earliest byte not yet in a frame passed on, if any: no frame still to come is older. */
   get pendingSince(): number | null {
-    let at = this.#held?.ts ?? null;
+    let at = this.#held?.frame.ts ?? null;
     for (const t of [this.#assembler.pendingSince, this.#splitter.pendingSince]) {
       if (t !== null && (at === null || t < at)) at = t;
     }
@@ -174,7 +183,9 @@ export class FrameParser {
         frames.push(frame);
       }
     }
-    if (completedByLast && frames.at(-1) === completedByLast) this.#held = frames.pop()!;
+    if (completedByLast && frames.at(-1) === completedByLast) {
+      this.#held = { frame: frames.pop()!, since: nals.at(-1)!.ts };
+    }
     return frames;
   }
 
