@@ -82,6 +82,31 @@ Deno.test("a scan finds the last complete fragment of a torn file and its wall-c
   assert.equal(scanChunk(bytes.subarray(0, boundaries[0])).frames, 0);
 });
 
+/** The file's boxes with every mdat's payload left out, as a clip reads a chunk; torn boxes dropped. */
+function withoutSampleData(bytes: Uint8Array): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const parts: Uint8Array[] = [];
+  for (let at = 0; at + 8 <= bytes.length;) {
+    const size = view.getUint32(at);
+    if (at + size > bytes.length) break;
+    const mdat = String.fromCharCode(...bytes.subarray(at + 4, at + 8)) === "mdat";
+    parts.push(bytes.subarray(at, at + (mdat ? 8 : size)));
+    at += size;
+  }
+  return new Uint8Array(parts.flatMap((p) => [...p]));
+}
+
+Deno.test("a scan of the boxes alone (sample data left out) gives the file's offsets, whole or torn", () => {
+  const { bytes, boundaries } = mux(1000, arrivals);
+  const endOfThird = boundaries.slice(0, 4).reduce((a, b) => a + b);
+  for (const cut of [bytes.length, endOfThird + 200]) {
+    const file = bytes.subarray(0, cut);
+    const boxes = withoutSampleData(file);
+    assert.ok(boxes.length < file.length / 10);
+    assert.deepEqual(scanChunk(boxes, file.length), scanChunk(file), `cut at ${cut}`);
+  }
+});
+
 Deno.test("a pause longer than the gap limit starts a new fragment instead of stretching the last frame", () => {
   const times = arrivals.map((t, i) => i >= 50 ? t + 5000 : t);
   const { bytes, fragmentFrames } = mux(1000, times);

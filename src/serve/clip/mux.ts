@@ -42,8 +42,8 @@ async function readChunk(
   to: number,
   first: boolean,
 ): Promise<ReadChunk> {
-  const bytes = await readBoxes(join(root, path));
-  const scan = scanChunk(bytes);
+  const { bytes, size } = await readBoxes(join(root, path));
+  const scan = scanChunk(bytes, size);
   if (scan.startMs === null || !scan.stsd) throw new Error(`${path} has no readable fragments`);
   const startMs = scan.startMs;
   const wallOf = (s: SampleRef) => startMs + toMs(s.time);
@@ -282,42 +282,43 @@ async function* passThrough(path: string, runs: Run[]): AsyncGenerator<Uint8Arra
   }
 }
 
-/** Bytes read at each box of a chunk file: its headers and small boxes come in one read. */
+/** Bytes read at each box of a chunk file: a fragment's prft, moof and mdat header fit in one. */
 const BOX_WINDOW = 4096;
 
 /**
- * A chunk file with every box read but the sample data (mdat payloads), at the same offsets, so
- * `scanChunk` reads it as it would the whole file. The buffer is the file's size, but the pages
- * never written stay untouched (zero-filled on demand by the system): what is resident is a page
- * per fragment. One read a fragment: its prft, moof and mdat header fit in one window.
+ * A chunk file's boxes, each mdat with its header only (for `scanChunk(bytes, size)`): a few
+ * hundred bytes a fragment in memory, one read a fragment.
  */
-async function readBoxes(path: string): Promise<Uint8Array> {
+async function readBoxes(path: string): Promise<{ bytes: Uint8Array; size: number }> {
   using file = await Deno.open(path);
   const size = (await file.stat()).size;
-  const bytes = new Uint8Array(size);
-  const view = new DataView(bytes.buffer);
-  let have = 0; // where the last read ended (the file's position)
-  const readTo = async (from: number, end: number) => {
-    if (from !== have) await file.seek(from, Deno.SeekMode.Start);
-    for (let at = from; at < end;) {
-      const n = await file.read(bytes.subarray(at, end));
+  const parts: Uint8Array[] = [];
+  let window = new Uint8Array(0), windowAt = 0, position = 0;
+  /** Makes the window hold the file's [from, end). */
+  const need = async (from: number, end: number) => {
+    if (from >= windowAt && end <= windowAt + window.length) return true;
+    if (from !== position) await file.seek(from, Deno.SeekMode.Start);
+    window = new Uint8Array(Math.min(size, Math.max(end, from + BOX_WINDOW)) - from);
+    windowAt = from;
+    for (let got = 0; got < window.length;) {
+      const n = await file.read(window.subarray(got));
       if (n === null) return false;
-      at += n;
+      got += n;
     }
-    have = end;
+    position = from + window.length;
     return true;
   };
   for (let at = 0; at + 8 <= size;) {
-    // The box header, and the box unless it is an mdat, must be read.
-    if (at + Math.min(16, size - at) > have) {
-      if (!await readTo(at, Math.min(size, at + BOX_WINDOW))) break;
-    }
-    const boxSize = view.getUint32(at) === 1 ? Number(view.getBigUint64(at + 8)) : view.getUint32(at);
+    if (!await need(at, Math.min(size, at + 16))) break;
+    const view = new DataView(window.buffer, at - windowAt);
+    const large = view.getUint32(0) === 1;
+    const boxSize = large ? Number(view.getBigUint64(8)) : view.getUint32(0);
     if (boxSize < 8 || at + boxSize > size) break; // a torn tail: scanChunk stops here too
-    const mdat = bytes[at + 4] === 0x6d && bytes[at + 5] === 0x64 && bytes[at + 6] === 0x61 &&
-      bytes[at + 7] === 0x74;
-    if (!mdat && at + boxSize > have && !await readTo(have, at + boxSize)) break;
+    const type = String.fromCharCode(...window.subarray(at - windowAt + 4, at - windowAt + 8));
+    const keep = type === "mdat" ? (large ? 16 : 8) : boxSize;
+    if (!await need(at, at + keep)) break;
+    parts.push(window.slice(at - windowAt, at - windowAt + keep));
     at += boxSize;
   }
-  return bytes;
+  return { bytes: concat(parts), size };
 }

@@ -45,11 +45,15 @@ export interface ChunkScan {
  * Scans a fragmented MP4 written by the recorder and finds where its last complete fragment ends.
  * A fragment counts only when its mdat is whole and its trun sizes add up to that mdat.
  *
+ * `fileSize` larger than `bytes`: the file's boxes with every mdat's payload left out (its header
+ * kept), as a clip reads them; offsets and sizes in the result are still the file's.
+ *
  * @example
  * const scan = scanChunk(await Deno.readFile(path));
  * if (scan.validBytes < size) await Deno.truncate(path, scan.validBytes);
  */
-export function scanChunk(bytes: Uint8Array): ChunkScan {
+export function scanChunk(bytes: Uint8Array, fileSize = bytes.length): ChunkScan {
+  const elided = fileSize > bytes.length;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const result: ChunkScan = {
     validBytes: 0,
@@ -67,6 +71,8 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
     stsd: null,
   };
   let at = 0;
+  /** The file's offset of `bytes[at]`: ahead of `at` by the mdat payloads left out. */
+  let fileAt = 0;
   let haveMoov = false;
   let prftMs: number | null = null;
   let moof: ReturnType<typeof parseMoof> = null;
@@ -79,11 +85,13 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       size = Number(view.getBigUint64(at + 8));
       header = 16;
     }
-    if (size < header || at + size > bytes.length) break; // torn box
+    if (size < header || fileAt + size > fileSize) break; // torn box
+    const inBytes = elided && type === "mdat" ? header : size;
+    if (at + inBytes > bytes.length) break;
     const body = at + header;
     if (type === "moov") {
       haveMoov = true;
-      result.validBytes = result.initEnd = at + size;
+      result.validBytes = result.initEnd = fileAt + size;
       const tkhd = findBox(bytes, body, at + size, ["trak", "tkhd"]);
       if (tkhd >= 0) {
         result.width = view.getUint32(tkhd + 8 + 76) >>> 16;
@@ -103,7 +111,7 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       const media = bytes[body] === 1 ? Number(view.getBigUint64(body + 16)) : view.getUint32(body + 16);
       prftMs = epochMsFromNtp(ntp) - (media / TIMESCALE) * 1000;
     } else if (type === "moof" && haveMoov) {
-      moof = parseMoof(bytes, view, at, at + size);
+      moof = parseMoof(bytes, view, at, at + size, fileAt - at);
     } else if (type === "mdat" && moof) {
       if (moof.bytes !== size - header) break; // sizes disagree: treat as torn
       if (result.fragments === 0) {
@@ -117,16 +125,20 @@ export function scanChunk(bytes: Uint8Array): ChunkScan {
       }
       result.samples.push(...moof.samples);
       result.endMs = Math.max(result.endMs, (moof.endTicks / TIMESCALE) * 1000);
-      result.validBytes = at + size;
+      result.validBytes = fileAt + size;
       moof = null;
     }
-    at += size;
+    at += inBytes;
+    fileAt += size;
   }
   return result;
 }
 
-/** The samples a moof describes; `moofStart` is the moof box's offset (data offsets count from it). */
-function parseMoof(bytes: Uint8Array, view: DataView, moofStart: number, moofEnd: number) {
+/**
+ * The samples a moof describes; `moofStart` is the moof box's offset (data offsets count from it),
+ * and `shift` what to add to an offset in `bytes` to make it the file's.
+ */
+function parseMoof(bytes: Uint8Array, view: DataView, moofStart: number, moofEnd: number, shift: number) {
   const traf = findBox(bytes, moofStart + 8, moofEnd, ["traf"]);
   if (traf < 0) return null;
   const trafEnd = traf + view.getUint32(traf);
@@ -137,7 +149,7 @@ function parseMoof(bytes: Uint8Array, view: DataView, moofStart: number, moofEnd
   const flags = view.getUint32(trun + 8) & 0xffffff;
   const count = view.getUint32(trun + 12);
   let p = trun + 16;
-  let offset = moofStart + (flags & 0x1 ? view.getInt32((p += 4) - 4) : 0);
+  let offset = moofStart + shift + (flags & 0x1 ? view.getInt32((p += 4) - 4) : 0);
   if (flags & 0x4) p += 4;
   const samples: SampleRef[] = [];
   let time = base, bytesTotal = 0;
