@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
@@ -103,7 +102,12 @@ function toRequest(req: http.IncomingMessage, base: string): Request {
   });
 }
 
-/** Writes `response` to `res`, waiting for the client to drain; a client that goes cancels the body. */
+/**
+ * Writes `response` to `res`, waiting for the client to drain; a client that goes cancels the body.
+ * No promise here outlives one piece: racing each read against a promise of the connection's close
+ * would keep every piece read, reachable from that promise, until the response ended (a whole clip
+ * in memory per client).
+ */
 async function send(response: Response, res: http.ServerResponse): Promise<void> {
   res.statusCode = response.status;
   for (const [key, value] of response.headers) res.setHeader(key, value);
@@ -112,19 +116,39 @@ async function send(response: Response, res: http.ServerResponse): Promise<void>
     return;
   }
   const reader = response.body.getReader();
-  const gone = once(res, "close").then(() => "gone" as const);
+  let gone = false;
+  let wake = () => {};
+  // The client went: a pending read ends (done), a wait for drain ends.
+  const onClose = () => {
+    gone = true;
+    reader.cancel().catch(() => {});
+    wake();
+  };
+  res.once("close", onClose);
   try {
     for (;;) {
-      const next = await Promise.race([reader.read(), gone]);
-      if (next === "gone") break;
+      const next = await reader.read();
+      if (gone) break;
       if (next.done) {
         res.end();
         return;
       }
-      if (!res.write(next.value) && await Promise.race([once(res, "drain"), gone]) === "gone") break;
+      if (!res.write(next.value)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off("drain", done);
+            resolve();
+          };
+          wake = done;
+          res.once("drain", done);
+        });
+        if (gone) break;
+      }
     }
   } catch {
     res.destroy();
+  } finally {
+    res.off("close", onClose);
   }
   await reader.cancel().catch(() => {});
 }
