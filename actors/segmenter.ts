@@ -34,7 +34,9 @@ export interface SegmenterOptions {
  * decides to the writer. It keeps the frames since the last keyframe, so that a chunk opened
  * mid-GOP (after an idle close, or an exact cut) gets them as its decode-only lead. A frame the
  * writer's queue refuses is counted and told to the machine (FRAME_LOST), which skips the frames
- * after it until the next keyframe, so the chunk never holds an undecodable run.
+ * after it until the next keyframe, so the chunk never holds an undecodable run. A frame the
+ * machine would only write (`routine`) goes to the writer without a transition; the machine
+ * hears of such frames in one WROTE before its next event.
  */
 export class Segmenter implements Behavior<SegmenterMsg> {
   #clock: Clock;
@@ -81,7 +83,7 @@ export class Segmenter implements Behavior<SegmenterMsg> {
         carry: this.#gop.carries(frame),
         keyIntervalMs: this.#gop.keyIntervalAt(frame),
       };
-      if (routine(this.#snapshot, event, this.#wrote.frames > 0 ? this.#wrote.lastFrameMs : null)) {
+      if (routine(this.#snapshot, event, this.#wrote.frames > 0 ? this.#wrote.lastFrameMs : undefined)) {
         this.#wrote.frames++;
         this.#wrote.lastFrameMs = frame.ts;
         this.#command({ type: "write", frame });

@@ -289,8 +289,14 @@ Deno.test("the segmenter's routine frames skip the machine but not its decisions
     // A seeded script: keyframes every 1-3 s, pauses past the idle and session timeouts, parameter
     // and grid changes at and between keyframes, ticks, and writer resets.
     const random = rng(cut === "keyframe" ? 7 : 8);
-    const script: Step[] = [];
-    let ts = 0, gop = 30, p = P1, grid = GRID;
+    // First, a frame the machine decides on (a keyframe) right before a pause past the session's
+    // timeout, with no tick in between: the next frame must end the session, not be routine.
+    const script: Step[] = [
+      ...Array.from({ length: 40 }, (_, i) => ({ frame: frame(i * 33, i % 30 === 0) })),
+      { frame: frame(60 * 33, true) },
+      { frame: frame(60 * 33 + 40_000) },
+    ];
+    let ts = 60 * 33 + 40_033, gop = 30, p = P1, grid = GRID;
     for (let i = 0; i < 3000; i++) {
       const r = random();
       if (r < 0.003) ts += 2500; // past idle
