@@ -224,9 +224,10 @@ export class Connection implements Behavior<never> {
         // bounds that) and a burst has ended.
         setInterval(() => {
           if (!link.connected) return;
+          const now = this.#wallNow(link);
           // A picture held to see whether its last NAL unit was whole: no message came, so it was.
-          this.#deliver(link, link.parser.settle(this.#wallNow(link)));
-          this.#forward(this.#frameClock.release(link.parser.pendingSince ?? this.#wallNow(link)));
+          this.#deliver(link, link.parser.settle(now));
+          this.#forward(this.#frameClock.release(link.parser.pendingSince ?? now));
           this.#reportRefused(link);
         }, RELEASE_CHECK_MS),
       );

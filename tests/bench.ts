@@ -578,18 +578,21 @@ if (SECTIONS.has(5)) {
 
 const LINKS_PER_FILE = 50_000;
 
+/** Where the written history starts. */
+const HISTORY_T0 = Date.UTC(2026, 0, 1);
+
 /**
- * Writes `count` chunks of `chunkMs` each of `source` (looped, 30 fps from `t0`) as the writer
+ * Writes `count` chunks of `chunkMs` each of `source` (looped, 30 fps from HISTORY_T0) as the writer
  * would, with their rows (`complete`) and ended sessions of `perSession` chunks, under
  * `[stream/]`. Chunk files after the first `real` are hard links to a real one: the index and
  * the folders are full-size, the disk is not. Returns the paths.
  */
 async function history(o: {
   root: string;
-  index: ChunkIndex;
+  /** The index's database, or a transaction of it. */
+  db: ChunkIndex["db"];
   stream: string;
   multiStream: boolean;
-  t0: number;
   count: number;
   chunkMs: number;
   perSession: number;
@@ -601,14 +604,14 @@ async function history(o: {
   const perChunk = Math.round(o.chunkMs / frameMs);
   let n = 0;
   for (let c = 0; c < o.count; c++) {
-    const start = o.t0 + c * o.chunkMs;
-    const sessionStart = o.t0 + Math.floor(c / o.perSession) * o.perSession * o.chunkMs;
+    const start = HISTORY_T0 + c * o.chunkMs;
+    const sessionStart = HISTORY_T0 + Math.floor(c / o.perSession) * o.perSession * o.chunkMs;
     const sessionId = sessionIdFor(sessionStart);
     const dir = o.multiStream ? join(o.stream, sessionId) : sessionId;
     const path = chunkPath(dir, (c % o.perSession) + 1);
     if (c % o.perSession === 0) {
       await Deno.mkdir(join(o.root, dir, "video_segments"), { recursive: true });
-      await o.index.db.insertInto("sessions").values({
+      await o.db.insertInto("sessions").values({
         stream: o.stream,
         session_id: sessionId,
         dir,
@@ -633,7 +636,7 @@ async function history(o: {
       file.close();
     } else await Deno.link(join(o.root, paths[c - c % LINKS_PER_FILE]), join(o.root, path));
     const bytes = (await Deno.stat(join(o.root, path))).size;
-    await o.index.db.insertInto("chunks").values({
+    await o.db.insertInto("chunks").values({
       stream: o.stream,
       session_id: sessionId,
       idx: (c % o.perSession) + 1,
@@ -655,28 +658,45 @@ async function history(o: {
 
 const source720 = parsedFrames(h264);
 
+/** `count` chunks of 60 s of the 720p pattern, one session, in a new index under `root`. */
+async function minutesOfVideo(root: string, stream: string, multiStream: boolean, count: number) {
+  const index = await ChunkIndex.open(join(root, "index.db"));
+  try {
+    return await history({
+      root,
+      db: index.db,
+      stream,
+      multiStream,
+      count,
+      chunkMs: 60_000,
+      perSession: count,
+      source: source720,
+    });
+  } finally {
+    await index.close();
+  }
+}
+
 if (SECTIONS.has(6)) {
   // Recovery after kill -9: the index holds N closed chunks and one still `recording`.
   const startUp = async (chunks: number) => {
     const root = await Deno.makeTempDir({ prefix: "skyreel-bench-recovery-" });
     try {
       const index = await ChunkIndex.open(join(root, "index.db"));
-      const t0 = Date.UTC(2026, 0, 1);
       if (chunks > 0) {
-        await index.db.transaction().execute(async (trx) => {
-          await history({
+        await index.db.transaction().execute((db) =>
+          history({
             root,
-            index: Object.assign(Object.create(index), { db: trx }),
+            db,
             stream: "default",
             multiStream: false,
-            t0,
             count: chunks,
             chunkMs: 1000,
             perSession: 60,
             source: source720,
             real: 1,
-          });
-        });
+          })
+        );
         // The crash: the newest chunk was being written, its session open.
         const last = await index.db.selectFrom("chunks").select(["path", "session_id"]).orderBy("id", "desc")
           .executeTakeFirstOrThrow();
@@ -737,20 +757,8 @@ const iso = (ms: number) => new Date(ms).toISOString();
 if (SECTIONS.has(7)) {
   // A 10-minute clip of 60 s chunks of 720p ~4 Mbit/s, against `cat` of the same files.
   const root = await Deno.makeTempDir({ prefix: "skyreel-bench-clip-" });
-  const index = await ChunkIndex.open(join(root, "index.db"));
-  const t0 = Date.UTC(2026, 0, 1);
-  const paths = await history({
-    root,
-    index,
-    stream: "default",
-    multiStream: false,
-    t0,
-    count: 11,
-    chunkMs: 60_000,
-    perSession: 11,
-    source: source720,
-  });
-  await index.close();
+  const t0 = HISTORY_T0;
+  const paths = await minutesOfVideo(root, "default", false, 11);
   const service = new ServiceProcess({
     VIDEO_STREAM_URL: "ws://127.0.0.1:9/ws/video/consume",
     STORAGE_PATH: root,
@@ -798,20 +806,8 @@ if (SECTIONS.has(8)) {
   const root = await Deno.makeTempDir({ prefix: "skyreel-bench-clips-" });
   const storage = join(root, "rec");
   await Deno.mkdir(storage);
-  const index = await ChunkIndex.open(join(storage, "index.db"));
-  const t0 = Date.UTC(2026, 0, 1);
-  await history({
-    root: storage,
-    index,
-    stream: "s1",
-    multiStream: true,
-    t0,
-    count: 3,
-    chunkMs: 60_000,
-    perSession: 3,
-    source: source720,
-  });
-  await index.close();
+  const t0 = HISTORY_T0;
+  await minutesOfVideo(storage, "s1", true, 3);
   const relay = await startRelay({
     frames,
     intervalMs: () => 1000 / FPS,

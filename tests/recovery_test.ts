@@ -118,7 +118,7 @@ Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and it
       height: 480,
       status: "recording",
     });
-    const report = await recover({
+    const options = {
       index,
       layout: { root, multiStream: false },
       defaultStream: "default",
@@ -126,7 +126,8 @@ Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and it
       metrics: new Metrics(),
       openChunks: new OpenChunks(),
       videoUrlOf: () => "ws://x",
-    });
+    };
+    const report = await recover(options);
     assert.deepEqual([report.recovered, report.orphans], [1, 1]);
     const rows = await index.chunks({ stream: "default" });
     const expected = perFragment.slice(0, wholeFragments).reduce((a, b) => a + b, 0);
@@ -147,15 +148,6 @@ Deno.test("recovery alone: a torn chunk is cut at its last whole fragment and it
     await index.endSession("default", session, t0 + 5000);
     await Deno.remove(join(root, path(1)));
     await Deno.writeFile(join(root, path(3)), whole);
-    const options = {
-      index,
-      layout: { root, multiStream: false },
-      defaultStream: "default",
-      settings: { chunkMs: 60_000, idleMs: 10_000 },
-      metrics: new Metrics(),
-      openChunks: new OpenChunks(),
-      videoUrlOf: () => "ws://x",
-    };
     const again = await recover(options);
     assert.deepEqual([again.recovered, again.orphans, again.missing], [0, 0, 0]);
     const findings = await audit(index, root);

@@ -100,9 +100,10 @@ function rolloverDue(c: Context, { frame, carry, keyIntervalMs }: FrameEvent): b
 /**
  * Whether `event` would only be written to the open chunk: the machine is in
  * `session.recording.intact` and no guard of that state holds for it (with `lastFrameMs`, the last
- * frame the caller wrote since the machine's last event, if any, as the machine's own). The caller may then write it without the machine,
- * and report such frames in one WROTE before the next event: the per-frame path costs no
- * transition, while every decision stays the machine's, made by the same guards.
+ * frame the caller wrote since the machine's last event, if any, as the machine's own). The caller
+ * may then write it without the machine, and report such frames in one WROTE before the next
+ * event: the per-frame path costs no transition, while every decision stays the machine's, made by
+ * the same guards.
  */
 export function routine(
   snapshot: SnapshotFrom<typeof segmentMachine>,
@@ -110,7 +111,8 @@ export function routine(
   lastFrameMs?: number,
 ): boolean {
   const c = snapshot.context;
-  return c.chunk !== null && snapshot.matches({ session: { recording: "intact" } }) &&
+  // In `session.recording` a chunk is always open.
+  return snapshot.matches({ session: { recording: "intact" } }) &&
     !event.frame.keyframe && !sessionExpired(c, event.frame.ts, lastFrameMs) &&
     !paramsChanged(c, event.frame) && !gridChanged(c, event.frame) && !rolloverDue(c, event);
 }

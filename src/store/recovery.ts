@@ -35,6 +35,15 @@ export interface RecoveryReport {
   resumable: Map<string, OpenSession>;
 }
 
+const emptyReport = (): RecoveryReport => ({
+  recovered: 0,
+  missing: 0,
+  orphans: 0,
+  removedEmpty: 0,
+  deletionsFinished: 0,
+  resumable: new Map(),
+});
+
 /**
  * Replays recovery from the index, at a cost that does not grow with history: only what a crash
  * can leave behind is looked at. Chunks still `recording` get their torn tail cut after the last
@@ -50,14 +59,7 @@ export interface RecoveryReport {
  */
 export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
   const log = logger("recovery", o.stream);
-  const report: RecoveryReport = {
-    recovered: 0,
-    missing: 0,
-    orphans: 0,
-    removedEmpty: 0,
-    deletionsFinished: 0,
-    resumable: new Map(),
-  };
+  const report = emptyReport();
   const touched = new Set<string>(); // "stream\0session"
   const root = o.layout.root;
   const stream = o.stream;
@@ -156,14 +158,7 @@ export async function audit(index: ChunkIndex, root: string): Promise<AuditFindi
  * without a row are indexed as `recovered`. Run in the indexer's turn.
  */
 export async function applyAudit(o: RecoveryOptions, findings: AuditFindings): Promise<RecoveryReport> {
-  const report: RecoveryReport = {
-    recovered: 0,
-    missing: 0,
-    orphans: 0,
-    removedEmpty: 0,
-    deletionsFinished: 0,
-    resumable: new Map(),
-  };
+  const report = emptyReport();
   const touched = new Set<string>();
   for (const path of findings.missing) {
     const row = await o.index.chunk(path);

@@ -158,6 +158,11 @@ export class ClipApi {
     }
   }
 
+  /** Keeps the janitor off the clip's chunks until the returned release is called. */
+  #lease(plan: ClipPlan): () => void {
+    return this.#o.leases.take(plan.chunks.map((c) => c.path));
+  }
+
   /**
    * Keeps the janitor off the clip's chunks, and counts the clip against CLIP_MAX_CONCURRENT,
    * until the returned release is called. Beyond that many clips being read, 503 and Retry-After:
@@ -173,7 +178,7 @@ export class ClipApi {
       );
     }
     this.#serving++;
-    const release = this.#o.leases.take(plan.chunks.map((c) => c.path));
+    const release = this.#lease(plan);
     let done = false;
     return () => {
       if (done) return;
@@ -375,9 +380,9 @@ export class ClipApi {
   /**
    * Plans and writes a faststart clip under STORAGE_PATH/tmp, then moves it into place under
    * UPLOAD_PATH (a rename; across filesystems a copy to a hidden name there, then a rename), so no
-   * half-written clip is ever in UPLOAD_PATH's view. An aborted `signal` stops it before the move.
+   * half-written clip is ever in UPLOAD_PATH's view. An aborted `signal` stops it before the move;
+   * `placing` is awaited with the clip's name and plan just before it.
    */
-  /** `placing` is awaited with the clip's name and plan just before it is renamed into UPLOAD_PATH. */
   async #writeClip(
     body: Record<string, unknown>,
     onProgress: (p: number) => void,
@@ -398,7 +403,7 @@ export class ClipApi {
       const file = await Deno.open(tmp, { write: true, createNew: true });
       try {
         // Saves are bounded by their own queue (MAX_PENDING_JOBS), not CLIP_MAX_CONCURRENT.
-        const release = this.#o.leases.take(plan.chunks.map((c) => c.path));
+        const release = this.#lease(plan);
         try {
           summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
         } finally {

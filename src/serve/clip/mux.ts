@@ -258,27 +258,47 @@ function* sampleRuns(
 async function* passThrough(path: string, runs: Run[]): AsyncGenerator<Uint8Array> {
   if (runs.length === 0) return;
   using file = await Deno.open(path);
-  let block = new Uint8Array(0), start = runs[0].from;
-  await file.seek(start, Deno.SeekMode.Start);
-  const fill = async (at: number, end: number) => {
-    if (at !== start + block.length) await file.seek(at, Deno.SeekMode.Start);
-    block = new Uint8Array(Math.min(READ_BYTES, end - at));
-    start = at;
-    for (let got = 0; got < block.length;) {
-      const n = await file.read(block.subarray(got));
-      if (n === null) throw new Error(`unexpected end of file at ${at + got}, expected ${end}`);
-      got += n;
-    }
-  };
   const last = runs.at(-1)!.to;
+  const block = new FileWindow(file, last);
   for (const run of runs) {
     if (run.head) yield run.head;
     for (let at = run.from; at < run.to;) {
-      if (at < start || at >= start + block.length) await fill(at, last);
-      const end = Math.min(run.to, start + block.length);
-      yield block.subarray(at - start, end - start);
+      if (!await block.cover(at, at + 1, READ_BYTES)) {
+        throw new Error(`unexpected end of file at ${at}, expected ${last}`);
+      }
+      const end = Math.min(run.to, block.start + block.bytes.length);
+      yield block.bytes.subarray(at - block.start, end - block.start);
       at = end;
     }
+  }
+}
+
+/**
+ * A window over a file read forward: each read is a buffer of its own (slices of an earlier one
+ * stay valid), and the file is sought only where a read does not follow the last one.
+ */
+class FileWindow {
+  bytes = new Uint8Array(0);
+  /** The file's offset of `bytes[0]`. */
+  start = 0;
+  #position = 0;
+
+  /** `end`: where reads stop (the file's size, or the last byte wanted). */
+  constructor(readonly file: Deno.FsFile, readonly end: number) {}
+
+  /** Makes the window hold [from, to), with one read of at least `min` bytes (up to `end`) if it does not. False at the end of the file. */
+  async cover(from: number, to: number, min: number): Promise<boolean> {
+    if (from >= this.start && to <= this.start + this.bytes.length) return true;
+    if (from !== this.#position) await this.file.seek(from, Deno.SeekMode.Start);
+    this.bytes = new Uint8Array(Math.min(this.end, Math.max(to, from + min)) - from);
+    this.start = from;
+    for (let got = 0; got < this.bytes.length;) {
+      const n = await this.file.read(this.bytes.subarray(got));
+      if (n === null) return false;
+      got += n;
+      this.#position = from + got;
+    }
+    return true;
   }
 }
 
@@ -292,32 +312,18 @@ const BOX_WINDOW = 4096;
 async function readBoxes(path: string): Promise<{ bytes: Uint8Array; size: number }> {
   using file = await Deno.open(path);
   const size = (await file.stat()).size;
+  const window = new FileWindow(file, size);
   const parts: Uint8Array[] = [];
-  let window = new Uint8Array(0), windowAt = 0, position = 0;
-  /** Makes the window hold the file's [from, end). */
-  const need = async (from: number, end: number) => {
-    if (from >= windowAt && end <= windowAt + window.length) return true;
-    if (from !== position) await file.seek(from, Deno.SeekMode.Start);
-    window = new Uint8Array(Math.min(size, Math.max(end, from + BOX_WINDOW)) - from);
-    windowAt = from;
-    for (let got = 0; got < window.length;) {
-      const n = await file.read(window.subarray(got));
-      if (n === null) return false;
-      got += n;
-    }
-    position = from + window.length;
-    return true;
-  };
   for (let at = 0; at + 8 <= size;) {
-    if (!await need(at, Math.min(size, at + 16))) break;
-    const view = new DataView(window.buffer, at - windowAt);
+    if (!await window.cover(at, Math.min(size, at + 16), BOX_WINDOW)) break;
+    const head = window.bytes.subarray(at - window.start);
+    const view = new DataView(head.buffer, head.byteOffset);
     const large = view.getUint32(0) === 1;
     const boxSize = large ? Number(view.getBigUint64(8)) : view.getUint32(0);
     if (boxSize < 8 || at + boxSize > size) break; // a torn tail: scanChunk stops here too
-    const type = String.fromCharCode(...window.subarray(at - windowAt + 4, at - windowAt + 8));
-    const keep = type === "mdat" ? (large ? 16 : 8) : boxSize;
-    if (!await need(at, at + keep)) break;
-    parts.push(window.slice(at - windowAt, at - windowAt + keep));
+    const keep = String.fromCharCode(...head.subarray(4, 8)) === "mdat" ? (large ? 16 : 8) : boxSize;
+    if (!await window.cover(at, at + keep, BOX_WINDOW)) break;
+    parts.push(window.bytes.slice(at - window.start, at - window.start + keep));
     at += boxSize;
   }
   return { bytes: concat(parts), size };
