@@ -11,7 +11,6 @@ import { Fragmenter, type FragmentOut } from "../src/store/mp4/fragmenter.ts";
 import { initSegment } from "../src/store/mp4/init_segment.ts";
 import { toTicks } from "../src/store/mp4/timing.ts";
 import type { OpenChunks } from "../src/store/open_chunks.ts";
-import { sleep } from "../src/runtime/sleep.ts";
 import {
   chunkPath,
   chunksDir,
@@ -58,7 +57,7 @@ interface OpenChunk {
   endMs: number;
 }
 
-/** Fragment flush grace past FRAGMENT_DURATION_MS when no next frame has come to end the last one. */
+/** How much longer than FRAGMENT_DURATION_MS a lone frame waits for a next one to end it (a pause). */
 const DUE_GRACE_MS = 100;
 
 /**
@@ -75,7 +74,8 @@ export class Writer implements Behavior<WriterMsg> {
   #latency;
   #session: { id: string; dir: string } | null;
   #chunk: OpenChunk | null = null;
-  #tickQueued = false;
+  /** The timer that sends the next "tick", and the wall-clock ms it is for. */
+  #due: { at: number; timer: ReturnType<typeof setTimeout> } | null = null;
   #noChunkDrops = 0;
   /** The device filled up: chunks are retried at each keyframe until space returns. */
   #diskFull = false;
@@ -92,6 +92,14 @@ export class Writer implements Behavior<WriterMsg> {
   }
 
   async receive(msg: WriterMsg): Promise<void> {
+    try {
+      await this.#handle(msg);
+    } finally {
+      this.#arm();
+    }
+  }
+
+  async #handle(msg: WriterMsg): Promise<void> {
     switch (msg.type) {
       case "session-start":
         if (this.#session) this.#endSession(msg.ts);
@@ -118,23 +126,34 @@ export class Writer implements Behavior<WriterMsg> {
       case "chunk-close":
         return this.#closeChunk(msg.reason, msg.partial, msg.endTs);
       case "tick": {
-        this.#tickQueued = false;
         const out = this.#chunk?.fragmenter.due(msg.now, DUE_GRACE_MS);
         if (out && !(await this.#write(out))) await this.#closeOnDiskFull();
       }
     }
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const every = Math.max(25, Math.floor(this.#o.fragmentMs / 4));
-    while (!signal.aborted) {
-      await sleep(every, signal);
-      if (!this.#tickQueued) this.#tickQueued = this.#o.self.send({ type: "tick", now: this.#clock.now() });
-    }
+  /**
+   * A timer for the moment the fragment in progress is due, so its first frame waits no longer
+   * than FRAGMENT_DURATION_MS for its write (plus the timer's and the write's delays): it is set
+   * about once a fragment, not on every frame.
+   */
+  #arm(): void {
+    const at = this.#chunk?.fragmenter.dueAt(DUE_GRACE_MS) ?? null;
+    if (at === this.#due?.at) return;
+    clearTimeout(this.#due?.timer);
+    this.#due = at === null ? null : {
+      at,
+      timer: setTimeout(() => {
+        this.#due = null;
+        this.#o.self.send({ type: "tick", now: this.#clock.now() });
+      }, Math.max(0, at - this.#clock.now())),
+    };
   }
 
   /** After a failure or at exit without a close: the file is left as is, for recovery to repair. */
   close(): void {
+    clearTimeout(this.#due?.timer);
+    this.#due = null;
     if (!this.#chunk) return;
     this.#o.openChunks.delete(this.#chunk.path);
     this.#chunk.file.close();

@@ -114,3 +114,46 @@ Deno.test("a pause longer than the gap limit starts a new fragment instead of st
   const scan = scanChunk(bytes);
   assert.ok(Math.abs(scan.endMs - (times[143] - times[0]) - (times[143] - times[142])) < 0.05);
 });
+
+Deno.test("on its timer a fragment goes FRAGMENT_DURATION_MS after its first frame arrived, its last sample ending exactly at the next frame", async () => {
+  // Frames reach the writer 67 ms after they arrive (the connection holds each for two frame
+  // intervals); the timer fires at `dueAt`. A pause of 3 s after frame 100 leaves a lone frame.
+  const arrival = (i: number) => arrivals[i] + 3.7 + (i > 100 ? 3000 : 0);
+  const times = arrivals.map((t, i) => t + (i > 100 ? 3000 : 0));
+  const f = new Fragmenter({ startMs: times[0], fragmentMs: 1000 });
+  const parts = [initSegment(frames[0].params!)];
+  const waited: number[] = [];
+  const write = (out: ReturnType<Fragmenter["add"]>, at: number) => {
+    if (!out) return;
+    parts.push(out.bytes);
+    waited.push(...out.arrivals.map((a) => at - a));
+  };
+  frames.forEach((fr, i) => {
+    const delivered = arrival(i) + 67;
+    for (let at = f.dueAt(100); at !== null && at <= delivered; at = f.dueAt(100)) write(f.due(at, 100), at);
+    write(f.add({ ...fr, ts: times[i], arrival: arrival(i) }), delivered);
+  });
+  // The stream ends: the timer writes the rest.
+  for (let at = f.dueAt(100); at !== null; at = f.dueAt(100)) write(f.due(at, 100), at);
+  assert.equal(f.finish(), null);
+  // Frames 100 (before the pause) and 143 (the last) waited alone 100 ms more for a next one.
+  assert.deepEqual(waited.flatMap((w, i) => w > 1000 ? [[i, w]] : []), [[100, 1100], [143, 1100]]);
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "c.mp4");
+    await Deno.writeFile(path, new Uint8Array(parts.flatMap((p) => [...p])));
+    const probed = await probeFrames(path);
+    assert.equal(probed.length, 144);
+    probed.forEach((p, i) => assert.ok(Math.abs(p.ptsMs - (times[i] - times[0])) < 0.02, `frame ${i}`));
+    assert.equal(await decodeErrors(path), "");
+    // Contiguous across every timer cut: each sample lasts until the next, but for the lone one.
+    const { samples } = scanChunk(await Deno.readFile(path));
+    const gaps = samples.slice(0, -1).flatMap((s, i) =>
+      s.time + s.duration === samples[i + 1].time ? [] : [i]
+    );
+    assert.deepEqual(gaps, [100]);
+    assert.ok(parts.length > 144 / 30 + 1, "the timer cut fragments"); // and each cut is exact
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

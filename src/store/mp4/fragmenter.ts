@@ -15,7 +15,10 @@ export interface TimedSample {
 export interface FragmenterOptions {
   /** Wall-clock ms of the chunk's first sample (decode-only or not): media time 0. */
   startMs: number;
-  /** A fragment holds frames that arrived within this many ms of its first one. */
+  /**
+   * A fragment holds frames within this many ms of its first one, and is due (`due`) once that
+   * frame arrived this long ago.
+   */
   fragmentMs: number;
   /** A pause longer than this is a gap in the timeline, not a long last frame. */
   gapMs?: number;
@@ -36,12 +39,13 @@ const DEFAULT_FRAME_MS = 1000 / 30;
 /**
  * Cuts a chunk's frames into fMP4 fragments. Each sample lasts until the next frame's time, so a
  * sample's presentation time is exactly its frame's own time; a frame is held until the next one
- * arrives (or the fragment is due) because its duration is known only then. Pure: the caller
- * writes the returned bytes and supplies the clock.
+ * arrives (or a pause makes it due alone) because its duration is known only then. Pure: the
+ * caller writes the returned bytes and supplies the clock.
  *
  * @example
  * const f = new Fragmenter({ startMs: first.ts, fragmentMs: 1000 });
  * for (const frame of frames) { const out = f.add(frame); if (out) await write(out.bytes); }
+ * const due = f.due(Date.now(), 100); // at f.dueAt(100), on a timer
  * const last = f.finish(); // on close
  */
 export class Fragmenter {
@@ -82,11 +86,30 @@ export class Fragmenter {
     return out;
   }
 
-  /** The fragment in progress if it has waited `fragmentMs` (plus `graceMs`) with no next frame. */
-  due(now: number, graceMs: number): FragmentOut | null {
+  /**
+   * When `due` next has a fragment to give (wall-clock ms): `fragmentMs` after the arrival of the
+   * first frame pending, `graceMs` later if it is alone; null with nothing pending.
+   */
+  dueAt(graceMs: number): number | null {
     const p = this.#pending;
-    if (p.length === 0 || now - p[0].ts < this.#opts.fragmentMs + graceMs) return null;
-    return this.#flush(null);
+    if (p.length === 0) return null;
+    return (p[0].arrival ?? p[0].ts) + this.#opts.fragmentMs + (p.length === 1 ? graceMs : 0);
+  }
+
+  /**
+   * The fragment in progress once its first frame has waited `fragmentMs` (see `dueAt`), so no
+   * frame waits longer for its write however slowly the next ones come: every pending frame but
+   * the last, which ends it exactly and starts the next fragment. A lone frame goes only when
+   * `graceMs` more passed with no next frame (a pause), lasting one grid step.
+   */
+  due(now: number, graceMs: number): FragmentOut | null {
+    const at = this.dueAt(graceMs);
+    if (at === null || now < at) return null;
+    if (this.#pending.length === 1) return this.#flush(null);
+    const next = this.#pending.pop()!;
+    const out = this.#flush(next.ts);
+    this.#pending.push(next);
+    return out;
   }
 
   /** Flushes everything; `endTs` is when the last frame ends (the next chunk's first frame), if known. */
