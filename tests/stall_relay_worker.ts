@@ -1,3 +1,4 @@
+/// <reference lib="deno.worker" />
 /** A relay in a worker thread, so it keeps sending while the test blocks its own event loop. */
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { FIXTURE } from "./helpers.ts";
