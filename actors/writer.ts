@@ -57,9 +57,6 @@ interface OpenChunk {
   endMs: number;
 }
 
-/** How much longer than FRAGMENT_DURATION_MS a lone frame waits for a next one to end it (a pause). */
-const DUE_GRACE_MS = 100;
-
 /**
  * Writes one stream's chunks: fragmented MP4 files, each fragment appended (and fdatasync'd) as
  * soon as it is complete. It alone names sessions and chunk files on disk, and never opens an
@@ -126,7 +123,7 @@ export class Writer implements Behavior<WriterMsg> {
       case "chunk-close":
         return this.#closeChunk(msg.reason, msg.partial, msg.endTs);
       case "tick": {
-        const out = this.#chunk?.fragmenter.due(msg.now, DUE_GRACE_MS);
+        const out = this.#chunk?.fragmenter.due(msg.now);
         if (out && !(await this.#write(out))) await this.#closeOnDiskFull();
       }
     }
@@ -138,7 +135,7 @@ export class Writer implements Behavior<WriterMsg> {
    * about once a fragment, not on every frame.
    */
   #arm(): void {
-    const at = this.#chunk?.fragmenter.dueAt(DUE_GRACE_MS) ?? null;
+    const at = this.#chunk?.fragmenter.dueAt() ?? null;
     if (at === this.#due?.at) return;
     clearTimeout(this.#due?.timer);
     this.#due = at === null ? null : {

@@ -130,14 +130,13 @@ Deno.test("on its timer a fragment goes FRAGMENT_DURATION_MS after its first fra
   };
   frames.forEach((fr, i) => {
     const delivered = arrival(i) + 67;
-    for (let at = f.dueAt(100); at !== null && at <= delivered; at = f.dueAt(100)) write(f.due(at, 100), at);
+    for (let at = f.dueAt(); at !== null && at <= delivered; at = f.dueAt()) write(f.due(at), at);
     write(f.add({ ...fr, ts: times[i], arrival: arrival(i) }), delivered);
   });
   // The stream ends: the timer writes the rest.
-  for (let at = f.dueAt(100); at !== null; at = f.dueAt(100)) write(f.due(at, 100), at);
+  for (let at = f.dueAt(); at !== null; at = f.dueAt()) write(f.due(at), at);
   assert.equal(f.finish(), null);
-  // Frames 100 (before the pause) and 143 (the last) waited alone 100 ms more for a next one.
-  assert.deepEqual(waited.flatMap((w, i) => w > 1000 ? [[i, w]] : []), [[100, 1100], [143, 1100]]);
+  assert.ok(waited.every((w) => w <= 1000), `waited ${Math.max(...waited)} ms`);
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "c.mp4");

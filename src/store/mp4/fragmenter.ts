@@ -39,13 +39,13 @@ const DEFAULT_FRAME_MS = 1000 / 30;
 /**
  * Cuts a chunk's frames into fMP4 fragments. Each sample lasts until the next frame's time, so a
  * sample's presentation time is exactly its frame's own time; a frame is held until the next one
- * arrives (or a pause makes it due alone) because its duration is known only then. Pure: the
+ * arrives (or its fragment is due, `due`) because its duration is known only then. Pure: the
  * caller writes the returned bytes and supplies the clock.
  *
  * @example
  * const f = new Fragmenter({ startMs: first.ts, fragmentMs: 1000 });
  * for (const frame of frames) { const out = f.add(frame); if (out) await write(out.bytes); }
- * const due = f.due(Date.now(), 100); // at f.dueAt(100), on a timer
+ * const due = f.due(Date.now()); // at f.dueAt(), on a timer
  * const last = f.finish(); // on close
  */
 export class Fragmenter {
@@ -88,22 +88,21 @@ export class Fragmenter {
 
   /**
    * When `due` next has a fragment to give (wall-clock ms): `fragmentMs` after the arrival of the
-   * first frame pending, `graceMs` later if it is alone; null with nothing pending.
+   * first frame pending; null with nothing pending.
    */
-  dueAt(graceMs: number): number | null {
-    const p = this.#pending;
-    if (p.length === 0) return null;
-    return (p[0].arrival ?? p[0].ts) + this.#opts.fragmentMs + (p.length === 1 ? graceMs : 0);
+  dueAt(): number | null {
+    const first = this.#pending[0];
+    return first ? (first.arrival ?? first.ts) + this.#opts.fragmentMs : null;
   }
 
   /**
    * The fragment in progress once its first frame has waited `fragmentMs` (see `dueAt`), so no
-   * frame waits longer for its write however slowly the next ones come: every pending frame but
-   * the last, which ends it exactly and starts the next fragment. A lone frame goes only when
-   * `graceMs` more passed with no next frame (a pause), lasting one grid step.
+   * frame waits longer for its write however the next ones are paced: every pending frame but the
+   * last, which ends it exactly and starts the next fragment. A lone frame (a pause) goes too,
+   * lasting one grid step; the frame after it keeps its own time.
    */
-  due(now: number, graceMs: number): FragmentOut | null {
-    const at = this.dueAt(graceMs);
+  due(now: number): FragmentOut | null {
+    const at = this.dueAt();
     if (at === null || now < at) return null;
     if (this.#pending.length === 1) return this.#flush(null);
     const next = this.#pending.pop()!;
