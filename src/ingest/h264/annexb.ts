@@ -79,12 +79,8 @@ export class AnnexBSplitter {
     let nalStart = 0;
     let scan = Math.max(0, pendingLen - 3);
     for (;;) {
-      const one = buf.indexOf(1, scan + 2);
+      const one = startCodeEnd(buf, scan);
       if (one < 0) break;
-      if (buf[one - 1] !== 0 || buf[one - 2] !== 0) {
-        scan = one - 1;
-        continue;
-      }
       const codeStart = one - 2;
       if (this.#inNal && !this.#skipping) this.#complete(buf.subarray(nalStart, codeStart), out);
       else this.discardedBytes += trimZeros(buf, nalStart, codeStart) - nalStart;
@@ -137,6 +133,21 @@ export class AnnexBSplitter {
     }
     out.push({ data: nal.subarray(0, end), ts: this.#pendingTs });
   }
+}
+
+/**
+ * Index of the 01 ending the first 00 00 01 that starts at or after `from`, or -1. Like ffmpeg's
+ * scan it steps three bytes past any byte but 0: no start code can end within two bytes after it.
+ */
+function startCodeEnd(b: Uint8Array, from: number): number {
+  for (let i = from + 2; i < b.length;) {
+    const x = b[i];
+    if (x > 1) i += 3;
+    else if (x === 0) i++;
+    else if (b[i - 1] === 0 && b[i - 2] === 0) return i;
+    else i += 3;
+  }
+  return -1;
 }
 
 /** End of b[from, to) without trailing zero bytes (trailing_zero_8bits, a 4-byte start code's zero). */
