@@ -301,17 +301,18 @@ export function jitter(seed: number, lo: number, hi: number): (i: number) => num
 
 /**
  * Waits for a state the code under test reaches on its own schedule (a restart after its backoff,
- * a row in the index): polls every 20 ms, fails after `timeoutMs`.
+ * a row in the index): polls every `pollMs`, fails after `timeoutMs`.
  */
 export async function until(
   pred: () => boolean | Promise<boolean>,
   what: string,
   timeoutMs = 15_000,
+  pollMs = 20,
 ): Promise<void> {
   const end = performance.now() + timeoutMs;
   while (!(await pred())) {
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 
