@@ -363,7 +363,9 @@ const h264 = await pattern({ width: 1280, height: 720, fps: FPS, seconds: 20, go
 const frames = sourceFrames(h264);
 const mbps = h264.length * 8 / 20 / 1e6;
 console.log(`input: 1280x720 ${FPS} fps, ${frames.length} frames (20 s), ${fmt(mbps, 2)} Mbit/s`);
-const loops = 2;
+// 120 s a stream, 15 s of wall time at 8x: with 40 s, JIT warm-up and the 10 ms CPU clock made
+// one run's recorder figure vary from 22 to 35 CPU-s per stream-hour.
+const loops = 6;
 const mediaSeconds = (frames.length * loops) / FPS;
 const perHour = (cpu: number, streams: number, seconds: number) => cpu / (streams * seconds) * 3600;
 let recPerHour = NaN;
