@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { ConfigError, loadConfig } from "../src/app/config.ts";
 import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/tools/ffmpeg.ts";
-import { launchArgs } from "../src/app/launch.ts";
+import { launchArgs, recorderEnv } from "../src/app/launch.ts";
 import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from "../src/tools/relay.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -78,7 +78,7 @@ export class ServiceProcess {
     this.#child = new Deno.Command(command?.[0] ?? Deno.execPath(), {
       args: command ? command.slice(1) : serviceArgs(env),
       cwd: command ? ROOT : undefined, // relative paths resolve where serviceArgs resolved them
-      env,
+      env: command ? env : { ...recorderEnv({ ...Deno.env.toObject(), ...env }), ...env },
       stdout: "piped",
       stderr: "piped",
       stdin: "null",
