@@ -33,9 +33,11 @@ export function launchArgs(mode: "start" | "compile", config: Config, output = "
  * What the recorder's process gets in its environment beyond the configuration. glibc's malloc
  * raises its mmap threshold to the size of each large block freed (up to 32 MB), after which
  * blocks that size (clip reads, fragments) come from its heaps and stay with the process when
- * freed; a fixed threshold keeps them mapped, so they go back to the system when freed (bench
- * section 8: 50 concurrent clips left RSS 194-259 MB above its level before, 74-101 MB with it,
- * 34-79 MB when the heap was also collected at once). An operator's own setting wins.
+ * freed, growing with later bursts; a fixed threshold keeps them mapped, so they go back to the system
+ * when freed. Bench sections 7 and 8: after 50 concurrent clips RSS stayed 194-259 MB above its
+ * level before, 33-68 MB 30 s after with it; the price is a fresh mapping a read, so a 10-minute
+ * clip takes 2.2x `cat` of its chunks instead of 1.1-1.5x. An operator's own setting wins
+ * (33554432 buys the speed back with the memory).
  *
  * @example
  * recorderEnv({}); // { MALLOC_MMAP_THRESHOLD_: "131072" }
