@@ -226,7 +226,7 @@ export class Connection implements Behavior<never> {
           if (!link.connected) return;
           const now = this.#wallNow(link);
           // A picture held to see whether its last NAL unit was whole: no message came, so it was.
-          this.#deliver(link, link.parser.settle(now));
+          this.#deliver(link.parser.settle(now));
           this.#forward(this.#frameClock.release(link.parser.pendingSince ?? now));
           this.#reportRefused(link);
         }, RELEASE_CHECK_MS),
@@ -303,11 +303,11 @@ export class Connection implements Behavior<never> {
     link.gotData = true;
     const at = link.wall0 + (arrived - link.mono0);
     this.#o.status.lastDataMs = at;
-    this.#deliver(link, link.parser.message(new Uint8Array(e.data as ArrayBuffer), at));
+    this.#deliver(link.parser.message(new Uint8Array(e.data as ArrayBuffer), at));
   }
 
   /** Parsed frames onto the frame clock. */
-  #deliver(link: Link, frames: Frame[]): void {
+  #deliver(frames: Frame[]): void {
     for (const frame of frames) this.#forward(this.#frameClock.push(frame));
   }
 
@@ -331,7 +331,7 @@ export class Connection implements Behavior<never> {
     const { stream, metrics } = this.#o;
     for (const t of link.timers) clearInterval(t);
     link.unlisten?.();
-    this.#deliver(link, link.parser.end());
+    this.#deliver(link.parser.end());
     this.#reportRefused(link);
     this.#forward(this.#frameClock.flush());
     this.#reportClock(true);
