@@ -207,9 +207,11 @@ Deno.test("an encoder pause mid-GOP past the idle timeout: nothing lost, the pau
   assert.deepEqual(verdict.kept, all(sent));
   const resumed = verdict.chunks.findIndex((c) => c.lead > 0);
   assert.equal(verdict.chunks[resumed].lead, pauseAt - 60);
+  // Closing the pause up would put it 3000 ms early; between two processes on a loaded machine,
+  // arrival trails sending by tens of milliseconds (CI once failed a 40 ms bound).
   assert.ok(
-    Math.abs(verdict.chunks[resumed].startMs - sent[pauseAt].at) < 40,
-    "it starts when frames resumed",
+    Math.abs(verdict.chunks[resumed].startMs - sent[pauseAt].at) < 250,
+    `it starts when frames resumed (off by ${verdict.chunks[resumed].startMs - sent[pauseAt].at} ms)`,
   );
   assert.equal(sumMetric(metrics, "storage_frames_retimed_total"), 0);
 });
