@@ -1,15 +1,19 @@
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 
 /**
  * The ffmpeg binary: FFMPEG_PATH, else ffmpeg-static's binary if its install step put one there
- * (it downloads, so it is often absent), else `ffmpeg` on PATH. Null when none runs.
+ * (it downloads from GitHub, so it is often absent), else the static ffmpeg that the npm package
+ * `@ffmpeg-installer/linux-x64` carries inside it (no install step: it arrives with `deno install`
+ * on a fresh x86-64 Linux machine), else `ffmpeg` on PATH. Null when none runs.
  *
  * @example
  * const ffmpeg = await resolveFfmpeg();
  * if (!ffmpeg) console.error("clips need ffmpeg");
  */
 export async function resolveFfmpeg(env = Deno.env.toObject()): Promise<string | null> {
-  const candidates = [env.FFMPEG_PATH, staticBinary(), "ffmpeg"].filter((c): c is string => !!c);
+  const candidates = [env.FFMPEG_PATH, staticBinary(), installerBinary(), "ffmpeg"]
+    .filter((c): c is string => !!c);
   for (const bin of candidates) {
     try {
       const { success } = await new Deno.Command(bin, { args: ["-version"], stdout: "null", stderr: "null" })
@@ -22,11 +26,22 @@ export async function resolveFfmpeg(env = Deno.env.toObject()): Promise<string |
   return null;
 }
 
+const require = createRequire(import.meta.url);
+
 function staticBinary(): string | undefined {
   try {
-    const path = createRequire(import.meta.url)("ffmpeg-static") as string | null;
+    const path = require("ffmpeg-static") as string | null;
     if (path) Deno.statSync(path);
     return path ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function installerBinary(): string | undefined {
+  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return undefined;
+  try {
+    return join(dirname(require.resolve("@ffmpeg-installer/linux-x64/package.json")), "ffmpeg");
   } catch {
     return undefined;
   }
