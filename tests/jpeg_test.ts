@@ -1,47 +1,14 @@
 import assert from "node:assert/strict";
 import { jpegSize } from "../src/ingest/jpeg/jpeg.ts";
 import { type CameraFrame, MultipartSplitter, type PartFault } from "../src/ingest/jpeg/multipart.ts";
+import { concat as concatAll } from "../src/store/mp4/boxes.ts";
+import { testJpegs } from "../src/tools/ffmpeg.ts";
 import { ffmpegPath, rng } from "./helpers.ts";
 
 const enc = new TextEncoder();
-const concatAll = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
-
 /** `n` JPEGs of ffmpeg's test pattern at `width`x`height`, each its own frame. */
 async function jpegs(n: number, width: number, height: number): Promise<Uint8Array[]> {
-  const { success, stdout } = await new Deno.Command(await ffmpegPath(), {
-    args: [
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-f",
-      "lavfi",
-      "-i",
-      `testsrc2=size=${width}x${height}:rate=20`,
-    ]
-      .concat(["-frames:v", String(n), "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", "pipe:1"]),
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  assert.ok(success);
-  // ffmpeg's JPEGs stuff every 0xff in their scan data, so an end of image followed by a start of
-  // image is always a frame boundary.
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (let i = 2; i + 3 < stdout.length; i++) {
-    if (stdout[i] === 0xff && stdout[i + 1] === 0xd9 && stdout[i + 2] === 0xff && stdout[i + 3] === 0xd8) {
-      out.push(stdout.slice(from, i + 2));
-      from = i + 2;
-    }
-  }
-  out.push(stdout.slice(from));
+  const out = await testJpegs(await ffmpegPath(), { width, height, count: n });
   assert.equal(out.length, n);
   return out;
 }

@@ -73,13 +73,7 @@ export interface TestPatternOptions {
 export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promise<Uint8Array> {
   const { success, stdout, stderr } = await new Deno.Command(ffmpeg, {
     args: [
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-f",
-      "lavfi",
-      "-i",
-      `testsrc2=size=${o.width}x${o.height}:rate=${o.fps}`,
+      ...testsrc(o.width, o.height, o.fps),
       "-t",
       String(o.seconds),
       "-c:v",
@@ -117,4 +111,51 @@ export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promis
   }).output();
   if (!success) throw new Error(`ffmpeg test pattern failed: ${new TextDecoder().decode(stderr)}`);
   return stdout;
+}
+
+/** ffmpeg's arguments up to its input: the testsrc2 pattern, quiet but for errors. */
+function testsrc(width: number, height: number, fps: number): string[] {
+  return [
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc2=size=${width}x${height}:rate=${fps}`,
+  ];
+}
+
+/**
+ * `count` JPEGs of the testsrc2 pattern (a moving picture with a frame counter), each its own
+ * frame, as an MJPEG camera sends them.
+ *
+ * @example
+ * const [first] = await testJpegs(ffmpeg, { width: 640, height: 480, count: 20 });
+ */
+export async function testJpegs(
+  ffmpeg: string,
+  o: { width: number; height: number; count: number },
+): Promise<Uint8Array[]> {
+  const { success, stdout, stderr } = await new Deno.Command(ffmpeg, {
+    args: [
+      ...testsrc(o.width, o.height, 20),
+      ...["-frames:v", String(o.count), "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", "pipe:1"],
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!success) throw new Error(`ffmpeg failed to make JPEGs: ${new TextDecoder().decode(stderr)}`);
+  // ffmpeg's JPEGs stuff every 0xff in their scan data, so an end of image followed by a start of
+  // image is always a frame boundary.
+  const out: Uint8Array[] = [];
+  let from = 0;
+  for (let i = 2; i + 3 < stdout.length; i++) {
+    if (stdout[i] === 0xff && stdout[i + 1] === 0xd9 && stdout[i + 2] === 0xff && stdout[i + 3] === 0xd8) {
+      out.push(stdout.slice(from, i + 2));
+      from = i + 2;
+    }
+  }
+  out.push(stdout.slice(from));
+  return out;
 }

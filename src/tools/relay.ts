@@ -5,6 +5,7 @@ import { splitAnnexB } from "../ingest/h264/annexb.ts";
 import { isSlice, NalType, nalType } from "../ingest/h264/nal.ts";
 import { logger } from "../runtime/log.ts";
 import { sleep } from "../runtime/sleep.ts";
+import { concat } from "../store/mp4/boxes.ts";
 
 const START_CODE = Uint8Array.of(0, 0, 0, 1);
 
@@ -114,7 +115,7 @@ export function frameMessages(
       paramSets.sps = nal;
       out.push([nal]);
     } else if (type === NalType.pps && paramSets.sps) {
-      paramSets.pair = concatBytes([paramSets.sps, nal]);
+      paramSets.pair = concat([paramSets.sps, nal]);
       out.push([paramSets.pair]);
     } else if (type === NalType.idr) {
       if (paramSets.sps && paramSets.pair) out.push([paramSets.sps], [paramSets.pair]);
@@ -141,7 +142,7 @@ export async function startRelay(o: RelayOptions): Promise<Relay> {
     const t = nalType(n.subarray(4));
     return t === NalType.sps || t === NalType.pps;
   });
-  let cache = concatBytes(firstSets.slice(0, 2));
+  let cache = concat(firstSets.slice(0, 2));
   const abort = new AbortController();
   let clientsArrived: () => void;
   const enoughClients = new Promise<void>((r) => (clientsArrived = r));
@@ -165,7 +166,7 @@ export async function startRelay(o: RelayOptions): Promise<Relay> {
   });
   /** Sends one message to every open consumer; returns how many it went to. */
   const broadcast = (nals: Uint8Array[]): number => {
-    const data = nals.length === 1 ? nals[0] : concatBytes(nals);
+    const data = nals.length === 1 ? nals[0] : concat(nals);
     let sent = 0;
     for (const s of sockets) if (s.readyState === s.OPEN) (s.send(data), sent++);
     return sent;
@@ -174,7 +175,7 @@ export async function startRelay(o: RelayOptions): Promise<Relay> {
   const updateCache = (frame: SourceFrame) => {
     const sps = frame.nals.filter((n) => nalType(n.subarray(4)) === NalType.sps);
     const pps = frame.nals.filter((n) => nalType(n.subarray(4)) === NalType.pps);
-    if (sps.length && pps.length) cache = concatBytes([sps[0], pps[0]]);
+    if (sps.length && pps.length) cache = concat([sps[0], pps[0]]);
   };
   const now = () => performance.timeOrigin + performance.now();
   const finished = (async () => {
@@ -237,14 +238,4 @@ export async function startRelay(o: RelayOptions): Promise<Relay> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
