@@ -36,7 +36,10 @@ function serviceArgs(env: Record<string, string>): string[] {
   }
 }
 
-/** The ffmpeg that makes test inputs: FFMPEG_PATH, else Debian's (the judge's own version), else the recorder's choice. */
+/**
+ * The ffmpeg that makes test inputs: FFMPEG_PATH, else Debian's (the judge's own version), else
+ * the recorder's choice.
+ */
 export async function ffmpegPath(): Promise<string> {
   const env = Deno.env.toObject();
   const bin = await resolveFfmpeg({ ...env, FFMPEG_PATH: env.FFMPEG_PATH || "ffmpeg" });
