@@ -897,7 +897,7 @@ if (SECTIONS.has(8)) {
     await new Promise((r) => setTimeout(r, 5000));
     const after = procStatusMb(service.pid, "VmRSS");
     // The clips' garbage goes when the heap is next collected, which recording alone brings about.
-    await new Promise((r) => setTimeout(r, 25_000));
+    await sleep(25_000);
     const later = procStatusMb(service.pid, "VmRSS");
     const p99 = quantile(latency, 0.99, latency0);
     const late = (latency.get(Infinity)! - (latency0.get(Infinity) ?? 0)) -

@@ -77,13 +77,21 @@ export class ServiceProcess {
   #reading: Promise<void>;
   readonly status: Promise<Deno.CommandStatus>;
 
-  /** `command`: run this (a compiled binary, `deno task start`) instead of src/app/main.ts. */
-  constructor(env: Record<string, string>, command?: string[]) {
+  /**
+   * `command`: run this (a compiled binary, `deno task start`) instead of src/app/main.ts, in `cwd`
+   * (the checkout by default); `clearEnv`: with `env` only, not this process's environment.
+   */
+  constructor(
+    env: Record<string, string>,
+    command?: string[],
+    o: { cwd?: string; clearEnv?: boolean } = {},
+  ) {
     env = { LOG_LEVEL: "info", HTTP_PORT: "0", METRICS_PORT: "0", NO_COLOR: "1", ...env };
     this.#child = new Deno.Command(command?.[0] ?? Deno.execPath(), {
       args: command ? command.slice(1) : serviceArgs(env),
-      cwd: command ? ROOT : undefined, // relative paths resolve where serviceArgs resolved them
+      cwd: command ? o.cwd ?? ROOT : undefined, // relative paths resolve where serviceArgs resolved them
       env: command ? env : { ...recorderEnv({ ...Deno.env.toObject(), ...env }), ...env },
+      clearEnv: o.clearEnv,
       stdout: "piped",
       stderr: "piped",
       stdin: "null",

@@ -40,6 +40,7 @@ export function multipartBoundary(contentType: string | null): string | null {
 const MAX_HEADER_BYTES = 16 * 1024;
 
 const CR = 0x0d, LF = 0x0a, DASH = 0x2d;
+const latin1 = new TextDecoder("latin1");
 
 /**
  * Splits a multipart body that arrives in arbitrary pieces into the JPEG frames of its parts,
@@ -72,10 +73,9 @@ export class MultipartSplitter {
   /** In "body": the part's length if its headers gave one, and where the delimiter search resumes. */
   #length: number | null = null;
   #scanned = 0;
-  /** In "body" without a length: over MAX_PART_BYTES, its bytes are being skipped since #faultTs. */
-  #oversized = false;
-  #faultTs = 0;
+  /** In "body" without a length: bytes of a part over MAX_PART_BYTES skipped so far, since #faultTs. */
   #skipped = 0;
+  #faultTs = 0;
 
   constructor(boundary: string, maxPartBytes = MAX_PART_BYTES) {
     this.#token = new TextEncoder().encode(boundary);
@@ -92,7 +92,7 @@ export class MultipartSplitter {
       if (this.#state === "body") {
         const part = this.#body();
         if (part === null) break;
-        if (part) out.push(part);
+        out.push(part);
       }
     }
     this.#compact();
@@ -101,7 +101,7 @@ export class MultipartSplitter {
 
   /** The part the stream ended in, judged as it is: a JPEG cut short comes out as `truncated_jpeg`. */
   end(): (CameraFrame | PartFault)[] {
-    if (this.#state !== "body" || this.#oversized || this.#end === this.#start) return [];
+    if (this.#state !== "body" || this.#skipped > 0 || this.#end === this.#start) return [];
     const part = this.#part(this.#buf.subarray(this.#start, this.#end));
     this.#start = this.#end;
     this.#state = "delimiter";
@@ -205,7 +205,7 @@ export class MultipartSplitter {
         this.#state = "delimiter";
         return false;
       }
-      const line = new TextDecoder().decode(b.subarray(at, eol > at && b[eol - 1] === CR ? eol - 1 : eol));
+      const line = latin1.decode(b.subarray(at, eol > at && b[eol - 1] === CR ? eol - 1 : eol));
       at = eol + 1;
       if (line === "") break;
       const m = line.match(/^content-length\s*:\s*(\d+)\s*$/i);
@@ -213,13 +213,12 @@ export class MultipartSplitter {
     }
     this.#start = at;
     this.#scanned = at;
-    this.#oversized = false;
     this.#state = "body";
     return true;
   }
 
-  /** The finished part (null when it is not all here yet; undefined for a skipped oversized one). */
-  #body(): CameraFrame | PartFault | null | undefined {
+  /** The finished part, or null when it is not all here yet. */
+  #body(): CameraFrame | PartFault | null {
     const length = this.#length;
     if (length !== null && length <= this.#maxPart) {
       if (this.#end - this.#start < length) return null;
@@ -232,10 +231,7 @@ export class MultipartSplitter {
     if (!d) {
       this.#scanned = Math.max(this.#start, this.#end - this.#token.length - 2);
       if (this.#end - this.#start > this.#maxPart) {
-        if (!this.#oversized) {
-          this.#oversized = true;
-          this.#faultTs = this.#tsAt(this.#start);
-        }
+        if (this.#skipped === 0) this.#faultTs = this.#tsAt(this.#start);
         // Drop all but what could be the start of the next delimiter.
         this.#skipped += this.#scanned - this.#start;
         this.#start = this.#scanned;
@@ -243,10 +239,10 @@ export class MultipartSplitter {
       return null;
     }
     this.#state = "delimiter";
-    if (this.#oversized || d.line - this.#start > this.#maxPart) {
+    if (this.#skipped > 0 || d.line - this.#start > this.#maxPart) {
       const fault: PartFault = {
         fault: "oversized_part",
-        ts: this.#oversized ? this.#faultTs : this.#tsAt(this.#start),
+        ts: this.#skipped > 0 ? this.#faultTs : this.#tsAt(this.#start),
         bytes: this.#skipped + d.line - this.#start,
       };
       this.#skipped = 0;
