@@ -2,7 +2,7 @@ import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
 import { type ChainBreak, DecodeChain } from "../src/ingest/decode_chain.ts";
 import { FrameClock } from "../src/ingest/frame_clock.ts";
-import type { StreamStatus } from "../src/serve/health.ts";
+import { setStreamState, type StreamStatus } from "../src/serve/health.ts";
 import { type Frame, FrameParser, type ParserCounts } from "../src/ingest/h264/frame_parser.ts";
 import { logger } from "../src/runtime/log.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
@@ -98,11 +98,7 @@ export class Connection implements Behavior<never> {
   }
 
   #setStatus(state: StreamStatus["state"], reason: string): void {
-    const s = this.#o.status, now = this.#clock.now();
-    s.state = state;
-    s.since = now;
-    s.reason = reason;
-    s.downSince = state === "connected" ? null : s.downSince ?? now;
+    setStreamState(this.#o.status, state, reason, this.#clock.now());
   }
 
   async run(signal: AbortSignal): Promise<void> {

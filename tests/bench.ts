@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { frameMessages, type SourceFrame, sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
-import { concat } from "../src/store/mp4/boxes.ts";
+import { concat } from "../src/runtime/bytes.ts";
 import { Janitor } from "../actors/janitor.ts";
 import { Publisher } from "../actors/publisher.ts";
 import { Leases } from "../src/store/leases.ts";

@@ -5,7 +5,13 @@ import { indexRows, pattern, ROOT, ServiceProcess, SMALL_PATTERN, taskArgs } fro
 
 Deno.test("defaults", () => {
   const c = loadConfig({});
-  assert.deepEqual(c.streams, [{ name: "default", url: "ws://127.0.0.1:5001/ws/video/consume" }]);
+  assert.deepEqual(c.streams, [{
+    name: "default",
+    url: "ws://127.0.0.1:5001/ws/video/consume",
+    shownUrl: "ws://127.0.0.1:5001/ws/video/consume",
+    source: "relay",
+    encode: null,
+  }]);
   assert.deepEqual(
     [c.storagePath, c.chunkMs, c.idleMs, c.minChunkFrames, c.sessionIdleMs, c.fragmentMs],
     ["./recordings", 60_000, 10_000, 30, 300_000, 1000],
@@ -25,7 +31,59 @@ Deno.test("several streams from CONFIG_FILE", () => {
   assert.throws(bad({ streams: [{ name: "a", url: "ws://x" }, { name: "a", url: "ws://y" }] }), /used twice/);
   // STORAGE_PATH/tmp is emptied at every start: a stream there would lose its recordings.
   assert.throws(bad({ streams: [{ name: "tmp", url: "ws://x" }] }), /streams\[0\]\.name "tmp" is reserved/);
-  assert.throws(bad({ streams: [{ name: "a", url: "http://x" }] }), /streams\[0\]\.url: expected a ws/);
+  assert.throws(
+    bad({ streams: [{ name: "a", url: "ftp://x" }] }),
+    /streams\[0\]\.url: expected a ws\(s\):\/\/ relay/,
+  );
+  assert.throws(bad({ streams: [{ name: "a", url: "http://x", framerate: 0 }] }), /streams\[0\]: framerate/);
+  assert.throws(
+    bad({ streams: [{ name: "a", url: "http://x", video: { codec: "h265" } }] }),
+    /streams\[0\]: video\.codec must be "h264"/,
+  );
+});
+
+Deno.test("a stream's source is chosen by its URL; cameras take the video-store's encoding, a stream's own over the file's, the environment over both", () => {
+  const file = JSON.stringify({
+    framerate: 15,
+    video: { codec: "h264", bitrate: 2_000_000, preset: "fast" },
+    streams: [
+      { name: "relay", url: "ws://relay:5001/ws/video/consume" },
+      {
+        name: "pit",
+        url: "http://user:secret@10.0.0.5/mjpeg",
+        framerate: 10,
+        video: { preset: "ultrafast" },
+      },
+      { name: "mast", url: "rtsp://10.0.0.6:554/stream1" },
+    ],
+  });
+  const c = loadConfig({ CONFIG_FILE: "f.json" }, () => file);
+  assert.deepEqual(c.streams.map((s) => [s.name, s.source, s.encode]), [
+    ["relay", "relay", null],
+    ["pit", "camera", { fps: 10, bitrateKbps: 2000, preset: "ultrafast" }],
+    ["mast", "rtsp", null],
+  ]);
+  assert.equal(
+    c.streams[1].shownUrl,
+    "http://user:***@10.0.0.5/mjpeg",
+    "no password in logs, events or the index",
+  );
+  const env = loadConfig(
+    { CONFIG_FILE: "f.json", VIDEO_PRESET: "medium", CAMERA_FRAMERATE: "25" },
+    () => file,
+  );
+  assert.deepEqual(env.streams[1].encode, { fps: 10, bitrateKbps: 2000, preset: "ultrafast" });
+  const plain = JSON.stringify({
+    framerate: 15,
+    video: { preset: "fast" },
+    streams: [{ name: "g", url: "https://g/" }],
+  });
+  assert.deepEqual(
+    loadConfig({ CONFIG_FILE: "f.json", VIDEO_PRESET: "medium" }, () => plain).streams[0].encode,
+    { fps: 15, bitrateKbps: 1000, preset: "medium" },
+  );
+  const one = loadConfig({ VIDEO_STREAM_URL: "http://cam/snap.jpg", VIDEO_BITRATE: "500000" });
+  assert.deepEqual(one.streams[0].encode, { fps: 20, bitrateKbps: 500, preset: "veryfast" });
   assert.throws(
     () => loadConfig({ CONFIG_FILE: "f.json" }, () => "{oops"),
     /CONFIG_FILE: f\.json is not JSON/,
@@ -40,7 +98,10 @@ Deno.test("several streams from CONFIG_FILE", () => {
 });
 
 const BAD: [string, string][] = [
-  ["VIDEO_STREAM_URL", "http://relay/ws"],
+  ["VIDEO_STREAM_URL", "ftp://relay/ws"],
+  ["CAMERA_FRAMERATE", "0"],
+  ["VIDEO_BITRATE", "1M"],
+  ["VIDEO_PRESET", "fastest"],
   ["VIDEO_STREAM_URL", "not a url"],
   ["VIDEO_CHUNK_DURATION_SECONDS", "abc"],
   ["VIDEO_CHUNK_DURATION_SECONDS", "0"],
@@ -156,8 +217,12 @@ Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variab
   refused({ storage: { size_gb: -1 } }, /storage\.size_gb/);
   refused({ storage: { size_gb: 1, storage_path: 3 } }, /storage\.storage_path must be a non-empty string/);
   refused({ storage: "big" }, /storage must be an object/);
-  refused({ storage: { size_gb: 1 }, framerate: "fast" }, /framerate has the wrong type/);
-  refused({ storage: { size_gb: 1 }, video: [] }, /video has the wrong type/);
+  refused({ storage: { size_gb: 1 }, framerate: "fast" }, /framerate must be a number/);
+  refused({ storage: { size_gb: 1 }, video: [] }, /video must be an object/);
+  refused(
+    { storage: { size_gb: 1 }, video: { bitrate: "1M" } },
+    /video\.bitrate must be whole bits a second/,
+  );
   assert.equal(loadConfig({}).storageBudgetBytes, null);
   assert.equal(loadConfig({}).minFreeDiskBytes, 2 ** 30);
   assert.throws(() => loadConfig({ STORAGE_SIZE_GB: "ten" }), /STORAGE_SIZE_GB: expected a number/);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { resolveFfmpeg } from "../src/tools/ffmpeg.ts";
+import { resolveFfmpeg } from "../src/app/ffmpeg.ts";
 
 const run = async (bin: string, ...args: string[]) =>
   new TextDecoder().decode(

@@ -3,7 +3,8 @@ import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { ConfigError, loadConfig } from "../src/app/config.ts";
-import { resolveFfmpeg, testPattern, type TestPatternOptions } from "../src/tools/ffmpeg.ts";
+import { resolveFfmpeg } from "../src/app/ffmpeg.ts";
+import { testPattern, type TestPatternOptions } from "../src/tools/ffmpeg.ts";
 import { launchArgs, recorderEnv } from "../src/app/launch.ts";
 import { type RelayOptions, type SourceFrame, sourceFrames, startRelay } from "../src/tools/relay.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { jpegSize } from "../src/ingest/jpeg/jpeg.ts";
 import { type CameraFrame, MultipartSplitter, type PartFault } from "../src/ingest/jpeg/multipart.ts";
-import { concat as concatAll } from "../src/store/mp4/boxes.ts";
+import { concat as concatAll } from "../src/runtime/bytes.ts";
 import { testJpegs } from "../src/tools/ffmpeg.ts";
 import { ffmpegPath, rng } from "./helpers.ts";
 

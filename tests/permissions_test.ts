@@ -47,6 +47,19 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     "CONFIG_FILE streams[0].url",
     "CONFIG_FILE streams[1].url",
   ]);
+  // A camera is reached by the recorder, an RTSP camera by ffmpeg: only ffmpeg is run, no other program.
+  const cameras = JSON.stringify({
+    streams: [{ name: "pit", url: "http://10.0.0.5/mjpeg" }, { name: "mast", url: "rtsp://10.0.0.6/s" }],
+  });
+  const ffmpeg = loadConfig(
+    { CONFIG_FILE: "c.json", AMQP_URL: "", FFMPEG_PATH: "/opt/ffmpeg" },
+    () => cameras,
+  );
+  assert.deepEqual(permissionFlags(permissionsNeeded(ffmpeg)).filter((f) => /net|run/.test(f)), [
+    "--allow-net=10.0.0.5:80,127.0.0.1:8080,127.0.0.1:8005",
+    "--allow-run=/opt/ffmpeg",
+  ]);
+  assert.ok(!permissionFlags(needs).some((f) => f.startsWith("--allow-run")), "relays alone run nothing");
   const noBroker = permissionFlags(permissionsNeeded(loadConfig({ AMQP_URL: "" })));
   assert.equal(noBroker[0], "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005");
   // The launcher makes paths absolute, so a compiled binary does not depend on its working folder.

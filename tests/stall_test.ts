@@ -5,7 +5,7 @@ import { Metrics } from "../src/runtime/metrics.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
 import { streamStatus } from "../src/serve/health.ts";
 import { FrameParser } from "../src/ingest/h264/frame_parser.ts";
-import { concat } from "../src/store/mp4/boxes.ts";
+import { concat } from "../src/runtime/bytes.ts";
 import { frameMessages, sourceFrames } from "../src/tools/relay.ts";
 import { FIXTURE, sumMetric } from "./helpers.ts";
 

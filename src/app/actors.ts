@@ -1,4 +1,7 @@
+import { Camera } from "../../actors/camera.ts";
 import { Connection } from "../../actors/connection.ts";
+import { Encoder } from "../../actors/encoder.ts";
+import { Rtsp } from "../../actors/rtsp.ts";
 import { Indexer } from "../../actors/indexer.ts";
 import { Janitor, type JanitorMsg } from "../../actors/janitor.ts";
 import { Publisher } from "../../actors/publisher.ts";
@@ -7,7 +10,13 @@ import { Writer } from "../../actors/writer.ts";
 import { Mailbox } from "../runtime/actor.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import type { Supervisor } from "../runtime/supervisor.ts";
-import { type IndexerMsg, messageBytes, type SegmenterMsg, type WriterMsg } from "../record/messages.ts";
+import {
+  type EncoderMsg,
+  type IndexerMsg,
+  messageBytes,
+  type SegmenterMsg,
+  type WriterMsg,
+} from "../record/messages.ts";
 import type { BrokerStatus, Conditions, StreamStatus } from "../serve/health.ts";
 import type { ChunkIndex } from "../store/index/chunk_index.ts";
 import type { IndexChanges } from "../store/index/index_changes.ts";
@@ -16,7 +25,7 @@ import type { Leases } from "../store/leases.ts";
 import type { MetadataSettings } from "../store/metadata.ts";
 import type { OpenChunks } from "../store/open_chunks.ts";
 import { applyAudit, recover, type RecoveryOptions, type RecoveryReport } from "../store/recovery.ts";
-import type { Config } from "./config.ts";
+import type { Config, StreamConfig } from "./config.ts";
 
 /** What the actors share, each part with its one writer (docs/storage.md, "Who writes the index"). */
 export interface Shared {
@@ -46,6 +55,72 @@ export interface Queue {
 const MAILBOX_BYTES = 64 * 1024 * 1024;
 
 /**
+ * A stream's source, by its URL (docs/cameras.md): the relay's connection; a camera and its
+ * encoder (the camera registered last, so it stops first and the encoder gives back what it
+ * holds); or an RTSP session.
+ */
+function registerSource(
+  supervisor: Supervisor,
+  config: Config,
+  shared: Shared,
+  stream: StreamConfig,
+  segmenter: Mailbox<SegmenterMsg>,
+  indexer: Mailbox<IndexerMsg>,
+  queues: Queue[],
+): void {
+  const { metrics } = shared;
+  const status = shared.streams.get(stream.name)!;
+  const link = { timeoutMs: config.streamTimeoutMs, reconnectMaxMs: config.reconnectMaxMs };
+  const source = { name: stream.source === "relay" ? "connection" : stream.source, stream: stream.name };
+  if (stream.source === "relay") {
+    supervisor.register({
+      ...source,
+      mailbox: new Mailbox<never>(1),
+      create: () => new Connection({ stream, segmenter, indexer, metrics, status, ...link }),
+    });
+  } else if (stream.source === "rtsp") {
+    supervisor.register({
+      ...source,
+      mailbox: new Mailbox<never>(1),
+      create: () =>
+        new Rtsp({ stream, ffmpeg: config.ffmpegPath!, segmenter, indexer, metrics, status, ...link }),
+    });
+  } else {
+    const encoderBox = new Mailbox<EncoderMsg>(config.queueFrames, MAILBOX_BYTES, messageBytes);
+    queues.push({ actor: "encoder", stream: stream.name, box: encoderBox });
+    supervisor.register({
+      name: "encoder",
+      stream: stream.name,
+      mailbox: encoderBox,
+      create: () =>
+        new Encoder({
+          stream: stream.name,
+          ffmpeg: config.ffmpegPath!,
+          settings: stream.encode!,
+          segmenter,
+          metrics,
+          hangMs: config.streamTimeoutMs,
+          restartMaxMs: config.reconnectMaxMs,
+        }),
+    });
+    supervisor.register({
+      ...source,
+      mailbox: new Mailbox<never>(1),
+      create: () =>
+        new Camera({
+          stream,
+          encoder: encoderBox,
+          indexer,
+          metrics,
+          status,
+          fps: stream.encode!.fps,
+          ...link,
+        }),
+    });
+  }
+}
+
+/**
  * Registers every actor with `supervisor`: the publisher first (so it stops last, after the
  * indexer committed the final events), the indexer, the janitor, then per stream its writer,
  * segmenter and connection. `initial` is the start-up recovery: the sessions recording resumes.
@@ -57,7 +132,7 @@ export function registerActors(
   initial: RecoveryReport,
 ): Queue[] {
   const { index, changes, leases, openChunks, metrics, layout, settings, recovery, conditions } = shared;
-  const { brokerStatus, streams } = shared;
+  const { brokerStatus } = shared;
   const root = layout.root;
   supervisor.register({
     name: "publisher",
@@ -133,7 +208,7 @@ export function registerActors(
       create: () =>
         new Writer({
           stream: stream.name,
-          videoUrl: stream.url,
+          videoUrl: stream.shownUrl,
           layout,
           fragmentMs: config.fragmentMs,
           fsyncFragments: config.fsyncFragments,
@@ -178,21 +253,7 @@ export function registerActors(
         segmenterResume = await index.openSessionOf(stream.name);
       },
     });
-    supervisor.register({
-      name: "connection",
-      stream: stream.name,
-      mailbox: new Mailbox<never>(1),
-      create: () =>
-        new Connection({
-          stream,
-          segmenter: segmenterBox,
-          indexer: indexerBox,
-          metrics,
-          status: streams.get(stream.name)!,
-          timeoutMs: config.streamTimeoutMs,
-          reconnectMaxMs: config.reconnectMaxMs,
-        }),
-    });
+    registerSource(supervisor, config, shared, stream, segmenterBox, indexerBox, queues);
   }
   return queues;
 }

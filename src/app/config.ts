@@ -1,10 +1,24 @@
 import { type Level, LEVELS } from "../runtime/log.ts";
 import type { ChunkCut } from "../record/segment_machine.ts";
 import { TMP_DIR } from "../store/layout.ts";
+import { type EncodeSettings, PRESETS } from "../ingest/ffmpeg/args.ts";
+
+/** What reads a stream, by its URL's scheme (docs/cameras.md). */
+export type SourceKind = "relay" | "camera" | "rtsp";
 
 export interface StreamConfig {
   name: string;
   url: string;
+  /** `url` without its password: what logs, events and the index show. */
+  shownUrl: string;
+  source: SourceKind;
+  /** How a camera's JPEGs are encoded (and snapshots polled); null for the other sources. */
+  encode: EncodeSettings | null;
+}
+
+/** The streams whose source needs ffmpeg: cameras (encoded) and RTSP (copied). */
+export function needsFfmpeg(config: Config): StreamConfig[] {
+  return config.streams.filter((s) => s.source !== "relay");
 }
 
 export interface Config {
@@ -13,6 +27,8 @@ export interface Config {
   streamsFromFile: boolean;
   /** CONFIG_FILE's path; null: none. */
   configFile: string | null;
+  /** The ffmpeg binary (FFMPEG_PATH, or as found at start: src/app/ffmpeg.ts); null: not yet resolved. */
+  ffmpegPath: string | null;
   storagePath: string;
   chunkMs: number;
   /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
@@ -119,17 +135,74 @@ function bool(env: Env, name: string, def: boolean): boolean {
   throw new ConfigError(name, `expected true or false, got ${JSON.stringify(env[name])}`);
 }
 
-function wsUrl(name: string, raw: string): string {
-  let url: URL;
+const SOURCES: Record<string, SourceKind> = {
+  "ws:": "relay",
+  "wss:": "relay",
+  "http:": "camera",
+  "https:": "camera",
+  "rtsp:": "rtsp",
+  "rtsps:": "rtsp",
+};
+
+/** A stream URL and the source its scheme selects. */
+function sourceUrl(name: string, raw: string): { url: string; shownUrl: string; source: SourceKind } {
+  let url: URL | null = null;
   try {
     url = new URL(raw);
-  } catch {
-    throw new ConfigError(name, `expected a ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
+  } catch { /* refused below */ }
+  const source = url && SOURCES[url.protocol];
+  if (!url || !source || !url.hostname) {
+    throw new ConfigError(
+      name,
+      `expected a ws(s):// relay, http(s):// camera or rtsp(s):// camera URL, got ${JSON.stringify(raw)}`,
+    );
   }
-  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-    throw new ConfigError(name, `expected a ws:// or wss:// URL, got ${JSON.stringify(raw)}`);
+  if (url.password) url.password = "***";
+  return { url: raw, shownUrl: url.href, source };
+}
+
+/**
+ * A camera's encoding: `over` (a stream's own `framerate` and `video`) over `base` (the video-store
+ * attributes, or CAMERA_FRAMERATE, VIDEO_BITRATE and VIDEO_PRESET).
+ */
+function encodeSettings(where: string, over: Record<string, unknown>, base: EncodeSettings): EncodeSettings {
+  const { framerate, video } = over;
+  if (framerate !== undefined && !(typeof framerate === "number" && framerate > 0 && framerate <= 120)) {
+    throw new ConfigError(
+      where,
+      `framerate must be a number from 0 to 120, got ${JSON.stringify(framerate)}`,
+    );
   }
-  return raw;
+  if (video !== undefined && (typeof video !== "object" || video === null || Array.isArray(video))) {
+    throw new ConfigError(
+      where,
+      `video must be an object {codec?, bitrate?, preset?}, got ${JSON.stringify(video)}`,
+    );
+  }
+  const { codec, bitrate, preset } = (video ?? {}) as Record<string, unknown>;
+  if (codec !== undefined && codec !== "h264") {
+    throw new ConfigError(
+      where,
+      `video.codec must be "h264" (the only one recorded), got ${JSON.stringify(codec)}`,
+    );
+  }
+  if (bitrate !== undefined && !(Number.isInteger(bitrate) && (bitrate as number) >= 10_000)) {
+    throw new ConfigError(
+      where,
+      `video.bitrate must be whole bits a second, at least 10000, got ${JSON.stringify(bitrate)}`,
+    );
+  }
+  if (preset !== undefined && !(PRESETS as readonly unknown[]).includes(preset)) {
+    throw new ConfigError(
+      where,
+      `video.preset must be one of ${PRESETS.join(", ")}, got ${JSON.stringify(preset)}`,
+    );
+  }
+  return {
+    fps: (framerate as number | undefined) ?? base.fps,
+    bitrateKbps: bitrate === undefined ? base.bitrateKbps : Math.round(bitrate as number / 1000),
+    preset: (preset as string | undefined) ?? base.preset,
+  };
 }
 
 function oneOf<T extends string>(env: Env, name: string, values: readonly T[], def: T): T {
@@ -152,6 +225,13 @@ function amqpUrl(raw: string | undefined): string {
   }
   return raw;
 }
+
+/**
+ * The video-store camera's defaults (framerate 20, bitrate 1 Mbps), with x264's "veryfast": on a
+ * 2-core ground station it encodes 640x480 several times faster than "medium" for a little more
+ * size at the same bitrate cap (`deno task bench`, section 9).
+ */
+const DEFAULT_ENCODE: EncodeSettings = { fps: 20, bitrateKbps: 1000, preset: "veryfast" };
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -196,12 +276,9 @@ function storageSettings(doc: Record<string, unknown>): Env {
       throw new ConfigError("CONFIG_FILE", `storage.${name} must be a non-empty string`);
     }
   }
-  for (const key of ["camera", "framerate", "video"] as const) {
-    const v = doc[key];
-    const ok = v === undefined || (key === "camera" && typeof v === "string") ||
-      (key === "framerate" && typeof v === "number" && v > 0) ||
-      (key === "video" && typeof v === "object" && v !== null && !Array.isArray(v));
-    if (!ok) throw new ConfigError("CONFIG_FILE", `${key} has the wrong type (got ${JSON.stringify(v)})`);
+  // `framerate` and `video` are read as the cameras' encoding (encodeSettings).
+  if (doc.camera !== undefined && typeof doc.camera !== "string") {
+    throw new ConfigError("CONFIG_FILE", `camera has the wrong type (got ${JSON.stringify(doc.camera)})`);
   }
   return {
     STORAGE_SIZE_GB: String(size_gb),
@@ -210,7 +287,7 @@ function storageSettings(doc: Record<string, unknown>): Env {
   };
 }
 
-function streamsOf(doc: Record<string, unknown>): StreamConfig[] | null {
+function streamsOf(doc: Record<string, unknown>, base: EncodeSettings): StreamConfig[] | null {
   const streams = doc.streams;
   if (streams === undefined) return null;
   if (!Array.isArray(streams) || streams.length === 0) {
@@ -222,7 +299,7 @@ function streamsOf(doc: Record<string, unknown>): StreamConfig[] | null {
     if (typeof s !== "object" || s === null) {
       throw new ConfigError("CONFIG_FILE", `${where} must be {name, url}`);
     }
-    const { name, url } = s as { name?: unknown; url?: unknown };
+    const { name, url, ...rest } = s as Record<string, unknown>;
     if (typeof name !== "string" || !STREAM_NAME.test(name)) {
       throw new ConfigError(
         "CONFIG_FILE",
@@ -241,10 +318,22 @@ function streamsOf(doc: Record<string, unknown>): StreamConfig[] | null {
     }
     seen.add(name);
     if (typeof url !== "string") {
-      throw new ConfigError("CONFIG_FILE", `${where}.url must be a ws:// or wss:// URL`);
+      throw new ConfigError("CONFIG_FILE", `${where}.url must be a ws(s)://, http(s):// or rtsp(s):// URL`);
     }
-    return { name, url: wsUrl(`CONFIG_FILE ${where}.url`, url) };
+    return stream(
+      name,
+      sourceUrl(`CONFIG_FILE ${where}.url`, url),
+      encodeSettings(`CONFIG_FILE ${where}`, rest, base),
+    );
   });
+}
+
+function stream(
+  name: string,
+  u: { url: string; shownUrl: string; source: SourceKind },
+  encode: EncodeSettings,
+): StreamConfig {
+  return { name, ...u, encode: u.source === "camera" ? encode : null };
 }
 
 /**
@@ -263,13 +352,22 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     );
   }
   const file = env.CONFIG_FILE ? readConfigFile(env.CONFIG_FILE, readTextFile) : null;
-  const fileStreams = file ? streamsOf(file) : null;
   if (file) {
     // The file's settings apply where the environment leaves them unset or empty; every other
     // variable keeps its meaning (AMQP_URL="" still turns publishing off).
     const fromFile = Object.entries(storageSettings(file)).filter(([k]) => !env[k]);
     env = { ...env, ...Object.fromEntries(fromFile) };
   }
+  // The video-store attributes in the file are every camera's defaults; the environment wins over them.
+  const base = file
+    ? encodeSettings("CONFIG_FILE", { framerate: file.framerate, video: file.video }, DEFAULT_ENCODE)
+    : DEFAULT_ENCODE;
+  const encode: EncodeSettings = {
+    fps: decimal(env, "CAMERA_FRAMERATE", base.fps, 0.1, 120)!,
+    bitrateKbps: Math.round(int(env, "VIDEO_BITRATE", base.bitrateKbps * 1000, 10_000, 100_000_000) / 1000),
+    preset: oneOf(env, "VIDEO_PRESET", PRESETS, base.preset as typeof PRESETS[number]),
+  };
+  const fileStreams = file ? streamsOf(file, encode) : null;
   const url = env.VIDEO_STREAM_URL || "ws://127.0.0.1:5001/ws/video/consume";
   const storagePath = env.STORAGE_PATH ?? "./recordings";
   if (storagePath.trim() === "") throw new ConfigError("STORAGE_PATH", "must not be empty");
@@ -278,9 +376,10 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     throw new ConfigError("HTTP_HOST", `expected a host name or IP address, got ${JSON.stringify(httpHost)}`);
   }
   const config: Config = {
-    streams: fileStreams ?? [{ name: "default", url: wsUrl("VIDEO_STREAM_URL", url) }],
+    streams: fileStreams ?? [stream("default", sourceUrl("VIDEO_STREAM_URL", url), encode)],
     streamsFromFile: fileStreams !== null,
     configFile: env.CONFIG_FILE || null,
+    ffmpegPath: env.FFMPEG_PATH || null,
     storagePath,
     chunkMs: SECOND * int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),

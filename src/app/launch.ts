@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { type Config, ConfigError, loadConfig, refuse } from "./config.ts";
 import { logger, setLogLevel } from "../runtime/log.ts";
 import { permissionFlags, permissionsNeeded } from "./permissions.ts";
+import { withFfmpeg } from "./ffmpeg.ts";
 
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
 
@@ -53,7 +54,7 @@ async function main(mode: string | undefined, output: string | undefined): Promi
   }
   let config: Config;
   try {
-    config = loadConfig(Deno.env.toObject());
+    config = await withFfmpeg(loadConfig(Deno.env.toObject()));
   } catch (e) {
     if (e instanceof ConfigError) refuse(e);
     throw e;
@@ -62,7 +63,11 @@ async function main(mode: string | undefined, output: string | undefined): Promi
   const args = launchArgs(mode, config, output);
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    env: mode === "start" ? recorderEnv(Deno.env.toObject()) : {},
+    env: {
+      ...(mode === "start" ? recorderEnv(Deno.env.toObject()) : {}),
+      // The ffmpeg granted is the one the recorder runs.
+      ...(config.ffmpegPath ? { FFMPEG_PATH: config.ffmpegPath } : {}),
+    },
     stdin: "inherit",
   }).spawn();
   logger("launcher").info(mode === "start" ? "starting" : "compiling", { pid: child.pid, args });

@@ -5,6 +5,7 @@
 import { ConfigError, loadConfig, refuse } from "./config.ts";
 import { logger, setLogLevel } from "../runtime/log.ts";
 import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";
+import { withFfmpeg } from "./ffmpeg.ts";
 import { type Service, startService } from "./service.ts";
 
 const SHUTDOWN_DEADLINE_MS = 5000;
@@ -23,7 +24,7 @@ export async function runRecorder(
   onStop?: () => Promise<void>,
 ): Promise<never> {
   try {
-    const config = loadConfig(env);
+    const config = await withFfmpeg(loadConfig(env), env as Record<string, string>);
     const missing = firstMissing(permissionsNeeded(config));
     if (missing) {
       throw new ConfigError(

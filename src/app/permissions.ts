@@ -10,12 +10,15 @@ export interface Need {
   descriptor:
     | { name: "net"; host: string }
     | { name: "read" | "write"; path: string }
-    | { name: "sys"; kind: "statfs" };
+    | { name: "sys"; kind: "statfs" }
+    | { name: "run"; command: string };
 }
 
 const DEFAULT_PORTS: Record<string, string> = {
   "ws:": "80",
   "wss:": "443",
+  "http:": "80",
+  "https:": "443",
   "amqp:": "5672",
   "amqps:": "5671",
 };
@@ -29,19 +32,30 @@ function listenAddress(host: string, port: number): string {
 }
 
 /**
- * Everything the configuration needs: the relays and the broker it connects to, the addresses it
- * listens on, its storage and upload folders (read and write), CONFIG_FILE (read), and statfs for
- * the free-space figures. Nothing else: no subprocesses, no other files. Paths go through `path`
+ * Everything the configuration needs: the relays, HTTP cameras and the broker it connects to, the
+ * addresses it listens on, its storage and upload folders (read and write), CONFIG_FILE (read),
+ * statfs for the free-space figures, and ffmpeg (run) only when a camera or RTSP stream needs it
+ * (ffmpeg, not the recorder, connects to an RTSP camera). Nothing else: no other subprocess, no
+ * other files. Paths go through `path`
  * (the launcher makes them absolute so a compiled binary does not depend on its working folder).
  *
  * @example
  * permissionsNeeded(loadConfig({}))[0]; // {variable: "VIDEO_STREAM_URL", descriptor: {name: "net", host: "127.0.0.1:5001"}}
  */
 export function permissionsNeeded(config: Config, path: (p: string) => string = (p) => p): Need[] {
-  const needs: Need[] = config.streams.map((s, i) => ({
-    variable: config.streamsFromFile ? `CONFIG_FILE streams[${i}].url` : "VIDEO_STREAM_URL",
-    descriptor: { name: "net", host: hostPort(new URL(s.url)) },
-  }));
+  const needs: Need[] = [];
+  config.streams.forEach((s, i) => {
+    const variable = config.streamsFromFile ? `CONFIG_FILE streams[${i}].url` : "VIDEO_STREAM_URL";
+    if (s.source !== "rtsp") {
+      needs.push({ variable, descriptor: { name: "net", host: hostPort(new URL(s.url)) } });
+    }
+    if (s.source !== "relay") {
+      needs.push({
+        variable: "FFMPEG_PATH",
+        descriptor: { name: "run", command: config.ffmpegPath ?? "ffmpeg" },
+      });
+    }
+  });
   if (config.amqpUrl) {
     needs.push({
       variable: "AMQP_URL",
@@ -74,17 +88,21 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
  * permissionFlags(permissionsNeeded(loadConfig({}))); // ["--allow-net=127.0.0.1:5001,...", "--allow-read=./recordings,./uploads", ...]
  */
 export function permissionFlags(needs: Need[]): string[] {
-  return [
-    ...(["net", "read", "write", "sys"] as const).map((name) => {
-      const values = new Set(needs.filter((n) => n.descriptor.name === name).map((n) => value(n.descriptor)));
-      return `--allow-${name}=${[...values].join(",")}`;
-    }),
-    "--allow-env",
-  ];
+  const flags = (["net", "read", "write", "sys", "run"] as const).map((name) => {
+    const values = new Set(needs.filter((n) => n.descriptor.name === name).map((n) => value(n.descriptor)));
+    return values.size > 0 ? `--allow-${name}=${[...values].join(",")}` : null;
+  });
+  return [...flags.filter((f): f is string => f !== null), "--allow-env"];
 }
 
 function value(d: Need["descriptor"]): string {
-  return "host" in d ? d.host : "path" in d ? d.path.replaceAll(",", ",,") : d.kind;
+  return "host" in d
+    ? d.host
+    : "path" in d
+    ? d.path.replaceAll(",", ",,")
+    : "command" in d
+    ? d.command
+    : d.kind;
 }
 
 /**

@@ -57,7 +57,7 @@ export async function startService(config: Config): Promise<Service> {
     metrics,
     openChunks,
     defaultStream: config.streams[0].name,
-    videoUrlOf: (name) => config.streams.find((s) => s.name === name)?.url ?? "",
+    videoUrlOf: (name) => config.streams.find((s) => s.name === name)?.shownUrl ?? "",
   };
   const initial = await recover(recovery);
 

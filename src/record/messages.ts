@@ -3,6 +3,7 @@
  * Per stream: connection -> segmenter -> writer -> indexer (shared by all streams).
  */
 import type { Frame } from "../ingest/h264/frame_parser.ts";
+import type { CameraFrame } from "../ingest/jpeg/multipart.ts";
 import type { SegmentCommand } from "./segment_machine.ts";
 
 export type { Frame };
@@ -16,6 +17,9 @@ export type SegmenterMsg =
    * wait for the next keyframe; the frames until then are lost for this reason.
    */
   | { type: "writer-reset"; reason: "writer_restart" | "disk_full" };
+
+/** To a camera stream's encoder, from its camera. */
+export type EncoderMsg = { type: "jpeg"; frame: CameraFrame };
 
 /** To a stream's writer: the segment machine's decisions in order, the frames, and its own clock tick. */
 export type WriterMsg =
@@ -97,6 +101,6 @@ export interface ChunkSoFar {
 }
 
 /** Bytes a message holds in a mailbox: frames count, control messages do not. */
-export function messageBytes(msg: { type: string; frame?: Frame }): number {
-  return msg.frame ? msg.frame.data.length : 0;
+export function messageBytes(msg: { type: string; frame?: Frame | CameraFrame }): number {
+  return !msg.frame ? 0 : "data" in msg.frame ? msg.frame.data.length : msg.frame.jpeg.length;
 }

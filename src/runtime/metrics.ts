@@ -47,6 +47,11 @@ export class Metrics {
   readonly gopCacheBytes;
   readonly gopCacheOverflows;
   readonly decodeOnlyFrames;
+  readonly cameraFrames;
+  readonly cameraErrors;
+  readonly framesEncoded;
+  readonly encoderRestarts;
+  readonly encodeLatency;
 
   constructor() {
     const registers = [this.registry];
@@ -74,7 +79,7 @@ export class Metrics {
     );
     this.framesDropped = counter(
       "storage_frames_dropped_total",
-      "Frames lost: corrupt, incomplete (a connection ended in it or opened after its first slice), queue_full, no_open_chunk, disk_full",
+      "Frames lost: corrupt, incomplete (a connection ended in it or opened after its first slice), queue_full, no_open_chunk, disk_full; a camera's JPEGs: encoder_down (came while its encoder waited to restart), encoder_lost (its encoder exited or hung first), encoder_skipped (the encoder never gave it back)",
       ["stream", "reason"],
     );
     this.badInput = counter(
@@ -183,6 +188,33 @@ export class Metrics {
       "Frames written again, hidden by the edit list, so that a chunk starting mid-GOP decodes on its own",
       ["stream"],
     );
+    this.cameraFrames = counter(
+      "storage_camera_frames_received_total",
+      "Whole JPEGs received from an HTTP camera and handed to its encoder",
+      ["stream"],
+    );
+    this.cameraErrors = counter(
+      "storage_camera_errors_total",
+      "Camera faults: http_status, not_jpeg, truncated_jpeg, oversized_part, timeout (hung), unreachable, lost (the camera or its stream went away)",
+      ["stream", "reason"],
+    );
+    this.framesEncoded = counter(
+      "storage_frames_encoded_total",
+      "Pictures the encoder (ffmpeg) gave back, each timed by its JPEG",
+      ["stream"],
+    );
+    this.encoderRestarts = counter(
+      "storage_encoder_restarts_total",
+      "ffmpeg child processes started again after one exited, hung or failed (encoder and RTSP)",
+      ["stream"],
+    );
+    this.encodeLatency = new Histogram({
+      name: "storage_encode_latency_seconds",
+      help: "From a JPEG's first byte arriving to its encoded picture coming out of ffmpeg",
+      labelNames: ["stream"],
+      buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers,
+    });
     this.writeLatency = new Histogram({
       name: "storage_frame_write_latency_seconds",
       help: "From a frame's first byte arriving to its fragment being written",

@@ -7,7 +7,7 @@ export interface BrokerStatus {
   lastError: string | null;
 }
 
-/** One stream's relay connection. Owner: that stream's connection actor. */
+/** One stream's source: its relay connection, camera or RTSP session. Owner: the actor that reads it. */
 export interface StreamStatus {
   state: "connecting" | "connected" | "disconnected";
   /** Wall-clock ms of the last state change. */
@@ -18,6 +18,19 @@ export interface StreamStatus {
   reason: string;
   /** Wall-clock ms of the last video message, if any came. */
   lastDataMs: number | null;
+}
+
+/** The stream's source is now in `state`, for `reason` (its owner's only way to change it). */
+export function setStreamState(
+  s: StreamStatus,
+  state: StreamStatus["state"],
+  reason: string,
+  now: number,
+): void {
+  s.state = state;
+  s.since = now;
+  s.reason = reason;
+  s.downSince = state === "connected" ? null : s.downSince ?? now;
 }
 
 /** A new stream's status: not yet connected, down since `now`. */

@@ -8,7 +8,8 @@
  * pattern. DEMO_FPS paces a file (default 30; the fixture plays at its 14.7 fps). DEMO_HOST and
  * DEMO_PORT (127.0.0.1:5001) place the source; DEMO_SOURCE_ONLY=1 runs the source without a recorder.
  */
-import { resolveFfmpeg, testPattern } from "./ffmpeg.ts";
+import { resolveFfmpeg } from "../app/ffmpeg.ts";
+import { testPattern } from "./ffmpeg.ts";
 import { logger } from "../runtime/log.ts";
 import { runRecorder } from "../app/main.ts";
 import { sourceFrames, startRelay } from "./relay.ts";

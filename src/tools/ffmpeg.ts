@@ -1,52 +1,3 @@
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-
-/**
- * The ffmpeg binary: FFMPEG_PATH, else ffmpeg-static's binary if its install step put one there
- * (it downloads from GitHub, so it is often absent), else the static ffmpeg that the npm package
- * `@ffmpeg-installer/linux-x64` carries inside it (no install step: it arrives with `deno install`
- * on a fresh x86-64 Linux machine), else `ffmpeg` on PATH. Null when none runs.
- *
- * @example
- * const ffmpeg = await resolveFfmpeg();
- * if (!ffmpeg) console.error("clips need ffmpeg");
- */
-export async function resolveFfmpeg(env = Deno.env.toObject()): Promise<string | null> {
-  const candidates = [env.FFMPEG_PATH, staticBinary(), installerBinary(), "ffmpeg"]
-    .filter((c): c is string => !!c);
-  for (const bin of candidates) {
-    try {
-      const { success } = await new Deno.Command(bin, { args: ["-version"], stdout: "null", stderr: "null" })
-        .output();
-      if (success) return bin;
-    } catch {
-      // not there: try the next one
-    }
-  }
-  return null;
-}
-
-const require = createRequire(import.meta.url);
-
-function staticBinary(): string | undefined {
-  try {
-    const path = require("ffmpeg-static") as string | null;
-    if (path) Deno.statSync(path);
-    return path ?? undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function installerBinary(): string | undefined {
-  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return undefined;
-  try {
-    return join(dirname(require.resolve("@ffmpeg-installer/linux-x64/package.json")), "ffmpeg");
-  } catch {
-    return undefined;
-  }
-}
-
 export interface TestPatternOptions {
   width: number;
   height: number;
@@ -136,7 +87,7 @@ function testsrc(width: number, height: number, fps: number): string[] {
 export async function testJpegs(
   ffmpeg: string,
   o: { width: number; height: number; count: number },
-): Promise<Uint8Array[]> {
+): Promise<Uint8Array<ArrayBuffer>[]> {
   const { success, stdout, stderr } = await new Deno.Command(ffmpeg, {
     args: [
       ...testsrc(o.width, o.height, 20),
@@ -148,7 +99,7 @@ export async function testJpegs(
   if (!success) throw new Error(`ffmpeg failed to make JPEGs: ${new TextDecoder().decode(stderr)}`);
   // ffmpeg's JPEGs stuff every 0xff in their scan data, so an end of image followed by a start of
   // image is always a frame boundary.
-  const out: Uint8Array[] = [];
+  const out: Uint8Array<ArrayBuffer>[] = [];
   let from = 0;
   for (let i = 2; i + 3 < stdout.length; i++) {
     if (stdout[i] === 0xff && stdout[i + 1] === 0xd9 && stdout[i + 2] === 0xff && stdout[i + 3] === 0xd8) {

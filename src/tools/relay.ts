@@ -5,7 +5,7 @@ import { splitAnnexB } from "../ingest/h264/annexb.ts";
 import { isSlice, NalType, nalType } from "../ingest/h264/nal.ts";
 import { logger } from "../runtime/log.ts";
 import { sleep } from "../runtime/sleep.ts";
-import { concat } from "../store/mp4/boxes.ts";
+import { concat } from "../runtime/bytes.ts";
 
 const START_CODE = Uint8Array.of(0, 0, 0, 1);
 

@@ -137,6 +137,13 @@ export class AccessUnitAssembler {
     else this.#gapNext = true;
   }
 
+  /** A container framed the picture in progress as whole (an FLV tag ended): it completes now. */
+  complete(): AccessUnit | null {
+    const out: AccessUnit[] = [];
+    this.#complete("next", out);
+    return out[0] ?? null;
+  }
+
   /** The stream ended: the picture in progress, if any, as it is (`completion: "end"`). */
   flush(): AccessUnit | null {
     const out: AccessUnit[] = [];

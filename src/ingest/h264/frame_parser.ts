@@ -127,6 +127,20 @@ export class FrameParser {
     return out.concat(this.#nals(this.#payloadNals(packet.payload, ts)));
   }
 
+  /**
+   * One whole access unit from a container that frames pictures (ffmpeg's FLV output), timed
+   * `ts`: it ends at its last NAL unit, with no lookahead. Parameter sets alone make no frame.
+   */
+  unit(nals: Uint8Array[], ts: number): Frame[] {
+    const frames: Frame[] = [];
+    for (const data of nals) {
+      for (const au of this.#assembler.push({ data, ts })) frames.push(this.#frame(au));
+    }
+    const last = this.#assembler.complete();
+    if (last) frames.push(this.#frame(last));
+    return frames;
+  }
+
   /** The stream ended (connection closed): the picture in progress comes out marked `incomplete`. */
   end(): Frame[] {
     const frames = this.#nals(this.#splitter.flush());

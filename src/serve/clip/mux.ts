@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { concat, u32, u64 } from "../../store/mp4/boxes.ts";
+import { u32, u64 } from "../../store/mp4/boxes.ts";
+import { concat } from "../../runtime/bytes.ts";
 import { fragmentHeader } from "../../store/mp4/fragment.ts";
 import { type SampleRef, scanChunk } from "../../store/mp4/fragment_reader.ts";
 import { ftyp, movie, type SampleTables } from "../../store/mp4/init_segment.ts";

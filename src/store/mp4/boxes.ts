@@ -1,3 +1,5 @@
+import { concat } from "../../runtime/bytes.ts";
+
 /** Bytes of an ISO BMFF box: payload parts are numbers encoded by `u8`/`u16`/... or raw bytes. */
 export type Part = Uint8Array;
 
@@ -27,18 +29,6 @@ export function ascii(s: string): Part {
 
 export function zeros(n: number): Part {
   return new Uint8Array(n);
-}
-
-export function concat(parts: Part[]): Uint8Array {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { box, concat, fullBox, u32, u64 } from "./boxes.ts";
+import { box, fullBox, u32, u64 } from "./boxes.ts";
+import { concat } from "../../runtime/bytes.ts";
 import { TRACK_ID } from "./init_segment.ts";
 import { ntpFromEpochMs } from "./timing.ts";
 

@@ -1,5 +1,6 @@
 import type { ParamSets } from "../../ingest/h264/frame_parser.ts";
-import { ascii, box, concat, fullBox, u16, u32, u64, u8, zeros } from "./boxes.ts";
+import { ascii, box, fullBox, u16, u32, u64, u8, zeros } from "./boxes.ts";
+import { concat } from "../../runtime/bytes.ts";
 import { TIMESCALE } from "./timing.ts";
 
 /** The track id of the single video track in every file we write. */
