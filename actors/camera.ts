@@ -6,7 +6,12 @@ import { logger } from "../src/runtime/log.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 import { jpegSize } from "../src/ingest/jpeg/jpeg.ts";
-import { type CameraFrame, multipartBoundary, MultipartSplitter } from "../src/ingest/jpeg/multipart.ts";
+import {
+  type CameraFrame,
+  multipartBoundary,
+  MultipartSplitter,
+  type PartFault,
+} from "../src/ingest/jpeg/multipart.ts";
 import type { EncoderMsg, IndexerMsg } from "../src/record/messages.ts";
 import { setStreamState, type StreamStatus } from "../src/serve/health.ts";
 
@@ -139,18 +144,19 @@ export class Camera implements Behavior<never> {
     counted: () => void,
   ): Promise<string | null> {
     const splitter = new MultipartSplitter(boundary);
-    const end = await this.#read(req, (piece, ts) => {
-      for (const part of splitter.push(piece, ts)) {
+    const take = (parts: (CameraFrame | PartFault)[]) => {
+      for (const part of parts) {
         if ("fault" in part) this.#fault(part.fault, `${part.bytes} bytes`);
         else {
           this.#frame(part);
           counted();
         }
       }
-    });
-    if (end === "end") {
-      for (const part of splitter.end()) if ("fault" in part) this.#fault(part.fault, "at the end");
-    }
+    };
+    const end = await this.#read(req, (piece, ts) => take(splitter.push(piece, ts)));
+    // A part with no Content-Length ends at the next delimiter: the last one before a silence or
+    // an end is whole if its JPEG is.
+    take(splitter.end());
     return this.#ended(end);
   }
 

@@ -118,3 +118,284 @@ Deno.test("an MJPEG camera: every JPEG recorded in order, at its arrival time, c
   for (const ms of keyframeIntervals) assert.ok(ms > 800 && ms < 1330, `keyframe interval ${ms} ms`);
   await Deno.remove(storage, { recursive: true });
 });
+
+/** Runs the recorder on `url` until `enough` holds, then stops it cleanly; returns its process. */
+async function record(
+  storage: string,
+  url: string,
+  enough: (svc: ServiceProcess) => Promise<boolean>,
+  extra: Record<string, string> = {},
+): Promise<ServiceProcess> {
+  const svc = new ServiceProcess(cameraEnv(storage, url, await recorderFfmpeg(), extra));
+  await until(() => enough(svc), "the recording to reach its goal", 60_000, 200);
+  svc.signal("SIGINT");
+  assert.equal((await svc.exit()).code, 0, svc.stderr.join("\n"));
+  return svc;
+}
+
+/** Every chunk decodes; their pictures, in order. */
+async function recordedFrames(storage: string): Promise<{ chunk: Record<string, any>; frames: number }[]> {
+  const out = [];
+  for (const chunk of indexRows(storage).chunks) {
+    const path = join(storage, chunk.path);
+    assert.equal(await decodeErrors(path, false), "", `${chunk.path} decodes`);
+    out.push({ chunk, frames: (await probeFrames(path)).length });
+  }
+  return out;
+}
+
+Deno.test("a snapshot camera is polled at CAMERA_FRAMERATE: requests a second and pictures recorded match", async () => {
+  const storage = await Deno.makeTempDir();
+  const cam = serveCamera({ jpegs: await jpegs(), mode: "snapshot" });
+  try {
+    await record(
+      storage,
+      cam.url,
+      async (svc) => (await svc.metric("storage_frames_encoded_total")) >= 50,
+      { CAMERA_FRAMERATE: "10" },
+    );
+  } finally {
+    await cam.close();
+  }
+  const rate = (cam.sent.length - 1) * 1000 / (cam.sent.at(-1)! - cam.sent[0]);
+  assert.ok(Math.abs(rate - 10) < 0.3, `${rate.toFixed(2)} requests a second`);
+  const intervals = cam.sent.slice(1).map((t, i) => t - cam.sent[i]);
+  assert.ok(
+    Math.max(...intervals) < 130 && Math.min(...intervals) > 70,
+    `intervals ${intervals.map(Math.round)}`,
+  );
+  const recorded = (await recordedFrames(storage)).reduce((n, c) => n + c.frames, 0);
+  // A request answered while the recorder stopped may not be recorded: at most the last one.
+  assert.ok(
+    recorded === cam.sent.length || recorded === cam.sent.length - 1,
+    `${recorded} of ${cam.sent.length}`,
+  );
+  await Deno.remove(storage, { recursive: true });
+});
+
+/** A camera whose behaviour each request and part is scripted by the test, on a fixed port (it restarts). */
+function scriptedCamera(port: number, handler: (req: number) => Response | Promise<Response>) {
+  let requests = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, () => handler(++requests));
+  return {
+    close: () => server.shutdown(),
+    get requests() {
+      return requests;
+    },
+  };
+}
+
+/**
+ * A multipart response from `parts` (no Content-Length: the delimiter ends each), each sent `gapMs`
+ * after the last; `then`: end the stream or fall silent.
+ */
+function mjpegResponse(
+  parts: Uint8Array[],
+  gapMs: number,
+  then: "end" | "silent",
+  sent: { n: number },
+  beforeEnd: () => Promise<void> = async () => {},
+): Response {
+  const enc = new TextEncoder();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      let i = 0;
+      const next = () => {
+        if (i === parts.length) {
+          if (then === "end") beforeEnd().then(() => c.close());
+          return;
+        }
+        const p = parts[i++];
+        c.enqueue(
+          concat([enc.encode(`--frameboundary\r\nContent-Type: image/jpeg\r\n\r\n`), p, enc.encode("\r\n")]),
+        );
+        sent.n++;
+        timer = setTimeout(next, gapMs);
+      };
+      timer = setTimeout(next, gapMs);
+    },
+    cancel() {
+      clearTimeout(timer);
+    },
+  });
+  return new Response(body, {
+    headers: { "content-type": "multipart/x-mixed-replace;boundary=frameboundary" },
+  });
+}
+
+Deno.test("camera faults are counted by reason and logged once an episode; recording resumes by itself and keeps every good picture", async () => {
+  const storage = await Deno.makeTempDir();
+  const good = await jpegs();
+  const html = new TextEncoder().encode("<html><body>camera busy</body></html>");
+  const cut = good[5].subarray(0, good[5].length >> 1);
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const sent = { n: 0 };
+  let goodSent = 0;
+  const take = (n: number) => {
+    const out = good.slice(goodSent % 150, goodSent % 150 + n);
+    goodSent += n;
+    return out;
+  };
+  let cam: { close(): Promise<void>; requests: number };
+  let away: Promise<void> = Promise.resolve();
+  const script = (req: number): Response => {
+    if (req <= 2) return new Response("overloaded", { status: req === 1 ? 500 : 503 });
+    if (req === 3) {
+      // Good pictures around bad parts, then silence: the camera hangs.
+      return mjpegResponse(
+        [...take(20), html, html, html, ...take(20), cut, cut, ...take(20)],
+        40,
+        "silent",
+        sent,
+      );
+    }
+    if (req === 4) {
+      // The camera ends its stream and goes away for 1.5 s: unreachable until it is back.
+      return mjpegResponse(take(20), 40, "end", sent, async () => {
+        const closing = cam.close(); // stops listening at once, ends when this stream has
+        away = closing.then(async () => {
+          await new Promise((r) => setTimeout(r, 1500));
+          cam = scriptedCamera(port, (r) => script(r + 4));
+        });
+        await new Promise((r) => setTimeout(r, 50));
+      });
+    }
+    return mjpegResponse(take(400), 40, "silent", sent);
+  };
+  cam = scriptedCamera(port, script);
+  const svc = new ServiceProcess(
+    cameraEnv(storage, `http://127.0.0.1:${port}/`, await recorderFfmpeg(), {
+      STREAM_TIMEOUT_SECONDS: "2",
+      RECONNECT_MAX_SECONDS: "1",
+    }),
+  );
+  try {
+    await until(
+      async () => (await svc.metric("storage_frames_encoded_total")) >= 120,
+      "120 good pictures",
+      60_000,
+      200,
+    );
+    const errors = (reason: string) => svc.metric("storage_camera_errors_total", { reason });
+    assert.deepEqual(
+      await Promise.all(["http_status", "not_jpeg", "truncated_jpeg", "timeout", "lost"].map(errors)),
+      [2, 3, 2, 1, 1],
+    );
+    assert.ok((await errors("unreachable")) >= 1, "the camera was away");
+    svc.signal("SIGINT");
+    assert.equal((await svc.exit()).code, 0);
+  } finally {
+    await away;
+    await cam.close();
+  }
+  const faults = svc.logs.filter((l) => l.msg === "camera fault").map((l) => l.reason);
+  for (const reason of ["http_status", "not_jpeg", "truncated_jpeg", "timeout", "lost"]) {
+    assert.equal(faults.filter((r) => r === reason).length, 1, `${reason} logged once: ${faults}`);
+  }
+  assert.ok(
+    svc.logs.some((l) => l.msg === "camera frames pass again" && l.after === "not_jpeg" && l.faults === 3),
+  );
+  const recorded = (await recordedFrames(storage)).reduce((n, c) => n + c.frames, 0);
+  const goodParts = sent.n - 5; // 3 HTML parts and 2 truncated JPEGs
+  assert.ok(
+    recorded >= 120 && recorded <= goodParts,
+    `${recorded} pictures recorded of ${goodParts} good ones sent`,
+  );
+  await Deno.remove(storage, { recursive: true });
+});
+
+Deno.test("ffmpeg killed or hung mid-chunk: the chunk decodes, the encoder restarts with a backoff, recording continues, and no ffmpeg outlives the recorder", async () => {
+  const storage = await Deno.makeTempDir();
+  const cam = serveCamera({ jpegs: await jpegs(), mode: "mjpeg", intervalMs: () => 50 });
+  const svc = new ServiceProcess(
+    cameraEnv(storage, cam.url, await recorderFfmpeg(), {
+      VIDEO_CHUNK_DURATION_SECONDS: "60",
+      STREAM_TIMEOUT_SECONDS: "2",
+    }),
+  );
+  try {
+    const started = await svc.waitForLog((l) => l.msg === "encoder started", "encoder started");
+    await until(
+      async () => (await svc.metric("storage_frames_encoded_total")) >= 40,
+      "40 pictures",
+      30_000,
+      100,
+    );
+    Deno.kill(started.pid as number, "SIGKILL");
+    const restarted = await svc.waitForLog((l) => l.msg === "encoder restarted", "encoder restarted");
+    assert.notEqual(restarted.pid, started.pid);
+    const exited = svc.logs.find((l) => l.msg === "encoder exited")!;
+    assert.equal(exited.signal, "SIGKILL");
+    const before = await svc.metric("storage_frames_encoded_total");
+    await until(
+      async () => (await svc.metric("storage_frames_encoded_total")) >= before + 40,
+      "40 more",
+      30_000,
+      100,
+    );
+    assert.equal(await svc.metric("storage_encoder_restarts_total"), 1);
+    // An encoder that hangs (stopped, so it neither reads nor exits) is killed after the timeout.
+    Deno.kill(restarted.pid as number, "SIGSTOP");
+    const hung = await svc.waitForLog((l) => l.msg === "encoder hung: killing it", "the hang noticed");
+    assert.ok((hung.heldMs as number) > 2000 && (hung.heldMs as number) < 3000, `held ${hung.heldMs} ms`);
+    await until(async () => (await svc.metric("storage_encoder_restarts_total")) === 2, "a second restart");
+    const resumed = await svc.metric("storage_frames_encoded_total");
+    await until(
+      async () => (await svc.metric("storage_frames_encoded_total")) >= resumed + 20,
+      "20 more",
+      30_000,
+      100,
+    );
+    svc.signal("SIGINT");
+    assert.equal((await svc.exit()).code, 0);
+  } finally {
+    await cam.close();
+  }
+  // No ffmpeg of the recorder's survives it.
+  for (
+    const pid of svc.logs.filter((l) => /^encoder (re)?started$/.test(l.msg)).map((l) => l.pid as number)
+  ) {
+    assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound, `ffmpeg ${pid} survived`);
+  }
+  const chunks = await recordedFrames(storage);
+  assert.equal(chunks.length, 1, "one chunk across the restart");
+  const received = cam.sent.length;
+  const dropped = svc.logs.filter((l) => l.msg === "encoder restarted").map((l) =>
+    Number(l.droppedWhileDown ?? 0)
+  );
+  assert.equal(dropped.length, 2);
+  assert.ok(
+    chunks[0].frames >= 100 && chunks[0].frames + dropped[0] + dropped[1] <= received,
+    `${chunks[0].frames} + ${dropped} of ${received}`,
+  );
+  await Deno.remove(storage, { recursive: true });
+});
+
+Deno.test("a camera whose picture size changes starts a new chunk at the new size", async () => {
+  const storage = await Deno.makeTempDir();
+  const big = (await jpegs()).slice(0, 40);
+  const small = await ffmpegPath().then((bin) => testJpegs(bin, { width: 320, height: 240, count: 40 }));
+  const cam = serveCamera({ jpegs: [...big, ...small], mode: "mjpeg", intervalMs: () => 50, count: 80 });
+  try {
+    const svc = await record(
+      storage,
+      cam.url,
+      async (s) => (await s.metric("storage_frames_encoded_total")) >= 80,
+    );
+    assert.ok(
+      svc.logs.some((l) =>
+        l.msg === "frame size changed: a new encoder, and a new chunk" && l.to === "320x240"
+      ),
+    );
+  } finally {
+    await cam.close();
+  }
+  const chunks = await recordedFrames(storage);
+  assert.deepEqual(chunks.map((c) => [c.chunk.width, c.chunk.height, c.frames]), [[640, 480, 40], [
+    320,
+    240,
+    40,
+  ]]);
+  await Deno.remove(storage, { recursive: true });
+});
