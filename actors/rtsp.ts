@@ -85,6 +85,7 @@ export class Rtsp implements Behavior<never> {
     const parser = new FrameParser();
     const clock = new SourceClock(CLOCK_TOLERANCE_MS);
     let pictures = 0, last = this.#clock.monotonic(), silent = false, stopping = false;
+    let picture = { pts: NaN, ts: 0 };
     const onAbort = () => {
       stopping = true;
       child.stop();
@@ -104,16 +105,21 @@ export class Rtsp implements Behavior<never> {
           }
           const arrival = this.#clock.now();
           last = this.#clock.monotonic();
-          if (pictures++ === 0) this.#up();
-          const placed = clock.place(tag.ptsMs, arrival);
-          if (placed.reanchored) {
-            metrics.framesRetimed.inc(this.#labels);
-            this.#log.warn("RTP time strayed from arrival: the clock is anchored again", {
-              ptsMs: tag.ptsMs,
-            });
-          }
           this.#o.status.lastDataMs = arrival;
-          for (const frame of parser.unit(tag.nals, placed.ts)) this.#forward(frame);
+          // Tags with one time are one picture (ffmpeg splits a picture whose slices have
+          // parameter sets between them): timed once, completed by the next time.
+          if (tag.ptsMs !== picture.pts) {
+            if (pictures++ === 0) this.#up();
+            const placed = clock.place(tag.ptsMs, arrival);
+            if (placed.reanchored) {
+              metrics.framesRetimed.inc(this.#labels);
+              this.#log.warn("RTP time strayed from arrival: the clock is anchored again", {
+                ptsMs: tag.ptsMs,
+              });
+            }
+            picture = { pts: tag.ptsMs, ts: placed.ts };
+          }
+          for (const frame of parser.unit(tag.nals, picture.ts, false)) this.#forward(frame);
         }
       }
     } catch (e) {
@@ -125,6 +131,7 @@ export class Rtsp implements Behavior<never> {
       clearInterval(watch);
       signal.removeEventListener("abort", onAbort);
     }
+    for (const frame of parser.unit([], NaN)) this.#forward(frame); // the last picture is whole
     const status = await child.status;
     this.#chain.break();
     const reason = stopping

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
-# rules), systemd-analyze (verifies the unit file), and RabbitMQ on 127.0.0.1:5672.
+# rules), systemd-analyze (verifies the unit file), GStreamer's RTSP server with Python bindings
+# (tests/rtsp_server.py), and RabbitMQ on 127.0.0.1:5672.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
@@ -16,6 +17,14 @@ fi
 
 command -v promtool >/dev/null || install prometheus
 command -v systemd-analyze >/dev/null || install systemd
+
+rtsp_server_ready() {
+  /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null &&
+    gst-inspect-1.0 qtdemux >/dev/null 2>&1 && gst-inspect-1.0 rtph264pay >/dev/null 2>&1 &&
+    gst-inspect-1.0 h264parse >/dev/null 2>&1
+}
+rtsp_server_ready || install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
 broker_up() { (echo > /dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
 if ! broker_up; then

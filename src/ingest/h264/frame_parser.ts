@@ -89,6 +89,8 @@ export class FrameParser {
    * the verdict does not depend on when the caller's timer runs. `since`: that unit's arrival.
    */
   #held: { frame: Frame; since: number } | null = null;
+  /** The time of the units given to `unit` since the last picture it completed. */
+  #unitTs: number | null = null;
 
   get counts(): ParserCounts {
     return {
@@ -128,17 +130,25 @@ export class FrameParser {
   }
 
   /**
-   * One whole access unit from a container that frames pictures (ffmpeg's FLV output), timed
-   * `ts`: it ends at its last NAL unit, with no lookahead. Parameter sets alone make no frame.
+   * NAL units a container gave with their time `ts` (ffmpeg's FLV output: one tag a picture from
+   * its encoder, but a picture may come in several tags with one time from RTSP, where a producer
+   * repeats parameter sets between slices). Units with another time than the last complete the
+   * picture before them. `whole`: the container frames pictures, so this one ends here, with no
+   * lookahead. Parameter sets alone make no frame.
    */
-  unit(nals: Uint8Array[], ts: number): Frame[] {
+  unit(nals: Uint8Array[], ts: number, whole = true): Frame[] {
     const frames: Frame[] = [];
-    for (const data of nals) {
-      for (const au of this.#assembler.push({ data, ts })) frames.push(this.#frame(au));
-    }
+    if (this.#unitTs !== ts) this.#completeUnit(frames);
+    this.#unitTs = ts;
+    for (const data of nals) for (const au of this.#assembler.push({ data, ts })) frames.push(this.#frame(au));
+    if (whole) this.#completeUnit(frames);
+    return frames;
+  }
+
+  #completeUnit(frames: Frame[]): void {
     const last = this.#assembler.complete();
     if (last) frames.push(this.#frame(last));
-    return frames;
+    this.#unitTs = null;
   }
 
   /** The stream ended (connection closed): the picture in progress comes out marked `incomplete`. */
