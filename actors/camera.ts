@@ -32,23 +32,26 @@ export interface CameraOptions {
   clock?: Clock;
 }
 
-/** Why a camera gave no frame (the `reason` of storage_camera_errors_total). */
-export type CameraFault =
-  | "http_status"
-  | "not_jpeg"
-  | "truncated_jpeg"
-  | "oversized_part"
-  | "timeout"
-  | "unreachable"
-  | "lost";
+/** Why a camera gave no frame (the `reason` of storage_camera_errors_total; docs/cameras.md). */
+export const CAMERA_FAULTS = [
+  "http_status",
+  "not_jpeg",
+  "truncated_jpeg",
+  "oversized_part",
+  "timeout",
+  "unreachable",
+  "lost",
+] as const;
+export type CameraFault = typeof CAMERA_FAULTS[number];
 
 const RECONNECT_BASE_MS = 250;
 
-/** One request: its abort, and whether the silence timer fired it. */
+/** One request: its abort, whether the silence timer fired it, and how to end both. */
 interface Request {
   ctl: AbortController;
   timer?: ReturnType<typeof setTimeout>;
   timedOut: boolean;
+  unlink: () => void;
 }
 
 /**
@@ -196,26 +199,25 @@ export class Camera implements Behavior<never> {
 
   /** A GET bounded by the timeout; null (and the fault counted) unless it answered 2xx. */
   async #request(signal: AbortSignal): Promise<{ res: Response; r: Request } | null> {
-    const r: Request = { ctl: new AbortController(), timedOut: false };
+    const r: Request = { ctl: new AbortController(), timedOut: false, unlink: () => {} };
+    // The actor's stop aborts the request and the reading of its body (#read unlinks it).
     const onAbort = () => r.ctl.abort();
     signal.addEventListener("abort", onAbort, { once: true });
+    r.unlink = () => {
+      clearTimeout(r.timer);
+      signal.removeEventListener("abort", onAbort);
+    };
     this.#arm(r);
     try {
       const res = await fetch(this.#url, { signal: r.ctl.signal, headers: this.#headers });
-      if (!res.ok) {
-        this.#fault("http_status", `HTTP ${res.status} ${res.statusText}`.trim());
-        await res.body?.cancel();
-        clearTimeout(r.timer);
-        return null;
-      }
-      return { res, r };
+      if (res.ok) return { res, r };
+      this.#fault("http_status", `HTTP ${res.status} ${res.statusText}`.trim());
+      await res.body?.cancel();
     } catch (e) {
-      clearTimeout(r.timer);
       if (!signal.aborted) this.#fault(r.timedOut ? "timeout" : "unreachable", message(e));
-      return null;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
     }
+    r.unlink();
+    return null;
   }
 
   /** The silence timer: the request is aborted if nothing comes for the timeout. */
@@ -236,6 +238,8 @@ export class Camera implements Behavior<never> {
     try {
       for (;;) {
         const { done, value } = await reader.read();
+        // A piece read as the session was aborted is not delivered: the encoder may be stopping.
+        if (r.ctl.signal.aborted) return r.timedOut ? "timeout" : "shutdown";
         if (done) return "end";
         this.#arm(r);
         onPiece(value, this.#clock.now());
@@ -243,7 +247,7 @@ export class Camera implements Behavior<never> {
     } catch {
       return r.timedOut ? "timeout" : r.ctl.signal.aborted ? "shutdown" : "lost";
     } finally {
-      clearTimeout(r.timer);
+      r.unlink();
       reader.releaseLock();
       await res.body!.cancel().catch(() => {});
     }

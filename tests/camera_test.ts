@@ -25,6 +25,25 @@ async function recorderFfmpeg(): Promise<string> {
   return bin;
 }
 
+/** The test camera on a worker thread (tests/camera_worker.ts): `close` resolves with when each picture went out. */
+async function workerCamera(
+  o: { jpegs: Uint8Array[]; mode: "mjpeg" | "snapshot"; intervals: number[]; count?: number },
+): Promise<{ url: string; close(): Promise<{ sent: number[]; requests: number }> }> {
+  const worker = new Worker(new URL("./camera_worker.ts", import.meta.url), { type: "module" });
+  const answer = () => new Promise<any>((resolve) => worker.onmessage = (e) => resolve(e.data));
+  worker.postMessage(o);
+  const { url } = await answer();
+  return {
+    url,
+    close: async () => {
+      worker.postMessage("close");
+      const result = await answer();
+      worker.terminate();
+      return result;
+    },
+  };
+}
+
 let jpegCache: Promise<Uint8Array<ArrayBuffer>[]> | null = null;
 /** 640x480 JPEGs of ffmpeg's testsrc2 (a moving picture with a frame counter). */
 function jpegs(): Promise<Uint8Array<ArrayBuffer>[]> {
@@ -72,8 +91,15 @@ Deno.test("an MJPEG camera: every JPEG recorded in order, at its arrival time, c
   const storage = await Deno.makeTempDir();
   const pictures = await jpegs();
   const COUNT = 200;
-  const cam = serveCamera({ jpegs: pictures, mode: "mjpeg", intervalMs: jitter(7, 40, 66.7), count: COUNT });
+  const next = jitter(7, 40, 66.7);
+  const cam = await workerCamera({
+    jpegs: pictures,
+    mode: "mjpeg",
+    intervals: Array.from({ length: COUNT }, () => next(0)),
+    count: COUNT,
+  });
   const svc = new ServiceProcess(cameraEnv(storage, cam.url, await recorderFfmpeg()));
+  let sent: number[] = [];
   try {
     await svc.waitForLog((l) => l.msg === "encoder started", "encoder started");
     await until(
@@ -85,7 +111,7 @@ Deno.test("an MJPEG camera: every JPEG recorded in order, at its arrival time, c
     svc.signal("SIGINT");
     assert.equal((await svc.exit()).code, 0);
   } finally {
-    await cam.close();
+    sent = (await cam.close()).sent;
   }
   const { chunks } = indexRows(storage);
   assert.ok(chunks.length >= 2, `${chunks.length} chunks`);
@@ -99,7 +125,7 @@ Deno.test("an MJPEG camera: every JPEG recorded in order, at its arrival time, c
     const frames = await probeFrames(path);
     assert.ok(frames[0].key, `chunk ${i} starts at a keyframe`);
     for (const [k, f] of frames.entries()) {
-      const off = Number(chunk.start_ms) + f.ptsMs - cam.sent[at + k];
+      const off = Number(chunk.start_ms) + f.ptsMs - sent[at + k];
       assert.ok(Math.abs(off) <= 5, `chunk ${i} frame ${k}: ${off.toFixed(1)} ms from its JPEG's sending`);
     }
     const keys = frames.filter((f) => f.key).map((f) => f.ptsMs);

@@ -1,7 +1,10 @@
 /** The contracts in docs/ against the code that fulfils them. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { CAMERA_FAULTS } from "../actors/camera.ts";
+import { loadConfig } from "../src/app/config.ts";
 import { chunkInfo } from "../src/publish/envelope.ts";
+import { Metrics } from "../src/runtime/metrics.ts";
 import type { ChunkRow, SessionRow } from "../src/store/index/chunk_index.ts";
 import { buildMetadata } from "../src/store/metadata.ts";
 import { ROOT } from "./helpers.ts";
@@ -74,4 +77,24 @@ Deno.test("docs/events.md: chunk_info is the chunk as metadata.json gives it; ti
   }
   all.forEach((e) => assertIsoCopies(e, "events.md"));
   assert.ok(all.filter((e) => e.chunk_info).length >= 2);
+});
+
+Deno.test("docs/cameras.md: every camera fault reason and the encoding defaults are the code's", () => {
+  const text = Deno.readTextFileSync(join(ROOT, "docs/cameras.md"));
+  const faults = text.slice(text.indexOf("## Camera faults"), text.indexOf("## RTSP"));
+  const rows = [...faults.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+  assert.deepEqual(rows, [...CAMERA_FAULTS]);
+  const help = new Metrics().registry.getSingleMetric("storage_camera_errors_total") as unknown as {
+    help: string;
+  };
+  for (const reason of CAMERA_FAULTS) assert.ok(help.help.includes(reason), `${reason} in the metric's help`);
+  const { encode } = loadConfig({ VIDEO_STREAM_URL: "http://cam/" }).streams[0];
+  const defaults = Object.fromEntries(
+    [...text.matchAll(/^\| [^|]*\| `([A-Z_]+)` \| (\w+)/gm)].map((m) => [m[1], m[2]]),
+  );
+  assert.deepEqual(defaults, {
+    CAMERA_FRAMERATE: String(encode!.fps),
+    VIDEO_BITRATE: String(encode!.bitrateKbps * 1000),
+    VIDEO_PRESET: encode!.preset,
+  });
 });

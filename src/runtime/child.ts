@@ -4,7 +4,8 @@ import type { Logger } from "./log.ts";
 const GRACE_MS = 2000;
 
 /**
- * A child process an actor owns (ffmpeg): its stdout is the actor's to read, its stderr goes to
+ * A child process an actor owns (ffmpeg), in a session of its own so that only its actor signals it:
+ * its stdout is the actor's to read, its stderr goes to
  * the log at debug level line by line (the last line is kept to say why it exited), and `stop`
  * always ends it and reaps it, so no zombie outlives its actor: input closed, then SIGTERM, then
  * SIGKILL, each after a grace period.
@@ -29,6 +30,9 @@ export class Child {
       stdin: o.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
+      // Its own session: a terminal's Ctrl-C goes to the whole foreground group, and would stop
+      // ffmpeg before the recorder has taken what it holds. The recorder ends it (`stop`).
+      detached: true,
     }).spawn();
     this.#stdin = o.stdin ? this.#process.stdin.getWriter() : null;
     this.stdout = this.#process.stdout;

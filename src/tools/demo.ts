@@ -4,12 +4,14 @@
  * with nothing else set up.
  *
  * DEMO_SOURCE: "fixture" (the drone recording in ../shared/fixtures), "pattern" (ffmpeg's testsrc2,
- * 1280x720 at 30 fps), or a path to an Annex-B .h264 file. Default: the fixture if present, else the
+ * 1280x720 at 30 fps), "camera" (an MJPEG camera of testsrc2 JPEGs, 640x480 at 20 fps, which the
+ * recorder encodes with ffmpeg: docs/cameras.md), or a path to an Annex-B .h264 file. Default: the fixture if present, else the
  * pattern. DEMO_FPS paces a file (default 30; the fixture plays at its 14.7 fps). DEMO_HOST and
  * DEMO_PORT (127.0.0.1:5001) place the source; DEMO_SOURCE_ONLY=1 runs the source without a recorder.
  */
 import { resolveFfmpeg } from "../app/ffmpeg.ts";
-import { testPattern } from "./ffmpeg.ts";
+import { testJpegs, testPattern } from "./ffmpeg.ts";
+import { serveCamera } from "./mjpeg_camera.ts";
 import { logger } from "../runtime/log.ts";
 import { runRecorder } from "../app/main.ts";
 import { sourceFrames, startRelay } from "./relay.ts";
@@ -26,14 +28,7 @@ async function loadSource(
     return { h264: await Deno.readFile(FIXTURE), fps: fps || FIXTURE_FPS, name: "drone fixture (854x480)" };
   }
   if (choice === "pattern" || choice === "") {
-    const ffmpeg = await resolveFfmpeg(env);
-    if (!ffmpeg) {
-      console.error(
-        "skyreel demo: no fixture at ../shared/fixtures and no ffmpeg (set FFMPEG_PATH or install ffmpeg)",
-      );
-      Deno.exit(2);
-    }
-    const h264 = await testPattern(ffmpeg, {
+    const h264 = await testPattern(await needFfmpeg(env), {
       width: 1280,
       height: 720,
       fps: 30,
@@ -50,7 +45,31 @@ async function exists(path: URL): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
+async function needFfmpeg(env: Record<string, string>): Promise<string> {
+  const ffmpeg = await resolveFfmpeg(env);
+  if (ffmpeg) return ffmpeg;
+  console.error(
+    "skyreel demo: no fixture at ../shared/fixtures and no ffmpeg (set FFMPEG_PATH or install ffmpeg)",
+  );
+  Deno.exit(2);
+}
+
 const env = Deno.env.toObject();
+if (env.DEMO_SOURCE === "camera") {
+  const jpegs = await testJpegs(await needFfmpeg(env), { width: 640, height: 480, count: 100 });
+  const cam = serveCamera({
+    jpegs,
+    mode: "mjpeg",
+    intervalMs: () => 50,
+    hostname: env.DEMO_HOST ?? "127.0.0.1",
+    port: Number(env.DEMO_PORT ?? 5001),
+  });
+  logger("demo").info("demo camera serving MJPEG", { size: "640x480", fps: 20, url: cam.url });
+  await runRecorder(
+    { VIDEO_CHUNK_DURATION_SECONDS: "10", ...env, VIDEO_STREAM_URL: cam.url },
+    () => cam.close(),
+  );
+}
 const source = await loadSource(env);
 const relay = await startRelay({
   frames: sourceFrames(source.h264),

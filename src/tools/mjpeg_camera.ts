@@ -65,12 +65,18 @@ export function serveCamera(o: CameraOptions): TestCamera {
     const send = () => {
       if (spent()) return;
       const jpeg = picture();
-      cam.sent.push(now());
-      controller.enqueue(encoder.encode(
-        `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`,
-      ));
-      controller.enqueue(jpeg);
-      controller.enqueue(encoder.encode("\r\n"));
+      const at = now();
+      try {
+        controller.enqueue(encoder.encode(
+          `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`,
+        ));
+        controller.enqueue(jpeg);
+        controller.enqueue(encoder.encode("\r\n"));
+      } catch {
+        streams.delete(controller); // the client went away
+        return;
+      }
+      cam.sent.push(at);
       schedule();
     };
     const body = new ReadableStream<Uint8Array>({

@@ -140,7 +140,9 @@ export class FrameParser {
     const frames: Frame[] = [];
     if (this.#unitTs !== ts) this.#completeUnit(frames);
     this.#unitTs = ts;
-    for (const data of nals) for (const au of this.#assembler.push({ data, ts })) frames.push(this.#frame(au));
+    for (const data of nals) {
+      for (const au of this.#assembler.push({ data, ts })) frames.push(this.#frame(au));
+    }
     if (whole) this.#completeUnit(frames);
     return frames;
   }
