@@ -91,8 +91,7 @@ export class Encoder implements Behavior<EncoderMsg> {
     try {
       await run.child.write(encoderInput(jpeg));
     } catch {
-      // It exited while this was written: its exit counted what it held, unless that was before.
-      if (run.ledger.waiting > 0 && run !== this.#run) this.#drop("encoder_lost");
+      // It exited: the JPEG is in its ledger, which its exit counts as lost (#pump).
     }
   }
 

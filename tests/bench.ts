@@ -17,9 +17,13 @@
  * 7. A 10-minute clip (GET /api/clip) against `cat` of the same chunk files.
  * 8. 50 concurrent 120 s clips while 4 streams record in real time: RSS (5 and 30 s after) and
  *    frames on time.
+ * 9. Cameras: 20 fps MJPEG at 640x480 and 1280x720, presets ultrafast, veryfast and medium: the
+ *    recorder with its ffmpeg (CPU per stream-hour, frames a CPU-second) against ffmpeg alone
+ *    encoding the same JPEGs with the same arguments; then how many 640x480 cameras one machine
+ *    records in real time with no frame lost.
  *
  * BENCH_STREAMS (4), BENCH_SPEED (8), BENCH_REALTIME_STREAMS ("20,100,200"), BENCH_REALTIME_SECONDS
- * (15), BENCH_SECTIONS (all: "1,2,3,4,5,6,7,8").
+ * (15), BENCH_ENCODE_SECONDS (15), BENCH_CAMERAS ("4,8,12,16"), BENCH_SECTIONS (all: "1,...,9").
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -40,6 +44,10 @@ import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
 import { chunkPath, sessionIdFor } from "../src/store/layout.ts";
 import type { Frame } from "../src/ingest/h264/frame_parser.ts";
 import { sleep } from "../src/runtime/sleep.ts";
+import { resolveFfmpeg } from "../src/app/ffmpeg.ts";
+import { encoderArgs, encoderInput, type EncodeSettings } from "../src/ingest/ffmpeg/args.ts";
+import { testJpegs } from "../src/tools/ffmpeg.ts";
+import { serveCamera } from "../src/tools/mjpeg_camera.ts";
 import { ffmpegPath, FIXTURE, parsedFrames, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 
 const env = Deno.env.toObject();
@@ -49,7 +57,7 @@ const RT_STREAMS = (env.BENCH_REALTIME_STREAMS ?? "20,100,200").split(",").map(N
 const RT_SECONDS = Number(env.BENCH_REALTIME_SECONDS ?? 15);
 /** Section 2 also counts late frames after this many seconds, when every stream is under way. */
 const SETTLE_SECONDS = 5;
-const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8").split(",").map(Number));
+const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8,9").split(",").map(Number));
 const FPS = 30;
 const CLOCK_TICKS = 100; // Linux USER_HZ
 /** Rows of the final report: section, figure, value, reference or target. */
@@ -926,6 +934,149 @@ if (SECTIONS.has(8)) {
     await relay.close();
     await Deno.remove(root, { recursive: true });
   }
+}
+
+// 9. Cameras: the encode path.
+const ENCODE_SECONDS = Number(env.BENCH_ENCODE_SECONDS ?? 15);
+const CAMERA_COUNTS = (env.BENCH_CAMERAS ?? "4,8,12,16").split(",").map(Number);
+
+/** CPU seconds ffmpeg alone takes to encode `jpegs` with the recorder's arguments (fed from a file). */
+async function ffmpegEncodeCpu(
+  ffmpeg: string,
+  jpegs: Uint8Array[],
+  settings: EncodeSettings,
+): Promise<number> {
+  const dir = await Deno.makeTempDir();
+  const input = join(dir, "in.mpjpeg");
+  await Deno.writeFile(input, concat(jpegs.map(encoderInput)));
+  const args = encoderArgs(settings).map((a) => `'${a}'`).join(" ");
+  const { stderr, success } = await new Deno.Command("bash", {
+    args: ["-c", `TIMEFORMAT='%3U %3S'; time '${ffmpeg}' ${args} < '${input}' > /dev/null 2>/dev/null`],
+    stderr: "piped",
+  }).output();
+  await Deno.remove(dir, { recursive: true });
+  if (!success) throw new Error("ffmpeg alone failed");
+  const [user, sys] = new TextDecoder().decode(stderr).trim().split("\n").at(-1)!.split(" ").map(Number);
+  return user + sys;
+}
+
+/** The recorder with cameras on `url` (K streams) for `seconds` after its encoders start. */
+async function recordCameras(
+  ffmpeg: string,
+  url: string,
+  cameras: number,
+  seconds: number,
+  extra: Record<string, string> = {},
+) {
+  const root = await Deno.makeTempDir({ prefix: "skyreel-bench-cameras-" });
+  const config = join(root, "streams.json");
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({ streams: Array.from({ length: cameras }, (_, i) => ({ name: `c${i + 1}`, url })) }),
+  );
+  const service = new ServiceProcess({
+    CONFIG_FILE: config,
+    STORAGE_PATH: join(root, "rec"),
+    AMQP_URL: "",
+    FFMPEG_PATH: ffmpeg,
+    MIN_FREE_DISK_GB: "0",
+    ...extra,
+  });
+  try {
+    await until(
+      () => service.logs.filter((l) => l.msg === "encoder started").length === cameras,
+      "encoders",
+      30_000,
+    );
+    const encoders = service.logs.filter((l) => l.msg === "encoder started").map((l) => l.pid as number);
+    const cpu = () => procCpuSeconds(service.pid) + encoders.reduce((n, pid) => n + procCpuSeconds(pid), 0);
+    await sleep(2000); // JIT and the encoders' first pictures
+    const m0 = await service.metrics(), cpu0 = cpu(), t0 = performance.now();
+    await sleep(seconds * 1000);
+    const m1 = await service.metrics(), cpu1 = cpu(), wall = (performance.now() - t0) / 1000;
+    const delta = (name: string, labels = {}) => sumMetric(m1, name, labels) - sumMetric(m0, name, labels);
+    const latency = buckets(m1, "storage_frame_write_latency_seconds");
+    return {
+      cpu: cpu1 - cpu0,
+      wall,
+      received: delta("storage_camera_frames_received_total"),
+      encoded: delta("storage_frames_encoded_total"),
+      dropped: sumMetric(m1, "storage_frames_dropped_total"),
+      errors: sumMetric(m1, "storage_camera_errors_total"),
+      encodeP99: quantile(
+        buckets(m1, "storage_encode_latency_seconds"),
+        0.99,
+        buckets(m0, "storage_encode_latency_seconds"),
+      ),
+      late: (latency.get(Infinity) ?? 0) - (latency.get(1.1) ?? 0),
+    };
+  } finally {
+    service.signal("SIGTERM");
+    await service.exit();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+if (SECTIONS.has(9)) {
+  const ffmpeg = (await resolveFfmpeg())!;
+  console.log(
+    `\n9. Cameras, 20 fps MJPEG, the recorder's ffmpeg (${
+      ffmpeg.includes("ffmpeg-installer") ? "the npm package's 4.1" : ffmpeg
+    })`,
+  );
+  for (const [width, height] of [[640, 480], [1280, 720]]) {
+    const jpegs = await testJpegs(await ffmpegPath(), { width, height, count: 200 });
+    const cam = serveCamera({ jpegs, mode: "mjpeg", intervalMs: () => 50 });
+    try {
+      for (const preset of ["ultrafast", "veryfast", "medium"]) {
+        const settings = { fps: 20, bitrateKbps: 1000, preset };
+        const alone = await ffmpegEncodeCpu(ffmpeg, jpegs, settings) / jpegs.length;
+        const r = await recordCameras(ffmpeg, cam.url, 1, ENCODE_SECONDS, { VIDEO_PRESET: preset });
+        const perFrame = r.cpu / r.encoded;
+        console.log(
+          `   ${width}x${height} ${preset}: ${fmt(r.cpu / r.wall * 3600, 0)} CPU-s per stream-hour, ` +
+            `${fmt(1 / perFrame, 0)} frames a CPU-second (ffmpeg alone ${fmt(1 / alone, 0)}): ` +
+            `${fmt(perFrame / alone, 2)}x; encode p99 ${fmt(r.encodeP99 * 1000, 0)} ms`,
+        );
+        report.push(
+          [
+            `9 camera ${width}x${height} ${preset}`,
+            "CPU per stream-hour (recorder + its ffmpeg)",
+            `${fmt(r.cpu / r.wall * 3600, 0)} CPU-s`,
+            "",
+          ],
+          [
+            `9 camera ${width}x${height} ${preset}`,
+            "CPU a frame against ffmpeg alone",
+            `${fmt(perFrame / alone, 2)}x`,
+            `ffmpeg alone: ${fmt(1 / alone, 0)} frames a CPU-second`,
+          ],
+        );
+      }
+    } finally {
+      await cam.close();
+    }
+  }
+  const jpegs = await testJpegs(await ffmpegPath(), { width: 640, height: 480, count: 200 });
+  let best = 0;
+  for (const cameras of CAMERA_COUNTS) {
+    const cam = serveCamera({ jpegs, mode: "mjpeg", intervalMs: () => 50 });
+    const r = await recordCameras(ffmpeg, cam.url, cameras, ENCODE_SECONDS).finally(() => cam.close());
+    const kept = r.dropped === 0 && r.errors === 0 && r.late === 0 && r.received - r.encoded <= cameras;
+    console.log(
+      `   ${cameras} cameras 640x480 veryfast: ${fmt(r.received / r.wall, 0)} JPEGs/s received, ` +
+        `${r.encoded} encoded of ${r.received}, ${r.dropped} dropped, ${r.late} written later than 1.1 s, ` +
+        `encode p99 ${fmt(r.encodeP99 * 1000, 0)} ms, CPU ${fmt(r.cpu / r.wall * 100, 0)}% of one core`,
+    );
+    if (!kept) break;
+    best = cameras;
+  }
+  report.push([
+    "9 cameras",
+    "640x480 20 fps cameras recorded in real time, none lost",
+    `${best} (of ${CAMERA_COUNTS.join(", ")} tried)`,
+    "",
+  ]);
 }
 
 console.log(`\n| section | figure | this run | target or reference |\n| --- | --- | --- | --- |`);
