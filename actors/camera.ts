@@ -1,8 +1,8 @@
 import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
-import { backoffMs } from "../src/runtime/backoff.ts";
 import { concat } from "../src/runtime/bytes.ts";
 import { logger } from "../src/runtime/log.ts";
+import { reconnecting } from "../src/runtime/reconnect.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
 import { sleep } from "../src/runtime/sleep.ts";
 import { jpegSize } from "../src/ingest/jpeg/jpeg.ts";
@@ -43,8 +43,6 @@ export const CAMERA_FAULTS = [
   "lost",
 ] as const;
 export type CameraFault = typeof CAMERA_FAULTS[number];
-
-const RECONNECT_BASE_MS = 250;
 
 /** One request: its abort, whether the silence timer fired it, and how to end both. */
 interface Request {
@@ -98,16 +96,13 @@ export class Camera implements Behavior<never> {
 
   receive(): void {}
 
-  async run(signal: AbortSignal): Promise<void> {
-    let failures = 0;
-    while (!signal.aborted) {
-      const frames = await this.#session(signal);
-      if (signal.aborted) return;
-      failures = frames > 0 ? 1 : failures + 1;
-      const delay = backoffMs(failures, RECONNECT_BASE_MS, this.#o.reconnectMaxMs);
-      this.#log.info("reconnecting", { delayMs: delay, failures });
-      await sleep(delay, signal);
-    }
+  run(signal: AbortSignal): Promise<void> {
+    return reconnecting(
+      signal,
+      this.#o.reconnectMaxMs,
+      this.#log,
+      async () => (await this.#session(signal)) > 0,
+    );
   }
 
   /** One session: a first request and what follows from its answer. Resolves with the frames it gave. */

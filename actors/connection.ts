@@ -5,10 +5,9 @@ import { FrameClock } from "../src/ingest/frame_clock.ts";
 import { setStreamState, type StreamStatus } from "../src/serve/health.ts";
 import { type Frame, FrameParser, type ParserCounts } from "../src/ingest/h264/frame_parser.ts";
 import { logger } from "../src/runtime/log.ts";
+import { reconnecting } from "../src/runtime/reconnect.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
-import { backoffMs } from "../src/runtime/backoff.ts";
-import { sleep } from "../src/runtime/sleep.ts";
 
 export interface ConnectionOptions {
   /** The stream this connection feeds, and its relay's URL. */
@@ -29,7 +28,6 @@ export interface ConnectionOptions {
   clock?: Clock;
 }
 
-const RECONNECT_BASE_MS = 250;
 /** How often frames held by the clock are checked for release. */
 const RELEASE_CHECK_MS = 250;
 /** Retimed frames are logged as a sum at most this often (every one is counted at once). */
@@ -101,16 +99,8 @@ export class Connection implements Behavior<never> {
     setStreamState(this.#o.status, state, reason, this.#clock.now());
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    let failures = 0;
-    while (!signal.aborted) {
-      const gotData = await this.#connectOnce(signal);
-      if (signal.aborted) return;
-      failures = gotData ? 1 : failures + 1;
-      const delay = backoffMs(failures, RECONNECT_BASE_MS, this.#o.reconnectMaxMs);
-      this.#log.info("reconnecting", { delayMs: delay, failures });
-      await sleep(delay, signal);
-    }
+  run(signal: AbortSignal): Promise<void> {
+    return reconnecting(signal, this.#o.reconnectMaxMs, this.#log, () => this.#connectOnce(signal));
   }
 
   /** Frames the clock has timed: on to the segmenter if a decoder can decode them, else counted. */

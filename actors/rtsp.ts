@@ -1,10 +1,9 @@
 import { type Clock, systemClock } from "../src/runtime/clock.ts";
 import type { ActorRef, Behavior } from "../src/runtime/actor.ts";
-import { backoffMs } from "../src/runtime/backoff.ts";
 import { Child } from "../src/runtime/child.ts";
 import { logger } from "../src/runtime/log.ts";
+import { reconnecting } from "../src/runtime/reconnect.ts";
 import type { Metrics } from "../src/runtime/metrics.ts";
-import { sleep } from "../src/runtime/sleep.ts";
 import { rtspArgs } from "../src/ingest/ffmpeg/args.ts";
 import { FlvReader } from "../src/ingest/ffmpeg/flv.ts";
 import { SourceClock } from "../src/ingest/ffmpeg/source_clock.ts";
@@ -27,7 +26,6 @@ export interface RtspOptions {
   clock?: Clock;
 }
 
-const RECONNECT_BASE_MS = 250;
 /** A picture whose RTP time strays this far from its arrival re-anchors the stream's clock (docs/time.md). */
 const CLOCK_TOLERANCE_MS = 2000;
 const WATCH_MS = 250;
@@ -63,16 +61,13 @@ export class Rtsp implements Behavior<never> {
 
   receive(): void {}
 
-  async run(signal: AbortSignal): Promise<void> {
-    let failures = 0;
-    while (!signal.aborted) {
-      const pictures = await this.#session(signal);
-      if (signal.aborted) return;
-      failures = pictures > 0 ? 1 : failures + 1;
-      const delay = backoffMs(failures, RECONNECT_BASE_MS, this.#o.reconnectMaxMs);
-      this.#log.info("reconnecting", { delayMs: delay, failures });
-      await sleep(delay, signal);
-    }
+  run(signal: AbortSignal): Promise<void> {
+    return reconnecting(
+      signal,
+      this.#o.reconnectMaxMs,
+      this.#log,
+      async () => (await this.#session(signal)) > 0,
+    );
   }
 
   /** One ffmpeg session, until it exits, goes silent or `signal` aborts. Resolves with its pictures. */
