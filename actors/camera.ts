@@ -13,7 +13,8 @@ import {
   type PartFault,
 } from "../src/ingest/jpeg/multipart.ts";
 import type { EncoderMsg, IndexerMsg } from "../src/record/messages.ts";
-import { setStreamState, type StreamStatus } from "../src/serve/health.ts";
+import type { StreamStatus } from "../src/serve/health.ts";
+import { SourceState } from "../src/serve/source_state.ts";
 
 export interface CameraOptions {
   /** The stream this camera feeds, and its http(s) URL (user:password@ becomes Basic auth). */
@@ -72,7 +73,7 @@ export class Camera implements Behavior<never> {
   #labels;
   #url: string;
   #headers: HeadersInit;
-  #sessions = 0;
+  #state: SourceState;
   /** The fault being logged once, and how many times it happened since. */
   #episode: { reason: CameraFault; count: number } | null = null;
   #queueFull = 0;
@@ -82,6 +83,7 @@ export class Camera implements Behavior<never> {
     this.#clock = o.clock ?? systemClock;
     this.#log = logger("camera", o.stream.name);
     this.#labels = { stream: o.stream.name };
+    this.#state = new SourceState({ ...o, clock: this.#clock, log: this.#log });
     const url = new URL(o.stream.url);
     this.#headers = url.username
       ? {
@@ -107,22 +109,14 @@ export class Camera implements Behavior<never> {
 
   /** One session: a first request and what follows from its answer. Resolves with the frames it gave. */
   async #session(signal: AbortSignal): Promise<number> {
-    setStreamState(
-      this.#o.status,
-      "connecting",
-      `connecting to ${this.#o.stream.shownUrl}`,
-      this.#clock.now(),
-    );
+    this.#state.connecting();
     const first = await this.#request(signal);
     if (!first) return 0;
     const boundary = multipartBoundary(first.res.headers.get("content-type"));
-    const which = `${boundary ? "MJPEG stream" : "snapshots"} from ${this.#o.stream.shownUrl} (session ${
-      this.#sessions + 1
-    })`;
     // Announced at its first frame, once that is timed: the announcement costs an index write.
     let frames = 0, reason = "shutdown";
     const counted = () => {
-      if (frames++ === 0) this.#up(which);
+      if (frames++ === 0) this.#state.up(boundary ? "MJPEG stream" : "snapshots");
     };
     try {
       const end = boundary
@@ -130,7 +124,7 @@ export class Camera implements Behavior<never> {
         : await this.#snapshots(first, signal, counted);
       if (end) reason = end;
     } finally {
-      this.#downTo(reason, frames > 0);
+      this.#state.down(reason, frames > 0);
     }
     return frames;
   }
@@ -289,23 +283,6 @@ export class Camera implements Behavior<never> {
     }
     this.#log.warn("camera fault", { reason, detail, url: this.#o.stream.shownUrl });
     this.#episode = { reason, count: 1 };
-  }
-
-  #up(which: string): void {
-    const { metrics, indexer, status, stream } = this.#o;
-    setStreamState(status, "connected", which, this.#clock.now());
-    metrics.streamConnected.set(this.#labels, 1);
-    if (this.#sessions++ > 0) metrics.reconnects.inc(this.#labels);
-    indexer.send({ type: "stream-state", stream: stream.name, state: "connected", reason: which });
-    this.#log.info("connected", { session: this.#sessions, url: stream.shownUrl });
-  }
-
-  #downTo(reason: string, wasUp: boolean): void {
-    const { metrics, indexer, status, stream } = this.#o;
-    setStreamState(status, "disconnected", reason, this.#clock.now());
-    if (!wasUp) return;
-    metrics.streamConnected.set(this.#labels, 0);
-    indexer.send({ type: "stream-state", stream: stream.name, state: "disconnected", reason });
   }
 }
 

@@ -10,7 +10,8 @@ import { SourceClock } from "../src/ingest/ffmpeg/source_clock.ts";
 import { type ChainBreak, DecodeChain } from "../src/ingest/decode_chain.ts";
 import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import type { IndexerMsg, SegmenterMsg } from "../src/record/messages.ts";
-import { setStreamState, type StreamStatus } from "../src/serve/health.ts";
+import type { StreamStatus } from "../src/serve/health.ts";
+import { SourceState } from "../src/serve/source_state.ts";
 
 export interface RtspOptions {
   stream: { name: string; url: string; shownUrl: string };
@@ -46,7 +47,7 @@ export class Rtsp implements Behavior<never> {
   #log;
   #labels;
   #chain = new DecodeChain();
-  #sessions = 0;
+  #state: SourceState;
   /** ffmpeg sessions started: every one after the first is a restart. */
   #starts = 0;
   #skipping: { reason: ChainBreak; frames: number } | null = null;
@@ -57,6 +58,7 @@ export class Rtsp implements Behavior<never> {
     this.#clock = o.clock ?? systemClock;
     this.#log = logger("rtsp", o.stream.name);
     this.#labels = { stream: o.stream.name };
+    this.#state = new SourceState({ ...o, clock: this.#clock, log: this.#log });
   }
 
   receive(): void {}
@@ -73,7 +75,7 @@ export class Rtsp implements Behavior<never> {
   /** One ffmpeg session, until it exits, goes silent or `signal` aborts. Resolves with its pictures. */
   async #session(signal: AbortSignal): Promise<number> {
     const { stream, ffmpeg, metrics, timeoutMs } = this.#o;
-    setStreamState(this.#o.status, "connecting", `connecting to ${stream.shownUrl}`, this.#clock.now());
+    this.#state.connecting();
     if (this.#starts++ > 0) metrics.encoderRestarts.inc(this.#labels);
     const child = new Child(ffmpeg, rtspArgs(stream.url), this.#log, { stdin: false });
     const flv = new FlvReader();
@@ -104,7 +106,7 @@ export class Rtsp implements Behavior<never> {
           // Tags with one time are one picture (ffmpeg splits a picture whose slices have
           // parameter sets between them): timed once, completed by the next time.
           if (tag.ptsMs !== picture.pts) {
-            if (pictures++ === 0) this.#up();
+            if (pictures++ === 0) this.#state.up("RTSP");
             const placed = clock.place(tag.ptsMs, arrival);
             if (placed.reanchored) {
               metrics.framesRetimed.inc(this.#labels);
@@ -141,7 +143,7 @@ export class Rtsp implements Behavior<never> {
       });
       this.#log.warn(pictures > 0 ? "disconnected" : "connection failed", { url: stream.shownUrl, reason });
     }
-    this.#down(reason, pictures > 0);
+    this.#state.down(reason, pictures > 0);
     return pictures;
   }
 
@@ -179,23 +181,5 @@ export class Rtsp implements Behavior<never> {
       this.#log.warn("segmenter queue drained", { dropped: this.#queueFull });
       this.#queueFull = 0;
     }
-  }
-
-  #up(): void {
-    const { metrics, indexer, status, stream } = this.#o;
-    const which = `RTSP session ${this.#sessions + 1} to ${stream.shownUrl}`;
-    setStreamState(status, "connected", which, this.#clock.now());
-    metrics.streamConnected.set(this.#labels, 1);
-    if (this.#sessions++ > 0) metrics.reconnects.inc(this.#labels);
-    indexer.send({ type: "stream-state", stream: stream.name, state: "connected", reason: which });
-    this.#log.info("connected", { url: stream.shownUrl, session: this.#sessions });
-  }
-
-  #down(reason: string, wasUp: boolean): void {
-    const { metrics, indexer, status, stream } = this.#o;
-    setStreamState(status, "disconnected", reason, this.#clock.now());
-    if (!wasUp) return;
-    metrics.streamConnected.set(this.#labels, 0);
-    indexer.send({ type: "stream-state", stream: stream.name, state: "disconnected", reason });
   }
 }
