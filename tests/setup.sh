@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
 # rules), systemd-analyze (verifies the unit file), GStreamer's RTSP server with Python bindings
-# (tests/rtsp_server.py), and RabbitMQ on 127.0.0.1:5672.
+# (tests/rtsp_server.py), Debian's chromium (the console's browser test), and RabbitMQ on
+# 127.0.0.1:5672.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
@@ -17,6 +18,8 @@ fi
 
 command -v promtool >/dev/null || install prometheus
 command -v systemd-analyze >/dev/null || install systemd
+
+[ -x /usr/bin/chromium ] || install chromium
 
 rtsp_server_ready() {
   /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null &&

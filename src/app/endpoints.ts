@@ -1,5 +1,6 @@
 import type { Supervisor } from "../runtime/supervisor.ts";
 import { ClipApi } from "../serve/clip/api.ts";
+import { consoleAsset } from "../serve/console.ts";
 import { healthReport } from "../serve/health.ts";
 import { type HttpServer, json, serveHttp } from "../serve/http.ts";
 import type { Queue, Shared } from "./actors.ts";
@@ -59,7 +60,10 @@ export async function openEndpoints(
     metrics,
   });
   const apiRoutes = async (req: Request) => {
-    if (new URL(req.url).pathname !== "/healthz") return clips.handle(req);
+    const path = new URL(req.url).pathname;
+    const asset = consoleAsset(req.method, path);
+    if (asset) return asset;
+    if (path !== "/healthz") return clips.handle(req);
     const { status, body } = healthReport({
       now: Date.now(),
       actors: supervisor.health(),

@@ -108,6 +108,8 @@ export class ClipApi {
         return await this.#streamClip(url.searchParams);
       }
       if (req.method === "GET" && url.pathname === "/api/ranges") return await this.#ranges(url.searchParams);
+      if (req.method === "GET" && url.pathname === "/api/chunks") return await this.#chunks(url.searchParams);
+      if (req.method === "GET" && url.pathname === "/api/events") return await this.#events(url.searchParams);
       const job = url.pathname.match(/^\/api\/jobs\/([\w-]+)$/);
       if (req.method === "GET" && job) {
         const found = await this.#jobs.get(job[1]);
@@ -243,6 +245,38 @@ export class ClipApi {
         chunks: r.chunks,
       })),
     });
+  }
+
+  /** A stream's playable chunks, each with what the timeline shows: partial, recovered, recording. */
+  async #chunks(params: URLSearchParams): Promise<Response> {
+    const stream = this.#stream(params.get("stream") ?? undefined);
+    return json({
+      stream,
+      chunks: (await this.#rows(stream)).map((c) => ({
+        from: formatIso(c.start_ms),
+        to: formatIso(c.end_ms),
+        frames: c.frames,
+        bytes: c.bytes,
+        status: c.status,
+        partial: c.partial === 1,
+        close_reason: c.close_reason,
+        codec: c.codec,
+        width: c.width,
+        height: c.height,
+      })),
+    });
+  }
+
+  /**
+   * The storage events after `after` (a `seq`; by default the last 50), oldest first, as the
+   * outbox holds them (EVENTS_RETENTION_HOURS): the console's live tail and recent deletions.
+   */
+  async #events(params: URLSearchParams): Promise<Response> {
+    const raw = params.get("after");
+    if (raw !== null && !/^\d+$/.test(raw)) throw new ApiError(400, "after: expected a whole number (an event's seq)");
+    const after = raw === null ? Math.max(0, await this.#o.index.lastEventSeq() - 50) : Number(raw);
+    const rows = await this.#o.index.eventsAfter(after, 200);
+    return json({ events: rows.map((r) => ({ seq: r.seq, ...JSON.parse(r.body) })) });
   }
 
   /** The clip's plan, or a 404 naming the nearest recorded ranges. */
