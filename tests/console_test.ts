@@ -7,7 +7,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
-import { pattern, probeDurationMs, ROOT, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
+import {
+  ffmpegPath,
+  pattern,
+  probeDurationMs,
+  ROOT,
+  ServiceProcess,
+  SMALL_PATTERN,
+  until,
+} from "./helpers.ts";
 
 const TOKEN = "console-test-token";
 const ARTIFACTS = join(ROOT, "test-artifacts");
@@ -57,6 +65,7 @@ Deno.test("the web console: streams, timeline, player, export and the token, in 
     UPLOAD_PATH: uploads,
     AMQP_URL: "",
     API_TOKEN: TOKEN,
+    FFMPEG_PATH: await ffmpegPath(), // thumbnails
     VIDEO_CHUNK_DURATION_SECONDS: "5",
     MIN_FREE_DISK_GB: "0",
   });
@@ -98,8 +107,7 @@ Deno.test("the web console: streams, timeline, player, export and the token, in 
 
     // The timeline's chunks, merged, are /api/ranges (count and times), but for the chunk still
     // being written, which grows between the two reads.
-    await page.click("#zoom-in");
-    await page.click("#zoom-in"); // 90 minutes
+    for (let i = 0; i < 4; i++) await page.click("#zoom-in"); // 24 h / 4^4: under 6 minutes
     const shown = await page.locator("#timeline .chunk").evaluateAll((els) =>
       els.map((e: any) => ({ from: Date.parse(e.dataset.from), to: Date.parse(e.dataset.to) }))
     );
@@ -107,6 +115,19 @@ Deno.test("the web console: streams, timeline, player, export and the token, in 
     const merged = merge(shown, 1000);
     assert.equal(merged.length, ranges.length);
     merged.forEach((r, i) => assert.equal(r.from, Date.parse((ranges[i] as Range).from)));
+
+    // A chunk's thumbnail on hover, at the chunk's size.
+    const second = (await page.locator("#timeline .chunk").nth(1).boundingBox())!;
+    await page.mouse.move(second.x + second.width / 2, second.y + second.height / 2);
+    await page.waitForSelector("#thumb:not([hidden])", { timeout: 20_000 });
+    await page.waitForFunction(() => (globalThis as any).document.getElementById("thumb").naturalWidth > 0);
+    assert.deepEqual(
+      await page.evaluate(() => {
+        const img = (globalThis as any).document.getElementById("thumb");
+        return [img.naturalWidth, img.naturalHeight];
+      }),
+      [640, 360],
+    );
 
     // A click plays from that moment: the wall clock shown starts within a GOP before it.
     const chunks = (await getJson("/api/chunks")).chunks;

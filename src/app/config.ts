@@ -16,7 +16,7 @@ export interface StreamConfig {
   encode: EncodeSettings | null;
 }
 
-/** The streams whose source needs ffmpeg: cameras (encoded) and RTSP (copied). */
+/** The streams whose source needs ffmpeg: cameras (encoded) and RTSP (copied). Thumbnails use it where it runs. */
 export function needsFfmpeg(config: Config): StreamConfig[] {
   return config.streams.filter((s) => s.source !== "relay");
 }
@@ -27,8 +27,10 @@ export interface Config {
   streamsFromFile: boolean;
   /** CONFIG_FILE's path; null: none. */
   configFile: string | null;
-  /** The ffmpeg binary (FFMPEG_PATH, or as found at start: src/app/ffmpeg.ts); null: not yet resolved. */
+  /** The ffmpeg binary (FFMPEG_PATH, or as found at start: src/app/ffmpeg.ts); null: none, or not yet resolved. */
   ffmpegPath: string | null;
+  /** Chunks' thumbnails for the console (they need ffmpeg: off when none runs). */
+  thumbnails: boolean;
   storagePath: string;
   chunkMs: number;
   /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
@@ -380,6 +382,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     streamsFromFile: fileStreams !== null,
     configFile: env.CONFIG_FILE || null,
     ffmpegPath: env.FFMPEG_PATH || null,
+    thumbnails: bool(env, "THUMBNAILS", true),
     storagePath,
     chunkMs: SECOND * int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),

@@ -2,6 +2,7 @@ import type { Supervisor } from "../runtime/supervisor.ts";
 import { ClipApi } from "../serve/clip/api.ts";
 import { consoleAsset } from "../serve/console.ts";
 import { healthReport } from "../serve/health.ts";
+import { Thumbnails } from "../serve/thumbnails.ts";
 import { type HttpServer, json, serveHttp } from "../serve/http.ts";
 import type { Queue, Shared } from "./actors.ts";
 import { type Config, StartupError } from "./config.ts";
@@ -58,6 +59,7 @@ export async function openEndpoints(
     storageBudgetBytes: config.storageBudgetBytes,
     leases,
     metrics,
+    thumbnails: config.thumbnails && config.ffmpegPath ? new Thumbnails(root, config.ffmpegPath) : null,
   });
   const apiRoutes = async (req: Request) => {
     const path = new URL(req.url).pathname;

@@ -49,36 +49,34 @@ function installerBinary(): string | undefined {
 }
 
 /**
- * `config` with its ffmpeg, when a stream needs one (cameras are encoded, RTSP is copied):
- * FFMPEG_PATH, which must run, else the first of `resolveFfmpeg` that runs. Refuses, naming
- * FFMPEG_PATH, when none does. (Not being allowed to run it is left to the permission check.)
+ * `config` with its ffmpeg: FFMPEG_PATH, which must run, else the first of `resolveFfmpeg` that
+ * runs. A camera or RTSP stream needs one: none refuses the start, naming FFMPEG_PATH. Otherwise
+ * only thumbnails want it, and without one they are off. (Not being allowed to run it is left to
+ * the permission check.)
  *
  * @example
  * const config = await withFfmpeg(loadConfig(Deno.env.toObject()));
  */
 export async function withFfmpeg(config: Config, env = Deno.env.toObject()): Promise<Config> {
   const users = needsFfmpeg(config);
-  if (users.length === 0) return config;
+  if (users.length === 0 && !config.thumbnails) return config;
   if (env.FFMPEG_PATH) {
     try {
       const { success, stderr } = await new Deno.Command(env.FFMPEG_PATH, { args: ["-version"] }).output();
       if (!success) throw new Error(new TextDecoder().decode(stderr).trim() || "exit status not 0");
     } catch (e) {
       if (e instanceof Deno.errors.NotCapable) return config;
-      throw new ConfigError(
-        "FFMPEG_PATH",
-        `${env.FFMPEG_PATH} does not run: ${e instanceof Error ? e.message : e}`,
-      );
+      throw new ConfigError("FFMPEG_PATH", `${env.FFMPEG_PATH} does not run: ${e instanceof Error ? e.message : e}`);
     }
     return config;
   }
   const ffmpegPath = await resolveFfmpeg(env);
-  if (!ffmpegPath) {
+  if (!ffmpegPath && users.length > 0) {
     throw new ConfigError(
       "FFMPEG_PATH",
       `stream ${users[0].name} (${users[0].source}) needs ffmpeg, and none of ffmpeg-static, ` +
         "@ffmpeg-installer/linux-x64 (deno install) or ffmpeg on PATH runs: set FFMPEG_PATH",
     );
   }
-  return { ...config, ffmpegPath };
+  return ffmpegPath ? { ...config, ffmpegPath } : { ...config, thumbnails: false };
 }

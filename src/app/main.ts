@@ -24,7 +24,8 @@ export async function runRecorder(
   onStop?: () => Promise<void>,
 ): Promise<never> {
   try {
-    const config = await withFfmpeg(loadConfig(env), env as Record<string, string>);
+    const asked = loadConfig(env);
+    const config = await withFfmpeg(asked, env as Record<string, string>);
     const missing = firstMissing(permissionsNeeded(config));
     if (missing) {
       throw new ConfigError(
@@ -34,6 +35,7 @@ export async function runRecorder(
     }
     setLogLevel(config.logLevel);
     const log = logger("main");
+    if (asked.thumbnails && !config.thumbnails) log.warn("thumbnails off: no ffmpeg runs here (FFMPEG_PATH)");
     // Listen before starting: a signal during start-up must stop cleanly, not kill the process.
     let service: Service | null = null;
     let stopRequested = false;

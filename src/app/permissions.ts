@@ -56,6 +56,9 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
       });
     }
   });
+  if (config.thumbnails && config.ffmpegPath) {
+    needs.push({ variable: "THUMBNAILS", descriptor: { name: "run", command: config.ffmpegPath } });
+  }
   if (config.amqpUrl) {
     needs.push({
       variable: "AMQP_URL",

@@ -50,6 +50,20 @@ export function chunkPath(sessionDir: string, index: number): string {
   return join(chunksDir(sessionDir), `chunk_${String(index).padStart(4, "0")}.mp4`);
 }
 
+/**
+ * A chunk's thumbnail (a JPEG of its first keyframe), beside it: `chunk_0001.mp4` → `chunk_0001.jpg`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { thumbnailPath } from "./layout.ts";
+ * assert.equal(thumbnailPath("s/video_segments/chunk_0001.mp4"), "s/video_segments/chunk_0001.jpg");
+ * ```
+ */
+export function thumbnailPath(chunk: string): string {
+  return chunk.replace(/\.mp4$/, ".jpg");
+}
+
 const CHUNK_NAME = /^chunk_(?<index>\d+)\.mp4$/;
 const CHUNK_FILE = /^(?:(?<stream>[^/]+)\/)?(?<session>[^/]+)\/video_segments\/(?<name>[^/]+)$/;
 

@@ -8,6 +8,7 @@ import { json } from "../http.ts";
 import { storageEvent } from "../../publish/envelope.ts";
 import { logger } from "../../runtime/log.ts";
 import type { Leases } from "../../store/leases.ts";
+import type { Thumbnails } from "../thumbnails.ts";
 import type { Metrics } from "../../runtime/metrics.ts";
 import { entriesOf, fsyncDir, TMP_DIR } from "../../store/layout.ts";
 import { isCrossDevice } from "../../store/errors.ts";
@@ -33,6 +34,8 @@ export interface ClipApiOptions {
   storageBudgetBytes: number | null;
   leases: Leases;
   metrics: Metrics;
+  /** Chunks' thumbnails; null when no ffmpeg runs (or THUMBNAILS=false). */
+  thumbnails: Thumbnails | null;
 }
 
 /** Clips are written here, under STORAGE_PATH, out of the view of whatever syncs UPLOAD_PATH. */
@@ -110,6 +113,9 @@ export class ClipApi {
       if (req.method === "GET" && url.pathname === "/api/ranges") return await this.#ranges(url.searchParams);
       if (req.method === "GET" && url.pathname === "/api/chunks") return await this.#chunks(url.searchParams);
       if (req.method === "GET" && url.pathname === "/api/events") return await this.#events(url.searchParams);
+      if (req.method === "GET" && url.pathname === "/api/thumbnail") {
+        return await this.#thumbnail(url.searchParams);
+      }
       const job = url.pathname.match(/^\/api\/jobs\/([\w-]+)$/);
       if (req.method === "GET" && job) {
         const found = await this.#jobs.get(job[1]);
@@ -253,6 +259,7 @@ export class ClipApi {
     return json({
       stream,
       chunks: (await this.#rows(stream)).map((c) => ({
+        path: c.path,
         from: formatIso(c.start_ms),
         to: formatIso(c.end_ms),
         frames: c.frames,
@@ -265,6 +272,25 @@ export class ClipApi {
         height: c.height,
       })),
     });
+  }
+
+  /** A chunk's thumbnail (`chunk`: its path as /api/chunks gives it), made on the first request. */
+  async #thumbnail(params: URLSearchParams): Promise<Response> {
+    const stream = this.#stream(params.get("stream") ?? undefined);
+    const path = params.get("chunk");
+    if (!path) throw new ApiError(400, "chunk: missing (a chunk's path, as /api/chunks gives it)");
+    // Only a chunk of the index, never a path from the request, is read.
+    const row = (await this.#rows(stream)).find((c) => c.path === path);
+    if (!row) throw new ApiError(404, `chunk: no chunk ${path} of stream ${stream}`);
+    if (!this.#o.thumbnails) throw new ApiError(404, "thumbnails are off: no ffmpeg runs here (or THUMBNAILS=false)");
+    const release = this.#o.leases.take([path]);
+    try {
+      return new Response(await this.#o.thumbnails.get(path), {
+        headers: { "content-type": "image/jpeg", "cache-control": "private, max-age=86400" },
+      });
+    } finally {
+      release();
+    }
   }
 
   /**

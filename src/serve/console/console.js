@@ -116,6 +116,7 @@ function drawTimeline() {
       div.className = `chunk ${c.status === "recording" ? "recording" : c.status === "recovered" ? "recovered" : c.partial ? "partial" : ""}`;
       div.style.left = `${left}%`;
       div.style.width = `max(1px, ${right - left}%)`;
+      div.dataset.path = c.path;
       div.dataset.from = c.from;
       div.dataset.to = c.to;
       div.title = `${fmt(Date.parse(c.from))} – ${fmt(Date.parse(c.to))}, ${c.frames} frames, ${c.width}x${c.height}` +
@@ -322,6 +323,36 @@ $("timeline").addEventListener("pointerup", (e) => {
   dragFrom = null;
   $("from").value = new Date(a).toISOString();
   $("to").value = new Date(b).toISOString();
+});
+// A chunk's thumbnail on hover, fetched once (with the token) and kept.
+const thumbs = new Map();
+let hovered = null;
+$("timeline").addEventListener("pointermove", async (e) => {
+  const chunk = e.target.closest?.(".chunk");
+  const img = $("thumb");
+  if (!chunk || dragFrom !== null) {
+    hovered = null;
+    img.hidden = true;
+    return;
+  }
+  const panel = $("timeline-panel").getBoundingClientRect();
+  img.style.left = `${Math.min(e.clientX - panel.left, panel.width - 250)}px`;
+  img.style.top = `${e.clientY - panel.top + 16}px`;
+  if (hovered === chunk.dataset.path) return;
+  hovered = chunk.dataset.path;
+  if (!thumbs.has(hovered)) {
+    thumbs.set(hovered, api(`/api/thumbnail?stream=${encodeURIComponent(state.stream)}&chunk=${encodeURIComponent(hovered)}`)
+      .then((r) => r.ok ? r.blob() : null).then((b) => b && URL.createObjectURL(b)));
+  }
+  const url = await thumbs.get(hovered);
+  if (url && hovered === chunk.dataset.path) {
+    img.src = url;
+    img.hidden = false;
+  }
+});
+$("timeline").addEventListener("pointerleave", () => {
+  hovered = null;
+  $("thumb").hidden = true;
 });
 $("download").addEventListener("click", () => download().catch((e) => alert(e.message)));
 $("save").addEventListener("click", () => save().catch((e) => alert(e.message)));
