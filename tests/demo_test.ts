@@ -25,6 +25,11 @@ Deno.test("the README's demo command records on a machine with Deno alone: no ff
   });
   try {
     await demo.waitForLog((l) => l.msg === "chunk closed", "a closed chunk");
+    // One line for the person, on stderr, naming the console, which answers there.
+    const line = demo.stderr.find((l) => l.startsWith("skyreel demo: recording"));
+    const url = line?.match(/open (http:\/\/\S+\/) /)?.[1];
+    assert.ok(url, `the demo names its console: ${demo.stderr.join("\n")}`);
+    assert.match(await (await fetch(url)).text(), /<title>skyreel<\/title>/);
     assert.ok(
       demo.logs.some((l) =>
         l.msg === "demo source streaming" && String(l.source).startsWith("ffmpeg testsrc2")

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadConfig } from "../src/app/config.ts";
 import { launchArgs } from "../src/app/launch.ts";
+import { resolveFfmpeg, withFfmpeg } from "../src/app/ffmpeg.ts";
 import { firstMissing, permissionFlags, permissionsNeeded } from "../src/app/permissions.ts";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { subscribe } from "./broker_helpers.ts";
@@ -148,10 +149,8 @@ Deno.test("`deno task start` runs the recorder with exactly the computed flags, 
       "launcher",
     );
     recorder = started.pid as number;
-    const expected = launchArgs(
-      "start",
-      loadConfig({ ...Deno.env.toObject(), ...env, HTTP_PORT: "0", METRICS_PORT: "0" }),
-    );
+    const all = { ...Deno.env.toObject(), ...env, HTTP_PORT: "0", METRICS_PORT: "0" };
+    const expected = launchArgs("start", await withFfmpeg(loadConfig(all), all));
     assert.deepEqual((await cmdline(recorder)).slice(1), expected);
     const flags = expected.filter((a) => a.startsWith("--allow"));
     assert.deepEqual(flags.map((f) => f.split("=")[0]), [
@@ -159,8 +158,10 @@ Deno.test("`deno task start` runs the recorder with exactly the computed flags, 
       "--allow-read",
       "--allow-write",
       "--allow-sys",
+      "--allow-run", // the ffmpeg found, for thumbnails, and nothing else
       "--allow-env",
-    ], "no --allow-run, no -A");
+    ], "no -A");
+    assert.ok(expected.includes(`--allow-run=${(await resolveFfmpeg())!}`));
     assert.ok(
       flags.every((f) => f.includes("=") || f === "--allow-env"),
       "every grant but the environment is a list",

@@ -1,4 +1,4 @@
-import { type Level, LEVELS } from "../runtime/log.ts";
+import { FORMATS, type Level, LEVELS } from "../runtime/log.ts";
 import type { ChunkCut } from "../record/segment_machine.ts";
 import { TMP_DIR } from "../store/layout.ts";
 import { type EncodeSettings, PRESETS } from "../ingest/ffmpeg/args.ts";
@@ -43,6 +43,8 @@ export interface Config {
   httpPort: number;
   metricsPort: number;
   logLevel: Level;
+  /** auto: readable lines on a terminal, JSON otherwise. */
+  logFormat: typeof FORMATS[number];
   /** No message (not even a pong) for this long means the relay is dead: reconnect. */
   streamTimeoutMs: number;
   reconnectMaxMs: number;
@@ -394,6 +396,7 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     httpPort: int(env, "HTTP_PORT", 8080, 0, 65_535),
     metricsPort: int(env, "METRICS_PORT", 8005, 0, 65_535),
     logLevel: level as Level,
+    logFormat: oneOf(env, "LOG_FORMAT", FORMATS, "auto"),
     streamTimeoutMs: SECOND * int(env, "STREAM_TIMEOUT_SECONDS", 15, 1, 3600),
     reconnectMaxMs: SECOND * int(env, "RECONNECT_MAX_SECONDS", 30, 1, 3600),
     supervisorMaxRestarts: int(env, "SUPERVISOR_MAX_RESTARTS", 5, 0, 1000),

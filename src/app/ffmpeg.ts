@@ -66,7 +66,10 @@ export async function withFfmpeg(config: Config, env = Deno.env.toObject()): Pro
       if (!success) throw new Error(new TextDecoder().decode(stderr).trim() || "exit status not 0");
     } catch (e) {
       if (e instanceof Deno.errors.NotCapable) return config;
-      throw new ConfigError("FFMPEG_PATH", `${env.FFMPEG_PATH} does not run: ${e instanceof Error ? e.message : e}`);
+      throw new ConfigError(
+        "FFMPEG_PATH",
+        `${env.FFMPEG_PATH} does not run: ${e instanceof Error ? e.message : e}`,
+      );
     }
     return config;
   }

@@ -11,7 +11,7 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Config, ConfigError, loadConfig, refuse } from "./config.ts";
-import { logger, setLogLevel } from "../runtime/log.ts";
+import { logger, setLogFormat, setLogLevel } from "../runtime/log.ts";
 import { permissionFlags, permissionsNeeded } from "./permissions.ts";
 import { withFfmpeg } from "./ffmpeg.ts";
 
@@ -60,6 +60,7 @@ async function main(mode: string | undefined, output: string | undefined): Promi
     throw e;
   }
   setLogLevel(config.logLevel);
+  setLogFormat(config.logFormat);
   const args = launchArgs(mode, config, output);
   const child = new Deno.Command(Deno.execPath(), {
     args,

@@ -3,7 +3,7 @@
  * (src/app/launch.ts) with the permissions its configuration needs, or as the compiled binary.
  */
 import { ConfigError, loadConfig, refuse } from "./config.ts";
-import { logger, setLogLevel } from "../runtime/log.ts";
+import { logger, setLogFormat, setLogLevel } from "../runtime/log.ts";
 import { describe, firstMissing, permissionsNeeded } from "./permissions.ts";
 import { withFfmpeg } from "./ffmpeg.ts";
 import { type Service, startService } from "./service.ts";
@@ -22,6 +22,7 @@ const PERMISSION_REMEDY =
 export async function runRecorder(
   env: Record<string, string | undefined>,
   onStop?: () => Promise<void>,
+  onStart?: (service: Service) => void,
 ): Promise<never> {
   try {
     const asked = loadConfig(env);
@@ -34,6 +35,7 @@ export async function runRecorder(
       );
     }
     setLogLevel(config.logLevel);
+    setLogFormat(config.logFormat);
     const log = logger("main");
     if (asked.thumbnails && !config.thumbnails) log.warn("thumbnails off: no ffmpeg runs here (FFMPEG_PATH)");
     // Listen before starting: a signal during start-up must stop cleanly, not kill the process.
@@ -54,6 +56,7 @@ export async function runRecorder(
       });
     }
     service = await startService(config);
+    onStart?.(service);
     if (stopRequested) service.stop();
     const code = await service.done;
     await onStop?.();

@@ -4,8 +4,29 @@ export type Level = typeof LEVELS[number];
 
 let threshold = 1;
 
+/** "json": one JSON object a line (for journald, Loki, `jq`); "text": a readable line, for a person. */
+export const FORMATS = ["auto", "json", "text"] as const;
+let text = false;
+
 export function setLogLevel(level: Level): void {
   threshold = LEVELS.indexOf(level);
+}
+
+/** `auto` (the default) is text when stdout is a terminal and JSON otherwise. */
+export function setLogFormat(format: typeof FORMATS[number]): void {
+  text = format === "text" || (format === "auto" && Deno.stdout.isTerminal());
+}
+
+const replacer = (_k: string, v: unknown) =>
+  v instanceof Error ? v.message : typeof v === "bigint" ? Number(v) : v;
+
+/** `09:24:16.377 warn  connection/drone1  disconnected reason="..."`: the fields as key=JSON. */
+function textLine(level: Level, actor: string, stream: string | undefined, msg: string, fields = {}): string {
+  const time = new Date().toISOString().slice(11, 23);
+  const rest = Object.entries(fields).map(([k, v]) => `${k}=${JSON.stringify(v, replacer)}`).join(" ");
+  return `${time} ${level.padEnd(5)} ${stream ? `${actor}/${stream}` : actor}  ${msg}${
+    rest ? `  ${rest}` : ""
+  }`;
 }
 
 export interface Logger {
@@ -16,7 +37,8 @@ export interface Logger {
 }
 
 /**
- * A structured logger: one JSON object a line on stdout, with the actor and stream it speaks for.
+ * A structured logger: one JSON object a line on stdout (a readable line on a terminal, or as
+ * LOG_FORMAT says), with the actor and stream it speaks for.
  *
  * @example
  * const log = logger("writer", "drone1");
@@ -25,6 +47,7 @@ export interface Logger {
 export function logger(actor: string, stream?: string): Logger {
   const write = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
     if (LEVELS.indexOf(level) < threshold) return;
+    if (text) return console.log(textLine(level, actor, stream, msg, fields));
     const line = {
       ts: new Date().toISOString(),
       level,
@@ -33,9 +56,7 @@ export function logger(actor: string, stream?: string): Logger {
       msg,
       ...fields,
     };
-    console.log(
-      JSON.stringify(line, (_k, v) => v instanceof Error ? v.message : typeof v === "bigint" ? Number(v) : v),
-    );
+    console.log(JSON.stringify(line, replacer));
   };
   return { debug: write("debug"), info: write("info"), warn: write("warn"), error: write("error") };
 }

@@ -43,7 +43,16 @@ export class Thumbnails {
       const tmp = join(this.root, TMP_DIR, `thumb-${crypto.randomUUID()}.jpg`);
       const { success, stderr } = await new Deno.Command(this.ffmpeg, {
         args: [
-          ...["-hide_banner", "-nostdin", "-v", "error", "-skip_frame", "nokey", "-i", join(this.root, chunk)],
+          ...[
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-skip_frame",
+            "nokey",
+            "-i",
+            join(this.root, chunk),
+          ],
           ...["-frames:v", "1", "-q:v", "4", "-f", "mjpeg", tmp],
         ],
         stdout: "null",
@@ -51,7 +60,9 @@ export class Thumbnails {
       }).output();
       if (!success) {
         await Deno.remove(tmp).catch(() => {});
-        throw new Error(`ffmpeg made no thumbnail: ${new TextDecoder().decode(stderr).trim().split("\n").at(-1)}`);
+        throw new Error(
+          `ffmpeg made no thumbnail: ${new TextDecoder().decode(stderr).trim().split("\n").at(-1)}`,
+        );
       }
       await Deno.rename(tmp, file);
       this.#log.debug("thumbnail made", { chunk });

@@ -12,8 +12,9 @@
 import { resolveFfmpeg } from "../app/ffmpeg.ts";
 import { testJpegs, testPattern } from "./ffmpeg.ts";
 import { serveCamera } from "./mjpeg_camera.ts";
-import { logger } from "../runtime/log.ts";
+import { FORMATS, logger, setLogFormat } from "../runtime/log.ts";
 import { runRecorder } from "../app/main.ts";
+import type { Service } from "../app/service.ts";
 import { sourceFrames, startRelay } from "./relay.ts";
 
 const FIXTURE = new URL("../../../shared/fixtures/drone-854x480-baseline.h264", import.meta.url);
@@ -45,6 +46,16 @@ async function exists(path: URL): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
+/** One line for the person who ran the demo (on stderr: stdout stays the log). */
+function announce(service: Service): void {
+  const host = env.HTTP_HOST ?? "127.0.0.1";
+  console.error(
+    `skyreel demo: recording to ${
+      env.STORAGE_PATH ?? "./recordings"
+    }; open http://${host}:${service.httpPort}/ (Ctrl-C stops)`,
+  );
+}
+
 async function needFfmpeg(env: Record<string, string>): Promise<string> {
   const ffmpeg = await resolveFfmpeg(env);
   if (ffmpeg) return ffmpeg;
@@ -55,6 +66,9 @@ async function needFfmpeg(env: Record<string, string>): Promise<string> {
 }
 
 const env = Deno.env.toObject();
+setLogFormat(
+  (FORMATS as readonly string[]).includes(env.LOG_FORMAT ?? "") ? env.LOG_FORMAT as "json" : "auto",
+);
 if (env.DEMO_SOURCE === "camera") {
   const jpegs = await testJpegs(await needFfmpeg(env), { width: 640, height: 480, count: 100 });
   const cam = serveCamera({
@@ -85,4 +99,5 @@ if (env.DEMO_SOURCE_ONLY === "1") await new Promise(() => {});
 await runRecorder(
   { VIDEO_CHUNK_DURATION_SECONDS: "10", ...env, VIDEO_STREAM_URL: relay.url },
   () => relay.close(),
+  announce,
 );

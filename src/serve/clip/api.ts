@@ -282,7 +282,9 @@ export class ClipApi {
     // Only a chunk of the index, never a path from the request, is read.
     const row = (await this.#rows(stream)).find((c) => c.path === path);
     if (!row) throw new ApiError(404, `chunk: no chunk ${path} of stream ${stream}`);
-    if (!this.#o.thumbnails) throw new ApiError(404, "thumbnails are off: no ffmpeg runs here (or THUMBNAILS=false)");
+    if (!this.#o.thumbnails) {
+      throw new ApiError(404, "thumbnails are off: no ffmpeg runs here (or THUMBNAILS=false)");
+    }
     const release = this.#o.leases.take([path]);
     try {
       return new Response(await this.#o.thumbnails.get(path), {
@@ -299,7 +301,9 @@ export class ClipApi {
    */
   async #events(params: URLSearchParams): Promise<Response> {
     const raw = params.get("after");
-    if (raw !== null && !/^\d+$/.test(raw)) throw new ApiError(400, "after: expected a whole number (an event's seq)");
+    if (raw !== null && !/^\d+$/.test(raw)) {
+      throw new ApiError(400, "after: expected a whole number (an event's seq)");
+    }
     const after = raw === null ? Math.max(0, await this.#o.index.lastEventSeq() - 50) : Number(raw);
     const rows = await this.#o.index.eventsAfter(after, 200);
     return json({ events: rows.map((r) => ({ seq: r.seq, ...JSON.parse(r.body) })) });

@@ -51,9 +51,27 @@ const pad = (n, w = 2) => String(n).padStart(w, "0");
 function fmt(ms, withMs = false) {
   const d = new Date(ms), utc = $("utc").checked;
   const [y, mo, da, h, mi, s, milli] = utc
-    ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
-    : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
-  return `${y}-${pad(mo)}-${pad(da)} ${pad(h)}:${pad(mi)}:${pad(s)}${withMs ? `.${pad(milli, 3)}` : ""}${utc ? "Z" : ""}`;
+    ? [
+      d.getUTCFullYear(),
+      d.getUTCMonth() + 1,
+      d.getUTCDate(),
+      d.getUTCHours(),
+      d.getUTCMinutes(),
+      d.getUTCSeconds(),
+      d.getUTCMilliseconds(),
+    ]
+    : [
+      d.getFullYear(),
+      d.getMonth() + 1,
+      d.getDate(),
+      d.getHours(),
+      d.getMinutes(),
+      d.getSeconds(),
+      d.getMilliseconds(),
+    ];
+  return `${y}-${pad(mo)}-${pad(da)} ${pad(h)}:${pad(mi)}:${pad(s)}${withMs ? `.${pad(milli, 3)}` : ""}${
+    utc ? "Z" : ""
+  }`;
 }
 
 // Streams: /healthz every 2 s.
@@ -62,8 +80,10 @@ async function refreshStreams() {
   const h = await res.json();
   $("health").textContent = h.status;
   $("health").className = `pill ${h.status}`;
-  const restarts = (name) => h.actors.filter((a) => a.stream === name).reduce((n, a) => n + (a.restarts ?? 0), 0);
-  const lastError = (name) => h.actors.filter((a) => a.stream === name && a.lastError).map((a) => a.lastError)[0];
+  const restarts = (name) =>
+    h.actors.filter((a) => a.stream === name).reduce((n, a) => n + (a.restarts ?? 0), 0);
+  const lastError = (name) =>
+    h.actors.filter((a) => a.stream === name && a.lastError).map((a) => a.lastError)[0];
   $("streams").replaceChildren(...h.streams.map((s) => {
     const div = document.createElement("div");
     div.className = "stream";
@@ -73,8 +93,16 @@ async function refreshStreams() {
     div.innerHTML = `<b>${s.stream}</b><span class="state-${live}" data-state="${live}">${live}</span>
       <span>since</span><span>${fmt(Date.now() - s.since_seconds * 1000)}</span>
       <span>why</span><span>${escapeHtml(s.reason)}</span>
-      ${s.stream === state.stream && open ? `<span>chunk</span><span>${fmt(Date.parse(open.from))}, ${fps(open)} fps, ${kbps(open)} kbit/s</span>` : ""}
-      <span>restarts</span><span>${restarts(s.stream)}${lastError(s.stream) ? `: ${escapeHtml(lastError(s.stream))}` : ""}</span>`;
+      ${
+      s.stream === state.stream && open
+        ? `<span>chunk</span><span>${fmt(Date.parse(open.from))}, ${fps(open)} fps, ${
+          kbps(open)
+        } kbit/s</span>`
+        : ""
+    }
+      <span>restarts</span><span>${restarts(s.stream)}${
+      lastError(s.stream) ? `: ${escapeHtml(lastError(s.stream))}` : ""
+    }</span>`;
     return div;
   }));
   const select = $("stream");
@@ -109,17 +137,28 @@ async function refreshChunks() {
 const x = (ms) => (ms - state.view.from) / (state.view.to - state.view.from) * 100;
 function drawTimeline() {
   const tl = $("timeline");
-  const bars = state.chunks.filter((c) => Date.parse(c.to) >= state.view.from && Date.parse(c.from) <= state.view.to)
+  const bars = state.chunks.filter((c) =>
+    Date.parse(c.to) >= state.view.from && Date.parse(c.from) <= state.view.to
+  )
     .map((c) => {
       const div = document.createElement("div");
       const left = Math.max(0, x(Date.parse(c.from))), right = Math.min(100, x(Date.parse(c.to)));
-      div.className = `chunk ${c.status === "recording" ? "recording" : c.status === "recovered" ? "recovered" : c.partial ? "partial" : ""}`;
+      div.className = `chunk ${
+        c.status === "recording"
+          ? "recording"
+          : c.status === "recovered"
+          ? "recovered"
+          : c.partial
+          ? "partial"
+          : ""
+      }`;
       div.style.left = `${left}%`;
       div.style.width = `max(1px, ${right - left}%)`;
       div.dataset.path = c.path;
       div.dataset.from = c.from;
       div.dataset.to = c.to;
-      div.title = `${fmt(Date.parse(c.from))} – ${fmt(Date.parse(c.to))}, ${c.frames} frames, ${c.width}x${c.height}` +
+      div.title =
+        `${fmt(Date.parse(c.from))} – ${fmt(Date.parse(c.to))}, ${c.frames} frames, ${c.width}x${c.height}` +
         (c.partial ? `, partial (${c.close_reason})` : "") + (c.status === "recovered" ? ", recovered" : "");
       return div;
     });
@@ -175,7 +214,12 @@ async function play(at) {
   state.clip?.abort();
   const ctl = new AbortController();
   state.clip = ctl;
-  const res = await api(`/api/clip?stream=${encodeURIComponent(state.stream)}&from=${new Date(at).toISOString()}&to=${new Date(to).toISOString()}`, { signal: ctl.signal });
+  const res = await api(
+    `/api/clip?stream=${encodeURIComponent(state.stream)}&from=${new Date(at).toISOString()}&to=${
+      new Date(to).toISOString()
+    }`,
+    { signal: ctl.signal },
+  );
   if (!res.ok) return;
   const clipFrom = Date.parse(res.headers.get("x-clip-from"));
   const video = $("video");
@@ -229,7 +273,9 @@ function tickClock() {
   // A gap in the clip is a gap in its timeline: jump to the next buffered range.
   const b = video.buffered;
   for (let i = 0; i < b.length - 1; i++) {
-    if (video.currentTime >= b.end(i) - 0.05 && video.currentTime < b.start(i + 1)) video.currentTime = b.start(i + 1);
+    if (video.currentTime >= b.end(i) - 0.05 && video.currentTime < b.start(i + 1)) {
+      video.currentTime = b.start(i + 1);
+    }
   }
   requestAnimationFrame(tickClock);
 }
@@ -260,7 +306,9 @@ async function save() {
     li.dataset.state = job.state;
     li.textContent = job.state === "done"
       ? `saved ${job.filename}`
-      : job.state === "failed" ? `failed: ${job.error}` : `${job.state} ${Math.round(job.progress * 100)}%`;
+      : job.state === "failed"
+      ? `failed: ${job.error}`
+      : `${job.state} ${Math.round(job.progress * 100)}%`;
     if (job.state === "done" || job.state === "failed") return;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -268,7 +316,10 @@ async function save() {
 
 // Storage: usage, recent deletions, and the events as they are recorded.
 async function refreshStorage() {
-  const s = await getJson("/command", { method: "POST", body: JSON.stringify({ command: "get-storage-state", stream: state.stream }) });
+  const s = await getJson("/command", {
+    method: "POST",
+    body: JSON.stringify({ command: "get-storage-state", stream: state.stream }),
+  });
   const d = s.disk_usage;
   $("storage").textContent = `used ${d.storage_used_gb} GB of ${d.storage_limit_gb ?? "no limit"}` +
     `${d.storage_limit_gb ? " GB" : ""}; ${d.device_storage_remaining_gb} GB free on the device`;
@@ -276,7 +327,9 @@ async function refreshStorage() {
   for (const e of events) {
     state.lastSeq = e.seq;
     const li = document.createElement("li");
-    li.textContent = `${fmt(e.timestamp * 1000)} ${e.stream} ${e.type} ${e.data.reason ?? e.data.state ?? e.data.chunk_info?.filename ?? ""}`;
+    li.textContent = `${fmt(e.timestamp * 1000)} ${e.stream} ${e.type} ${
+      e.data.reason ?? e.data.state ?? e.data.chunk_info?.filename ?? ""
+    }`;
     $("events").prepend(li);
     if (e.type === "chunk_deleted") {
       const del = document.createElement("li");
@@ -284,7 +337,9 @@ async function refreshStorage() {
       $("deletions").prepend(del);
     }
   }
-  for (const list of [$("events"), $("deletions")]) while (list.children.length > 100) list.lastChild.remove();
+  for (const list of [$("events"), $("deletions")]) {
+    while (list.children.length > 100) list.lastChild.remove();
+  }
 }
 
 function every(ms, f) {
@@ -341,8 +396,11 @@ $("timeline").addEventListener("pointermove", async (e) => {
   if (hovered === chunk.dataset.path) return;
   hovered = chunk.dataset.path;
   if (!thumbs.has(hovered)) {
-    thumbs.set(hovered, api(`/api/thumbnail?stream=${encodeURIComponent(state.stream)}&chunk=${encodeURIComponent(hovered)}`)
-      .then((r) => r.ok ? r.blob() : null).then((b) => b && URL.createObjectURL(b)));
+    thumbs.set(
+      hovered,
+      api(`/api/thumbnail?stream=${encodeURIComponent(state.stream)}&chunk=${encodeURIComponent(hovered)}`)
+        .then((r) => r.ok ? r.blob() : null).then((b) => b && URL.createObjectURL(b)),
+    );
   }
   const url = await thumbs.get(hovered);
   if (url && hovered === chunk.dataset.path) {

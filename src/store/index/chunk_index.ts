@@ -120,12 +120,14 @@ export class ChunkIndex {
 
   /** Events after `seq` (sent or not), oldest first: the console's tail of the outbox. */
   eventsAfter(seq: number, limit: number): Promise<EventRow[]> {
-    return this.db.selectFrom("events").selectAll().where("seq", ">", seq).orderBy("seq").limit(limit).execute();
+    return this.db.selectFrom("events").selectAll().where("seq", ">", seq).orderBy("seq").limit(limit)
+      .execute();
   }
 
   /** The last event's `seq` (0 with none). */
   async lastEventSeq(): Promise<number> {
-    const row = await this.db.selectFrom("events").select((e) => e.fn.max("seq").as("seq")).executeTakeFirst();
+    const row = await this.db.selectFrom("events").select((e) => e.fn.max("seq").as("seq"))
+      .executeTakeFirst();
     return Number(row?.seq ?? 0);
   }
 
