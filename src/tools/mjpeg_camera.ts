@@ -37,75 +37,98 @@ export interface TestCamera {
  * await cam.close();
  */
 export function serveCamera(o: CameraOptions): TestCamera {
-  const streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  // Plain TCP, not Deno.serve: a picture's time is taken just before its bytes go to the socket,
+  // with no HTTP library's buffering between, so a timing test measures the recorder alone.
+  const listener = Deno.listen({ hostname: o.hostname ?? "127.0.0.1", port: o.port ?? 0 });
+  const conns = new Set<Deno.Conn>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
   let next = 0;
   const cam: TestCamera = { url: "", sent: [], requests: 0, close: async () => {} };
   const picture = () => o.jpegs[next++ % o.jpegs.length];
-  const server = Deno.serve({
-    hostname: o.hostname ?? "127.0.0.1",
-    port: o.port ?? 0,
-    onListen: () => {},
-  }, () => {
-    cam.requests++;
-    const spent = () => o.count !== undefined && cam.sent.length >= o.count;
-    if (o.mode === "snapshot") {
-      if (spent()) return new Response("no more pictures", { status: 503 });
-      cam.sent.push(now());
-      return new Response(picture(), { headers: { "content-type": "image/jpeg" } });
-    }
-    let controller: ReadableStreamDefaultController<Uint8Array>;
-    const schedule = () => {
+  const spent = () => o.count !== undefined && cam.sent.length >= o.count;
+  const wait = (ms: number) =>
+    new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         timers.delete(t);
-        if (streams.has(controller)) send();
-      }, o.intervalMs?.(cam.sent.length) ?? 50);
+        resolve();
+      }, ms);
       timers.add(t);
-    };
-    const send = () => {
-      if (spent()) return;
-      const jpeg = picture();
-      const at = now();
-      try {
-        controller.enqueue(encoder.encode(
-          `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`,
-        ));
-        controller.enqueue(jpeg);
-        controller.enqueue(encoder.encode("\r\n"));
-      } catch {
-        streams.delete(controller); // the client went away
-        return;
+    });
+  const serve = async (conn: Deno.Conn) => {
+    conns.add(conn);
+    try {
+      for await (const _ of requests(conn)) {
+        cam.requests++;
+        if (o.mode === "snapshot") {
+          if (spent()) {
+            await writeAll(conn, head(503, "text/plain", 17), encoder.encode("no more pictures\n"));
+            continue;
+          }
+          const jpeg = picture();
+          cam.sent.push(now());
+          await writeAll(conn, head(200, "image/jpeg", jpeg.length), jpeg);
+          continue;
+        }
+        await writeAll(conn, head(200, `multipart/x-mixed-replace; boundary=${BOUNDARY}`));
+        while (conns.has(conn)) {
+          await wait(o.intervalMs?.(cam.sent.length) ?? 50);
+          if (!conns.has(conn) || spent()) continue;
+          const jpeg = picture();
+          const part = encoder.encode(
+            `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`,
+          );
+          cam.sent.push(now());
+          await writeAll(conn, part, jpeg, encoder.encode("\r\n"));
+        }
       }
-      cam.sent.push(at);
-      schedule();
-    };
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c;
-        streams.add(c);
-        schedule();
-      },
-      cancel() {
-        streams.delete(controller);
-      },
-    });
-    return new Response(body, {
-      headers: { "content-type": `multipart/x-mixed-replace; boundary=${BOUNDARY}` },
-    });
-  });
-  const addr = server.addr as Deno.NetAddr;
+    } catch { /* the client went away */ }
+    if (conns.delete(conn)) conn.close();
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conn.setNoDelay(true);
+      serve(conn);
+    }
+  })().catch(() => {});
+  const addr = listener.addr as Deno.NetAddr;
   cam.url = `http://${addr.hostname}:${addr.port}/video`;
   cam.close = async () => {
+    listener.close();
+    await accepting;
     for (const t of timers) clearTimeout(t);
-    for (const c of streams) {
-      try {
-        c.close();
-      } catch { /* cancelled */ }
-    }
-    streams.clear();
-    await server.shutdown();
+    timers.clear();
+    for (const conn of conns) conn.close();
+    conns.clear();
   };
   return cam;
+}
+
+/** A response's head; with no length, the body runs to the connection's end. */
+function head(status: number, type: string, length?: number): Uint8Array {
+  const reason = status === 200 ? "OK" : "Service Unavailable";
+  const size = length === undefined ? "Connection: close\r\n" : `Content-Length: ${length}\r\n`;
+  return encoder.encode(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${type}\r\n${size}\r\n`);
+}
+
+/** Yields once per request head read from `conn` (requests are GETs: no bodies). */
+async function* requests(conn: Deno.Conn): AsyncGenerator<void> {
+  const buf = new Uint8Array(16384);
+  let text = "";
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) return;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+    for (let end = text.indexOf("\r\n\r\n"); end >= 0; end = text.indexOf("\r\n\r\n")) {
+      text = text.slice(end + 4);
+      yield;
+    }
+  }
+}
+
+async function writeAll(conn: Deno.Conn, ...parts: Uint8Array[]): Promise<void> {
+  for (const part of parts) {
+    for (let at = 0; at < part.length;) at += await conn.write(part.subarray(at));
+  }
 }
 
 function now(): number {
