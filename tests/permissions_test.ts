@@ -56,8 +56,9 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     { CONFIG_FILE: "c.json", AMQP_URL: "", FFMPEG_PATH: "/opt/ffmpeg" },
     () => cameras,
   );
-  assert.deepEqual(permissionFlags(permissionsNeeded(ffmpeg)).filter((f) => /net|run/.test(f)), [
+  assert.deepEqual(permissionFlags(permissionsNeeded(ffmpeg)).filter((f) => /net|run|sys/.test(f)), [
     "--allow-net=10.0.0.5:80,127.0.0.1:8080,127.0.0.1:8005",
+    "--allow-sys=setPriority,statfs", // setPriority: the encoder runs below the recorder's priority
     "--allow-run=/opt/ffmpeg",
   ]);
   assert.ok(!permissionFlags(needs).some((f) => f.startsWith("--allow-run")), "relays alone run nothing");

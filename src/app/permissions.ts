@@ -10,7 +10,7 @@ export interface Need {
   descriptor:
     | { name: "net"; host: string }
     | { name: "read" | "write"; path: string }
-    | { name: "sys"; kind: "statfs" }
+    | { name: "sys"; kind: "statfs" | "setPriority" }
     | { name: "run"; command: string };
 }
 
@@ -34,7 +34,8 @@ function listenAddress(host: string, port: number): string {
 /**
  * Everything the configuration needs: the relays, HTTP cameras and the broker it connects to, the
  * addresses it listens on, its storage and upload folders (read and write), CONFIG_FILE (read),
- * statfs for the free-space figures, and ffmpeg (run) only when a camera or RTSP stream needs it
+ * statfs for the free-space figures, and ffmpeg (run, and setPriority to lower its priority) only
+ * when a camera or RTSP stream needs it
  * (ffmpeg, not the recorder, connects to an RTSP camera). Nothing else: no other subprocess, no
  * other files. Paths go through `path`
  * (the launcher makes them absolute so a compiled binary does not depend on its working folder).
@@ -54,6 +55,8 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
         variable: "FFMPEG_PATH",
         descriptor: { name: "run", command: config.ffmpegPath ?? "ffmpeg" },
       });
+      // To run the encoder below the recorder's priority (actors/encoder.ts).
+      needs.push({ variable: "FFMPEG_PATH", descriptor: { name: "sys", kind: "setPriority" } });
     }
   });
   if (config.thumbnails && config.ffmpegPath) {

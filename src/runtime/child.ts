@@ -1,3 +1,4 @@
+import { setPriority } from "node:os";
 import type { Logger } from "./log.ts";
 
 /** How long a child is given to exit after its input closes, and then after SIGTERM, before SIGKILL. */
@@ -24,7 +25,8 @@ export class Child {
   lastError = "";
   #exited = false;
 
-  constructor(command: string, args: string[], log: Logger, o: { stdin: boolean }) {
+  /** `nice`: how much lower than the recorder's its CPU priority is (its threads inherit it). */
+  constructor(command: string, args: string[], log: Logger, o: { stdin: boolean; nice?: number }) {
     this.#process = new Deno.Command(command, {
       args,
       stdin: o.stdin ? "piped" : "null",
@@ -34,6 +36,7 @@ export class Child {
       // ffmpeg before the recorder has taken what it holds. The recorder ends it (`stop`).
       detached: true,
     }).spawn();
+    if (o.nice) this.#lower(o.nice, log);
     this.#stdin = o.stdin ? this.#process.stdin.getWriter() : null;
     this.stdout = this.#process.stdout;
     this.status = this.#process.status.then((s) => {
@@ -41,6 +44,21 @@ export class Child {
       return s;
     });
     this.#stderr(log);
+  }
+
+  /**
+   * Lowered at once, before the child starts its threads (they inherit it). Without the grant
+   * (`--allow-sys=setPriority`) or the right, it runs at the recorder's priority, and says so.
+   */
+  #lower(nice: number, log: Logger): void {
+    try {
+      setPriority(this.#process.pid, nice);
+    } catch (e) {
+      log.warn("could not lower the child's CPU priority: it competes with the recorder as an equal", {
+        nice,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 
   get pid(): number {
