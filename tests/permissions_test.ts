@@ -62,6 +62,15 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     "--allow-run=/opt/ffmpeg",
   ]);
   assert.ok(!permissionFlags(needs).some((f) => f.startsWith("--allow-run")), "relays alone run nothing");
+  const rtspOnly = loadConfig({
+    VIDEO_STREAM_URL: "rtsp://10.0.0.6/s",
+    AMQP_URL: "",
+    FFMPEG_PATH: "/opt/ffmpeg",
+  });
+  assert.ok(
+    permissionFlags(permissionsNeeded(rtspOnly)).includes("--allow-sys=statfs"),
+    "RTSP is copied: no encoder to lower",
+  );
   const noBroker = permissionFlags(permissionsNeeded(loadConfig({ AMQP_URL: "" })));
   assert.equal(noBroker[0], "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005");
   // The launcher makes paths absolute, so a compiled binary does not depend on its working folder.

@@ -34,8 +34,8 @@ function listenAddress(host: string, port: number): string {
 /**
  * Everything the configuration needs: the relays, HTTP cameras and the broker it connects to, the
  * addresses it listens on, its storage and upload folders (read and write), CONFIG_FILE (read),
- * statfs for the free-space figures, and ffmpeg (run, and setPriority to lower its priority) only
- * when a camera or RTSP stream needs it
+ * statfs for the free-space figures, and ffmpeg (run) only when a camera or RTSP stream needs it
+ * (and setPriority, to lower the encoder's, only for a camera)
  * (ffmpeg, not the recorder, connects to an RTSP camera). Nothing else: no other subprocess, no
  * other files. Paths go through `path`
  * (the launcher makes them absolute so a compiled binary does not depend on its working folder).
@@ -55,8 +55,10 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
         variable: "FFMPEG_PATH",
         descriptor: { name: "run", command: config.ffmpegPath ?? "ffmpeg" },
       });
-      // To run the encoder below the recorder's priority (actors/encoder.ts).
-      needs.push({ variable: "FFMPEG_PATH", descriptor: { name: "sys", kind: "setPriority" } });
+      if (s.source === "camera") {
+        // To run the encoder below the recorder's priority (actors/encoder.ts); RTSP is copied, not encoded.
+        needs.push({ variable: "FFMPEG_PATH", descriptor: { name: "sys", kind: "setPriority" } });
+      }
     }
   });
   if (config.thumbnails && config.ffmpegPath) {

@@ -122,8 +122,11 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   }
 }
 
-/** Writes all of `bytes` (a single write may be short). */
-export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes` to a file or a socket (a single write may be short). */
+export async function writeAll(
+  file: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
   let at = 0;
   while (at < bytes.length) at += await file.write(bytes.subarray(at));
 }

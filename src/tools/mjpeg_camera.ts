@@ -3,6 +3,11 @@
  * (`multipart/x-mixed-replace`, one part a picture) or as a snapshot a request, and records when
  * each picture went out, so what was recorded can be compared with what was sent.
  */
+import { jpegPart } from "../ingest/jpeg/multipart.ts";
+import { concat } from "../runtime/bytes.ts";
+import { sleep } from "../runtime/sleep.ts";
+import { writeAll } from "../store/layout.ts";
+
 const encoder = new TextEncoder();
 export const BOUNDARY = "skyreelframe";
 
@@ -41,19 +46,11 @@ export function serveCamera(o: CameraOptions): TestCamera {
   // with no HTTP library's buffering between, so a timing test measures the recorder alone.
   const listener = Deno.listen({ hostname: o.hostname ?? "127.0.0.1", port: o.port ?? 0 });
   const conns = new Set<Deno.Conn>();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const closing = new AbortController();
   let next = 0;
   const cam: TestCamera = { url: "", sent: [], requests: 0, close: async () => {} };
   const picture = () => o.jpegs[next++ % o.jpegs.length];
   const spent = () => o.count !== undefined && cam.sent.length >= o.count;
-  const wait = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        resolve();
-      }, ms);
-      timers.add(t);
-    });
   const serve = async (conn: Deno.Conn) => {
     conns.add(conn);
     try {
@@ -61,24 +58,21 @@ export function serveCamera(o: CameraOptions): TestCamera {
         cam.requests++;
         if (o.mode === "snapshot") {
           if (spent()) {
-            await writeAll(conn, head(503, "text/plain", 17), encoder.encode("no more pictures\n"));
+            await writeAll(conn, concat([head(503, "text/plain", 17), encoder.encode("no more pictures\n")]));
             continue;
           }
           const jpeg = picture();
           cam.sent.push(now());
-          await writeAll(conn, head(200, "image/jpeg", jpeg.length), jpeg);
+          await writeAll(conn, concat([head(200, "image/jpeg", jpeg.length), jpeg]));
           continue;
         }
         await writeAll(conn, head(200, `multipart/x-mixed-replace; boundary=${BOUNDARY}`));
         while (conns.has(conn)) {
-          await wait(o.intervalMs?.(cam.sent.length) ?? 50);
+          await sleep(o.intervalMs?.(cam.sent.length) ?? 50, closing.signal);
           if (!conns.has(conn) || spent()) continue;
-          const jpeg = picture();
-          const part = encoder.encode(
-            `--${BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`,
-          );
+          const part = jpegPart(BOUNDARY, picture());
           cam.sent.push(now());
-          await writeAll(conn, part, jpeg, encoder.encode("\r\n"));
+          await writeAll(conn, part);
         }
       }
     } catch { /* the client went away */ }
@@ -95,8 +89,7 @@ export function serveCamera(o: CameraOptions): TestCamera {
   cam.close = async () => {
     listener.close();
     await accepting;
-    for (const t of timers) clearTimeout(t);
-    timers.clear();
+    closing.abort();
     for (const conn of conns) conn.close();
     conns.clear();
   };
@@ -112,22 +105,16 @@ function head(status: number, type: string, length?: number): Uint8Array {
 
 /** Yields once per request head read from `conn` (requests are GETs: no bodies). */
 async function* requests(conn: Deno.Conn): AsyncGenerator<void> {
-  const buf = new Uint8Array(16384);
+  const buf = new Uint8Array(16384), decoder = new TextDecoder();
   let text = "";
   while (true) {
     const n = await conn.read(buf);
     if (n === null) return;
-    text += new TextDecoder().decode(buf.subarray(0, n));
+    text += decoder.decode(buf.subarray(0, n), { stream: true });
     for (let end = text.indexOf("\r\n\r\n"); end >= 0; end = text.indexOf("\r\n\r\n")) {
       text = text.slice(end + 4);
       yield;
     }
-  }
-}
-
-async function writeAll(conn: Deno.Conn, ...parts: Uint8Array[]): Promise<void> {
-  for (const part of parts) {
-    for (let at = 0; at < part.length;) at += await conn.write(part.subarray(at));
   }
 }
 

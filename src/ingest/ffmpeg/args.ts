@@ -1,4 +1,4 @@
-import { concat } from "../../runtime/bytes.ts";
+import { jpegPart } from "../jpeg/multipart.ts";
 
 /** How a camera's JPEGs are encoded (the video-store's `video` attributes and `framerate`). */
 export interface EncodeSettings {
@@ -54,10 +54,6 @@ export function encoderArgs(s: EncodeSettings): string[] {
   ];
 }
 
-const PART_HEAD = new TextEncoder().encode("--ffmpeg\r\nContent-Type: image/jpeg\r\nContent-Length: ");
-const CRLF2 = new TextEncoder().encode("\r\n\r\n");
-const CRLF = CRLF2.subarray(0, 2);
-
 /**
  * A JPEG as the encoder reads it (`encoderArgs`): a multipart part with its length, so ffmpeg
  * knows where the picture ends the moment it has it.
@@ -66,7 +62,7 @@ const CRLF = CRLF2.subarray(0, 2);
  * await child.write(encoderInput(jpeg));
  */
 export function encoderInput(jpeg: Uint8Array): Uint8Array {
-  return concat([PART_HEAD, new TextEncoder().encode(String(jpeg.length)), CRLF2, jpeg, CRLF]);
+  return jpegPart("ffmpeg", jpeg);
 }
 
 /**

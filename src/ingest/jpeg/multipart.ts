@@ -1,3 +1,4 @@
+import { concat } from "../../runtime/bytes.ts";
 import { type JpegFault, type JpegSize, jpegSize } from "./jpeg.ts";
 
 /** A camera's JPEG and the arrival time of its first byte. */
@@ -16,6 +17,29 @@ export interface PartFault {
 
 /** Parts larger than this are discarded up to the next boundary: buffering stays bounded. */
 export const MAX_PART_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A JPEG as one part of a multipart stream under `boundary`, with its Content-Length, so a reader
+ * knows where the picture ends the moment it has it (what `MultipartSplitter` reads).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jpegPart } from "./multipart.ts";
+ * const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xd9]);
+ * const part = jpegPart("b", jpeg);
+ * const head = "--b\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\n\r\n";
+ * assert.equal(new TextDecoder().decode(part.subarray(0, head.length)), head);
+ * assert.deepEqual(part.subarray(head.length), new Uint8Array([...jpeg, 13, 10]));
+ * ```
+ */
+export function jpegPart(boundary: string, jpeg: Uint8Array): Uint8Array {
+  const head = `--${boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: ${jpeg.length}\r\n\r\n`;
+  return concat([ENCODER.encode(head), jpeg, CRLF]);
+}
+
+const ENCODER = new TextEncoder();
+const CRLF = ENCODER.encode("\r\n");
 
 /**
  * The boundary of a `multipart/x-mixed-replace` (or any `multipart/*`) Content-Type, unquoted;
