@@ -13,6 +13,8 @@ export interface TestPatternOptions {
   /** x264's preset and B-frames (ultrafast, none by default): "medium" with B-frames exercises weighted prediction and reference list changes. */
   preset?: string;
   bframes?: number;
+  /** Fresh grain on every picture, so the stream is as large as its bitrate (testsrc2 alone stays near 3 Mbit/s at 640x360). */
+  noise?: boolean;
 }
 
 /**
@@ -25,6 +27,7 @@ export async function testPattern(ffmpeg: string, o: TestPatternOptions): Promis
   const { success, stdout, stderr } = await new Deno.Command(ffmpeg, {
     args: [
       ...testsrc(o.width, o.height, o.fps),
+      ...(o.noise ? ["-vf", "noise=alls=60:allf=t"] : []),
       "-t",
       String(o.seconds),
       "-c:v",
