@@ -84,10 +84,7 @@ export class Janitor implements Behavior<JanitorMsg> {
   /** One pass: plan from the index, delete, tidy folders and metadata. Returns the deleted paths. */
   async pass(): Promise<string[]> {
     const { index, root, metrics, policy } = this.#o;
-    let usage = await index.usage();
-    for (const f of ["index.db", "index.db-wal"]) {
-      usage += await Deno.stat(join(root, f)).then((s) => s.size, () => 0);
-    }
+    let usage = await index.usage() + await index.localBytes();
     const fs = statfsSync(root);
     const free = fs.bavail * fs.bsize;
     const pressure = (policy.budgetBytes !== null && usage > policy.budgetBytes) ||

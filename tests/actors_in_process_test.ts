@@ -15,15 +15,18 @@ import { Conditions } from "../src/serve/health.ts";
 import { ChunkIndex } from "../src/store/index/chunk_index.ts";
 import { IndexChanges } from "../src/store/index/index_changes.ts";
 import { Leases } from "../src/store/leases.ts";
+import type { Engine } from "../src/store/index/schema.ts";
+import { ENGINES, indexLocation } from "./postgres_helpers.ts";
 
 const T0 = Date.UTC(2026, 10, 21, 14, 2, 10);
 const SESSION = "20261121_140210";
 const PATH = (n: number) => `${SESSION}/video_segments/chunk_000${n}.mp4`;
 const settings = { chunkMs: 60_000, idleMs: 10_000 };
 
-async function world() {
+async function world(engine: Engine = "sqlite") {
   const root = await Deno.makeTempDir();
-  const index = await ChunkIndex.open(join(root, "index.db"));
+  const where = await indexLocation(engine, root);
+  const index = await ChunkIndex.open(where.location, "test");
   let now = T0;
   const clock: Clock = { now: () => now, monotonic: () => now - T0 };
   const changes = new IndexChanges();
@@ -57,6 +60,7 @@ async function world() {
     at: (ms: number) => (now = T0 + ms),
     async close() {
       await index.close();
+      await where.drop();
       await Deno.remove(root, { recursive: true });
     },
   };
@@ -91,126 +95,130 @@ async function openChunk(w: Awaited<ReturnType<typeof world>>, n: number, startM
   });
 }
 
-Deno.test("the indexer records a chunk's life, its events with it, and metadata.json at most every 10 s while it grows", async () => {
-  const w = await world();
-  try {
-    await startSession(w);
-    await openChunk(w, 1, 0);
-    const progress = (ms: number, frames: number) =>
-      w.indexer.receive({
-        type: "chunk-progress",
-        stream: "default",
-        sessionId: SESSION,
-        path: PATH(1),
-        endMs: T0 + ms,
-        frames,
-        bytes: frames * 1000,
-      });
-    w.at(1000);
-    await progress(1000, 30);
-    assert.equal((await w.metadata()).last_updated, (T0 + 1000) / 1000, "the first progress writes it");
-    w.at(9000);
-    await progress(9000, 270);
-    assert.equal((await w.metadata()).last_updated, (T0 + 1000) / 1000, "not again within 10 s");
-    assert.deepEqual((await w.index.chunk(PATH(1)))!.frames, 270, "the row follows every fragment");
-    w.at(11_500);
-    await progress(11_000, 330);
-    assert.equal((await w.metadata()).current_chunk_frames, 330, "rewritten once 10 s passed");
+for (const engine of ENGINES) {
+  Deno.test(`the indexer records a chunk's life, its events with it, and metadata.json at most every 10 s while it grows (${engine})`, async () => {
+    const w = await world(engine);
+    try {
+      await startSession(w);
+      await openChunk(w, 1, 0);
+      const progress = (ms: number, frames: number) =>
+        w.indexer.receive({
+          type: "chunk-progress",
+          stream: "default",
+          sessionId: SESSION,
+          path: PATH(1),
+          endMs: T0 + ms,
+          frames,
+          bytes: frames * 1000,
+        });
+      w.at(1000);
+      await progress(1000, 30);
+      assert.equal((await w.metadata()).last_updated, (T0 + 1000) / 1000, "the first progress writes it");
+      w.at(9000);
+      await progress(9000, 270);
+      assert.equal((await w.metadata()).last_updated, (T0 + 1000) / 1000, "not again within 10 s");
+      assert.deepEqual((await w.index.chunk(PATH(1)))!.frames, 270, "the row follows every fragment");
+      w.at(11_500);
+      await progress(11_000, 330);
+      assert.equal((await w.metadata()).current_chunk_frames, 330, "rewritten once 10 s passed");
 
-    w.at(60_100);
-    await w.indexer.receive({
-      type: "chunk-closed",
-      stream: "default",
-      sessionId: SESSION,
-      path: PATH(1),
-      endMs: T0 + 60_000,
-      frames: 1800,
-      bytes: 1_800_000,
-      partial: false,
-      reason: "duration",
-    });
-    const row = (await w.index.chunk(PATH(1)))!;
-    assert.deepEqual([row.status, row.close_reason, row.frames, row.end_ms], [
-      "complete",
-      "duration",
-      1800,
-      T0 + 60_000,
-    ]);
-    await w.indexer.receive({
-      type: "session-ended",
-      stream: "default",
-      sessionId: SESSION,
-      endMs: T0 + 60_000,
-    });
-    assert.deepEqual(await w.events(), ["session_started:", "chunk_saved:1", "session_complete:"]);
-    const meta = await w.metadata();
-    assert.equal(meta.duration, 60);
-    assert.equal(meta.total_frames, 1800);
-    assert.ok(w.heard.includes("chunk-closed") && w.heard.includes("session-ended"), w.heard.join());
-  } finally {
-    await w.close();
-  }
-});
-
-Deno.test("the janitor deletes the oldest closed chunks over the budget, leaves a leased one, and says so in events", async () => {
-  const w = await world();
-  try {
-    await startSession(w);
-    const MB = 2 ** 20;
-    for (let n = 1; n <= 4; n++) {
-      await Deno.writeFile(join(w.root, PATH(n)), new Uint8Array(MB));
-      await openChunk(w, n, (n - 1) * 60_000);
+      w.at(60_100);
       await w.indexer.receive({
         type: "chunk-closed",
         stream: "default",
         sessionId: SESSION,
-        path: PATH(n),
-        endMs: T0 + n * 60_000,
+        path: PATH(1),
+        endMs: T0 + 60_000,
         frames: 1800,
-        bytes: MB,
+        bytes: 1_800_000,
         partial: false,
         reason: "duration",
       });
-    }
-    const leases = new Leases();
-    const release = leases.take([PATH(1)]);
-    const janitor = new Janitor({
-      index: w.index,
-      changes: w.changes,
-      leases,
-      root: w.root,
-      // 4 MiB of chunks plus the index, against a budget of 2.5 MiB: two must go.
-      policy: { budgetBytes: 2.5 * MB, maxAgeMs: null, minFreeBytes: 0 },
-      intervalMs: 60_000,
-      settings,
-      metrics: new Metrics(),
-      self: new Mailbox(4),
-      indexer: { send: () => true },
-      clock: { now: () => T0 + 300_000, monotonic: () => 300_000 },
-    });
-    try {
-      const deleted = await janitor.pass();
-      assert.deepEqual(deleted, [PATH(2), PATH(3)], "the oldest not leased");
-      release();
-      assert.deepEqual(
-        (await w.index.chunks({ stream: "default" })).map((c) => c.status),
-        ["complete", "deleted", "deleted", "complete"],
-      );
-      for (const n of [2, 3]) await assert.rejects(Deno.stat(join(w.root, PATH(n))), Deno.errors.NotFound);
-      assert.deepEqual((await w.events()).filter((e) => e.startsWith("chunk_deleted")).length, 2);
+      const row = (await w.index.chunk(PATH(1)))!;
+      assert.deepEqual([row.status, row.close_reason, row.frames, row.end_ms], [
+        "complete",
+        "duration",
+        1800,
+        T0 + 60_000,
+      ]);
+      await w.indexer.receive({
+        type: "session-ended",
+        stream: "default",
+        sessionId: SESSION,
+        endMs: T0 + 60_000,
+      });
+      assert.deepEqual(await w.events(), ["session_started:", "chunk_saved:1", "session_complete:"]);
+      const meta = await w.metadata();
+      assert.equal(meta.duration, 60);
+      assert.equal(meta.total_frames, 1800);
+      assert.ok(w.heard.includes("chunk-closed") && w.heard.includes("session-ended"), w.heard.join());
     } finally {
-      janitor.close();
+      await w.close();
     }
-  } finally {
-    await w.close();
-  }
-});
+  });
+}
+
+for (const engine of ENGINES) {
+  Deno.test(`the janitor deletes the oldest closed chunks over the budget, leaves a leased one, and says so in events (${engine})`, async () => {
+    const w = await world(engine);
+    try {
+      await startSession(w);
+      const MB = 2 ** 20;
+      for (let n = 1; n <= 4; n++) {
+        await Deno.writeFile(join(w.root, PATH(n)), new Uint8Array(MB));
+        await openChunk(w, n, (n - 1) * 60_000);
+        await w.indexer.receive({
+          type: "chunk-closed",
+          stream: "default",
+          sessionId: SESSION,
+          path: PATH(n),
+          endMs: T0 + n * 60_000,
+          frames: 1800,
+          bytes: MB,
+          partial: false,
+          reason: "duration",
+        });
+      }
+      const leases = new Leases();
+      const release = leases.take([PATH(1)]);
+      const janitor = new Janitor({
+        index: w.index,
+        changes: w.changes,
+        leases,
+        root: w.root,
+        // 4 MiB of chunks plus the index, against a budget of 2.5 MiB: two must go.
+        policy: { budgetBytes: 2.5 * MB, maxAgeMs: null, minFreeBytes: 0 },
+        intervalMs: 60_000,
+        settings,
+        metrics: new Metrics(),
+        self: new Mailbox(4),
+        indexer: { send: () => true },
+        clock: { now: () => T0 + 300_000, monotonic: () => 300_000 },
+      });
+      try {
+        const deleted = await janitor.pass();
+        assert.deepEqual(deleted, [PATH(2), PATH(3)], "the oldest not leased");
+        release();
+        assert.deepEqual(
+          (await w.index.chunks({ stream: "default" })).map((c) => c.status),
+          ["complete", "deleted", "deleted", "complete"],
+        );
+        for (const n of [2, 3]) await assert.rejects(Deno.stat(join(w.root, PATH(n))), Deno.errors.NotFound);
+        assert.deepEqual((await w.events()).filter((e) => e.startsWith("chunk_deleted")).length, 2);
+      } finally {
+        janitor.close();
+      }
+    } finally {
+      await w.close();
+    }
+  });
+}
 
 Deno.test("the writer alone: a session folder, a chunk that decodes with every frame sent, and the indexer told each step", async () => {
   const frames = parsedFrames().slice(0, 90);
   const root = await Deno.makeTempDir();
   const told = new Mailbox<IndexerMsg>(10_000);
-  const writer = new Writer({
+  const options = {
     stream: "default",
     videoUrl: "ws://relay",
     layout: { root, multiStream: false },
@@ -223,7 +231,8 @@ Deno.test("the writer alone: a session folder, a chunk that decodes with every f
     segmenter: new Mailbox<SegmenterMsg>(100),
     conditions: new Conditions(),
     clock: { now: () => T0, monotonic: () => 0 },
-  });
+  };
+  const writer = new Writer(options);
   try {
     const at = (i: number) => ({ ...frames[i], ts: T0 + i * 1000 / 30 });
     await writer.receive({ type: "session-start", ts: T0 });

@@ -124,6 +124,8 @@ const BAD: [string, string][] = [
   ["EVENTS_RETENTION_HOURS", "0"],
   ["VIDEO_CHUNK_CUT", "nearest"],
   ["GOP_CACHE_MB", "-1"],
+  ["RECORDER_ID", "ground station"],
+  ["INDEX_URL", "mysql://db.example/fleet"],
 ];
 
 Deno.test("each bad value is refused with one line naming the variable, exit code 2", async () => {
@@ -177,6 +179,28 @@ Deno.test("a port in use stops the start with one line naming it, exit 69, befor
   } finally {
     taken.close();
     await relay.close();
+    await Deno.remove(storage, { recursive: true });
+  }
+});
+
+Deno.test("an index that cannot be reached stops the start with one line naming INDEX_URL, exit 69", async () => {
+  const storage = await Deno.makeTempDir();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  try {
+    const service = new ServiceProcess({
+      STORAGE_PATH: storage,
+      INDEX_URL: `postgres://postgres@127.0.0.1:${port}/test`,
+    });
+    const status = await service.exit();
+    assert.equal(status.code, 69, service.stderr.join("\n"));
+    assert.equal(service.stderr.length, 1, service.stderr.join("\n"));
+    assert.match(
+      service.stderr[0],
+      /^skyreel: cannot start: INDEX_URL: cannot open the index: .*ECONNREFUSED/,
+    );
+  } finally {
     await Deno.remove(storage, { recursive: true });
   }
 });

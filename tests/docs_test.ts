@@ -32,6 +32,7 @@ function assertIsoCopies(o: Record<string, any>, where: string) {
 
 const session: SessionRow = {
   id: 1,
+  recorder: "groundstation-1",
   stream: "default",
   session_id: "20261121_140210",
   dir: "20261121_140210",
@@ -42,6 +43,7 @@ const session: SessionRow = {
 };
 const chunk: ChunkRow = {
   id: 1,
+  recorder: "groundstation-1",
   stream: "default",
   session_id: session.session_id,
   idx: 1,

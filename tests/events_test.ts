@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { Publisher } from "../actors/publisher.ts";
 import { chunkInfo, storageEvent } from "../src/publish/envelope.ts";
 import type { BrokerStatus } from "../src/serve/health.ts";
@@ -10,6 +10,7 @@ import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { BROKER, brokerUrl, subscribe } from "./broker_helpers.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 import { indexRows, pattern, recordPattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
+import { ENGINES, indexLocation } from "./postgres_helpers.ts";
 
 const exchangeName = () => `skyreel_test_${crypto.randomUUID().slice(0, 8)}`;
 
@@ -36,7 +37,15 @@ Deno.test("every chunk has exactly one chunk_saved event, in order, with the fie
       assert.equal(saved.length, chunks.length, "exactly one each");
       assert.deepEqual(saved.map((e) => e.body.data.chunk_info), chunks.map((c) => chunkInfo(c as any)));
       for (const e of saved) {
-        assert.deepEqual(Object.keys(e.body).sort(), ["data", "id", "stream", "timestamp", "type"]);
+        assert.deepEqual(Object.keys(e.body).sort(), [
+          "data",
+          "id",
+          "recorder",
+          "stream",
+          "timestamp",
+          "type",
+        ]);
+        assert.equal(e.body.recorder, Deno.hostname(), "RECORDER_ID unset: the host name");
         assert.equal(e.body.stream, "default");
         assert.equal(e.body.data.session_id, sessions[0].session_id);
         assert.equal(typeof e.body.timestamp, "number");
@@ -197,48 +206,53 @@ Deno.test("a topic exchange routes each event as storage.<stream>.<type>", async
   }
 });
 
-Deno.test("events the broker confirmed while the index cannot record it are marked later, not published again", async () => {
-  const dir = await Deno.makeTempDir();
-  const index = await ChunkIndex.open(join(dir, "index.db"));
-  const exchange = exchangeName();
-  const sub = await subscribe(exchange);
-  const stopping = new AbortController();
-  // The real index, whose write of "sent" fails as on a full disk for its first three attempts.
-  const markSent = index.markSent.bind(index);
-  let refusals = 3;
-  index.markSent = (seqs, at) =>
-    refusals-- > 0 ? Promise.reject(new Error("database or disk is full")) : markSent(seqs, at);
-  const status: BrokerStatus = { state: "connecting", lastError: null };
-  const publisher = new Publisher({
-    index,
-    changes: new IndexChanges(),
-    url: BROKER,
-    exchange,
-    exchangeType: "fanout",
-    retentionMs: 3600_000,
-    reconnectMaxMs: 1000,
-    metrics: new Metrics(),
-    status,
-  });
-  const running = publisher.run(stopping.signal);
-  try {
-    for (let i = 0; i < 5; i++) {
-      await index.appendEvent(
-        storageEvent("stream_state", "default", { state: "connected", reason: `r${i}` }),
-      );
+for (const engine of ENGINES) {
+  Deno.test(`events the broker confirmed while the index cannot record it are marked later, not published again (${engine})`, async () => {
+    const dir = await Deno.makeTempDir();
+    const where = await indexLocation(engine, dir);
+    const index = await ChunkIndex.open(where.location, "test");
+    const exchange = exchangeName();
+    const sub = await subscribe(exchange);
+    const stopping = new AbortController();
+    // The real index, whose write of "sent" fails as on a full disk for its first three attempts.
+    const markSent = index.markSent.bind(index);
+    let refusals = 3;
+    index.markSent = (seqs, at) =>
+      refusals-- > 0 ? Promise.reject(new Error("database or disk is full")) : markSent(seqs, at);
+    const status: BrokerStatus = { state: "connecting", lastError: null };
+    const publisher = new Publisher({
+      index,
+      changes: new IndexChanges(),
+      url: BROKER,
+      exchange,
+      exchangeType: "fanout",
+      retentionMs: 3600_000,
+      reconnectMaxMs: 1000,
+      metrics: new Metrics(),
+      status,
+    });
+    const running = publisher.run(stopping.signal);
+    try {
+      for (let i = 0; i < 5; i++) {
+        await index.appendEvent(
+          storageEvent("stream_state", "default", { state: "connected", reason: `r${i}` }),
+        );
+      }
+      await until(async () => (await index.outbox()).depth === 0, "the outbox marked sent");
+      assert.ok(refusals < 0, "the write was refused, then taken");
+      // The publisher sends in order: a repeat would arrive before a later event.
+      await index.appendEvent(storageEvent("stream_state", "default", { state: "connected", reason: "end" }));
+      await until(() => sub.received.some((r) => r.body.data.reason === "end"), "a later event");
+      assert.deepEqual(sub.received.map((r) => r.body.data.reason), ["r0", "r1", "r2", "r3", "r4", "end"]);
+      assert.equal(status.state, "connected", "the connection was kept");
+      assert.ok(sub.received.every((r) => r.body.recorder === "test"), "each envelope names its recorder");
+    } finally {
+      stopping.abort();
+      await running;
+      await sub.close();
+      await index.close();
+      await where.drop();
+      await Deno.remove(dir, { recursive: true });
     }
-    await until(async () => (await index.outbox()).depth === 0, "the outbox marked sent");
-    assert.ok(refusals < 0, "the write was refused, then taken");
-    // The publisher sends in order: a repeat would arrive before a later event.
-    await index.appendEvent(storageEvent("stream_state", "default", { state: "connected", reason: "end" }));
-    await until(() => sub.received.some((r) => r.body.data.reason === "end"), "a later event");
-    assert.deepEqual(sub.received.map((r) => r.body.data.reason), ["r0", "r1", "r2", "r3", "r4", "end"]);
-    assert.equal(status.state, "connected", "the connection was kept");
-  } finally {
-    stopping.abort();
-    await running;
-    await sub.close();
-    await index.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  });
+}

@@ -12,6 +12,8 @@ const NOW = 1_800_000_000_000;
 function input(o: Partial<HealthInput> = {}): HealthInput {
   return {
     now: NOW,
+    recorder: "gs-1",
+    index: "sqlite",
     actors: [{ actor: "indexer", state: "running", restarts: 0, lastError: null }],
     broker: { state: "connected", lastError: null },
     outbox: { depth: 0, oldestMs: null },

@@ -17,12 +17,12 @@ import {
   until,
 } from "./helpers.ts";
 
-Deno.test("the permissions follow the configuration: its hosts, its folders, statfs and nothing else", () => {
+Deno.test("the permissions follow the configuration: its hosts, its folders, statfs, the host name and nothing else", () => {
   assert.deepEqual(permissionFlags(permissionsNeeded(loadConfig({}))), [
     "--allow-net=127.0.0.1:5001,127.0.0.1:5672,127.0.0.1:8080,127.0.0.1:8005",
     "--allow-read=./recordings,./uploads",
     "--allow-write=./recordings,./uploads",
-    "--allow-sys=statfs",
+    "--allow-sys=hostname,statfs", // hostname: no RECORDER_ID, so the host name names the recorder
     "--allow-env",
   ]);
   const file = JSON.stringify({
@@ -41,7 +41,7 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     "--allow-net=relay.example:443,[fd00::2]:5001,broker.example:5671,[::]:0,[::]:8005",
     "--allow-read=/data/a,,b,/etc/skyreel/streams.json", // a comma in a path is doubled
     "--allow-write=/data/a,,b",
-    "--allow-sys=statfs",
+    "--allow-sys=hostname,statfs",
     "--allow-env",
   ]);
   assert.deepEqual(needs.slice(0, 2).map((n) => n.variable), [
@@ -58,7 +58,7 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
   );
   assert.deepEqual(permissionFlags(permissionsNeeded(ffmpeg)).filter((f) => /net|run|sys/.test(f)), [
     "--allow-net=10.0.0.5:80,127.0.0.1:8080,127.0.0.1:8005",
-    "--allow-sys=setPriority,statfs", // setPriority: the encoder runs below the recorder's priority
+    "--allow-sys=setPriority,hostname,statfs", // setPriority: the encoder runs below the recorder's priority
     "--allow-run=/opt/ffmpeg",
   ]);
   assert.ok(!permissionFlags(needs).some((f) => f.startsWith("--allow-run")), "relays alone run nothing");
@@ -68,9 +68,19 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     FFMPEG_PATH: "/opt/ffmpeg",
   });
   assert.ok(
-    permissionFlags(permissionsNeeded(rtspOnly)).includes("--allow-sys=statfs"),
+    permissionFlags(permissionsNeeded(rtspOnly)).includes("--allow-sys=hostname,statfs"),
     "RTSP is copied: no encoder to lower",
   );
+  // A fleet's index is reached on its port (5432 by default); a named recorder needs no host name.
+  const fleet = loadConfig({
+    INDEX_URL: "postgres://u:p@db.example/fleet",
+    RECORDER_ID: "gs-1",
+    AMQP_URL: "",
+  });
+  assert.deepEqual(permissionFlags(permissionsNeeded(fleet)).filter((f) => /net|sys/.test(f)), [
+    "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005,db.example:5432",
+    "--allow-sys=statfs",
+  ]);
   const noBroker = permissionFlags(permissionsNeeded(loadConfig({ AMQP_URL: "" })));
   assert.equal(noBroker[0], "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005");
   // The launcher makes paths absolute, so a compiled binary does not depend on its working folder.

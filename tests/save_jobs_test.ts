@@ -5,6 +5,7 @@ import { ChunkIndex, type SaveJobRow } from "../src/store/index/chunk_index.ts";
 import { Metrics } from "../src/runtime/metrics.ts";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { decodeErrors, HALF_SENT, pattern, sendRaw, ServiceProcess, until } from "./helpers.ts";
+import { ENGINES, indexLocation } from "./postgres_helpers.ts";
 
 /** A service recording a 30 fps pattern in real time, with its storage and upload folders. */
 async function recording(env: Record<string, string> = {}) {
@@ -185,56 +186,64 @@ Deno.test("HTTP edges: long and many labels are 400 naming the field, no error n
   }
 });
 
-Deno.test("start-up forgets jobs settled over 7 days ago, settles one whose clip is in place, runs the rest again", async () => {
-  const dir = await Deno.makeTempDir();
-  const index = await ChunkIndex.open(join(dir, "index.db"));
-  try {
-    const now = Date.now();
-    const row = (id: string, state: SaveJobRow["state"], ageMs: number): SaveJobRow => ({
-      id,
-      request: "{}",
-      state,
-      created_ms: now - ageMs,
-      updated_ms: now - ageMs,
-      filename: null,
-      error: null,
-      gaps: null,
-    });
-    const week = JOB_HISTORY_MS;
-    for (
-      const r of [
-        row("old-done", "done", week + 60_000),
-        row("old-failed", "failed", week + 60_000),
-        row("recent-done", "done", week - 60_000),
-        row("old-running", "running", week + 60_000),
-        // Killed after its clip was renamed into place, before "done": not to be run again.
-        { ...row("placed", "running", 60_000), filename: "placed.mp4", gaps: "[]" },
-      ]
-    ) await index.db.insertInto("save_jobs").values(r).execute();
-    const ran: string[] = [];
-    const jobs = new SaveJobs({
-      index,
-      metrics: new Metrics(),
-      save: (request) => {
-        ran.push(JSON.stringify(request));
-        return Promise.resolve({ filename: "x.mp4", gaps: [] });
-      },
-      exists: (filename) => Promise.resolve(filename === "placed.mp4"),
-      describe: String,
-    });
-    await jobs.start();
-    await until(async () => (await index.job("old-running"))?.state === "done", "the interrupted job to run");
-    await jobs.stop(1000);
-    assert.equal(await index.job("old-done"), undefined);
-    assert.equal(await index.job("old-failed"), undefined);
-    assert.equal((await index.job("recent-done"))?.state, "done");
-    assert.deepEqual(ran, ["{}"], "only the interrupted job ran");
-    assert.deepEqual([(await index.job("placed"))?.state, (await index.job("placed"))?.filename], [
-      "done",
-      "placed.mp4",
-    ]);
-  } finally {
-    await index.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+for (const engine of ENGINES) {
+  Deno.test(`start-up forgets jobs settled over 7 days ago, settles one whose clip is in place, runs the rest again (${engine})`, async () => {
+    const dir = await Deno.makeTempDir();
+    const where = await indexLocation(engine, dir);
+    const index = await ChunkIndex.open(where.location, "test");
+    try {
+      const now = Date.now();
+      const row = (id: string, state: SaveJobRow["state"], ageMs: number): SaveJobRow => ({
+        recorder: "test",
+        id,
+        request: "{}",
+        state,
+        created_ms: now - ageMs,
+        updated_ms: now - ageMs,
+        filename: null,
+        error: null,
+        gaps: null,
+      });
+      const week = JOB_HISTORY_MS;
+      for (
+        const r of [
+          row("old-done", "done", week + 60_000),
+          row("old-failed", "failed", week + 60_000),
+          row("recent-done", "done", week - 60_000),
+          row("old-running", "running", week + 60_000),
+          // Killed after its clip was renamed into place, before "done": not to be run again.
+          { ...row("placed", "running", 60_000), filename: "placed.mp4", gaps: "[]" },
+        ]
+      ) await index.db.insertInto("save_jobs").values(r).execute();
+      const ran: string[] = [];
+      const jobs = new SaveJobs({
+        index,
+        metrics: new Metrics(),
+        save: (request) => {
+          ran.push(JSON.stringify(request));
+          return Promise.resolve({ filename: "x.mp4", gaps: [] });
+        },
+        exists: (filename) => Promise.resolve(filename === "placed.mp4"),
+        describe: String,
+      });
+      await jobs.start();
+      await until(
+        async () => (await index.job("old-running"))?.state === "done",
+        "the interrupted job to run",
+      );
+      await jobs.stop(1000);
+      assert.equal(await index.job("old-done"), undefined);
+      assert.equal(await index.job("old-failed"), undefined);
+      assert.equal((await index.job("recent-done"))?.state, "done");
+      assert.deepEqual(ran, ["{}"], "only the interrupted job ran");
+      assert.deepEqual([(await index.job("placed"))?.state, (await index.job("placed"))?.filename], [
+        "done",
+        "placed.mp4",
+      ]);
+    } finally {
+      await index.close();
+      await where.drop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -2,7 +2,7 @@
 # Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
 # rules), systemd-analyze (verifies the unit file), GStreamer's RTSP server with Python bindings
 # (tests/rtsp_server.py), Debian's chromium (the console's browser test), and RabbitMQ on
-# 127.0.0.1:5672.
+# 127.0.0.1:5672, and PostgreSQL on 127.0.0.1:5432.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
@@ -36,4 +36,22 @@ if ! broker_up; then
   $SUDO rabbitmq-server -detached >/dev/null 2>&1 || true
   for _ in $(seq 1 90); do broker_up && break; sleep 1; done
   broker_up || { echo "tests/setup.sh: RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test` (a fleet's index; each test
+# makes a schema of its own in it).
+pg_up() { psql "postgres://postgres@127.0.0.1:5432/test" -qtAc "select 1" >/dev/null 2>&1; }
+if ! pg_up; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    install postgresql
+    conf=$(ls -d /etc/postgresql/*/main | head -1)
+    # Tests connect as postgres over TCP without a password: trust on loopback only.
+    $SUDO sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$conf/pg_hba.conf"
+  fi
+  echo "tests/setup.sh: starting PostgreSQL" >&2
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do psql "postgres://postgres@127.0.0.1:5432/postgres" -qtAc "select 1" >/dev/null 2>&1 && break; sleep 1; done
+  psql "postgres://postgres@127.0.0.1:5432/postgres" -qtAc "select 1 from pg_database where datname = 'test'" | grep -q 1 ||
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "create database test" >/dev/null
+  pg_up || { echo "tests/setup.sh: PostgreSQL did not start on 127.0.0.1:5432 with a database test" >&2; exit 1; }
 fi

@@ -7,9 +7,11 @@ import { smallFilesystem } from "./helpers.ts";
 
 Deno.test("SQLITE_FULL through kysely is a full disk; an error that only says so in its text is not", async () => {
   const dir = await Deno.makeTempDir();
-  const index = await ChunkIndex.open(join(dir, "index.db"));
+  const index = await ChunkIndex.open(join(dir, "index.db"), "test");
   try {
-    // A page limit makes SQLite answer SQLITE_FULL exactly as a full device does.
+    // A page limit makes SQLite answer SQLITE_FULL exactly as a full device does (once no free page
+    // is left for the write: the upgrades' rebuilt tables left some).
+    await sql`VACUUM`.execute(index.db);
     const { rows } = await sql<{ max_page_count: number }>`PRAGMA page_count`.execute(index.db);
     await sql.raw(`PRAGMA max_page_count = ${Object.values(rows[0])[0]}`).execute(index.db);
     const err = await index.db.schema.createTable("filler").addColumn("x", "blob").execute()

@@ -32,6 +32,10 @@ export interface Config {
   /** Chunks' thumbnails for the console (they need ffmpeg: off when none runs). */
   thumbnails: boolean;
   storagePath: string;
+  /** This recorder's name in a shared index (RECORDER_ID); null: the host name, read at start. */
+  recorderId: string | null;
+  /** A fleet's PostgreSQL index (INDEX_URL); null: SQLite in STORAGE_PATH. */
+  indexUrl: string | null;
   chunkMs: number;
   /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
   chunkCut: ChunkCut;
@@ -238,6 +242,36 @@ function amqpUrl(raw: string | undefined): string {
 const DEFAULT_ENCODE: EncodeSettings = { fps: 20, bitrateKbps: 1000, preset: "veryfast" };
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** A recorder's id: a stream name that may hold dots, as host names do. */
+export const RECORDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function recorderId(raw: string | undefined): string | null {
+  if (raw === undefined || raw === "") return null;
+  if (!RECORDER_NAME.test(raw)) {
+    throw new ConfigError(
+      "RECORDER_ID",
+      `expected 1-64 letters, digits, ., _ or -, starting with a letter or digit, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return raw;
+}
+
+function indexUrl(raw: string | undefined): string | null {
+  if (raw === undefined || raw === "") return null;
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch { /* refused below */ }
+  if (!url || !["postgres:", "postgresql:"].includes(url.protocol) || !url.hostname) {
+    throw new ConfigError(
+      "INDEX_URL",
+      `expected postgres://[user[:password]@]host[:port]/database (or unset for SQLite in STORAGE_PATH), got ${
+        JSON.stringify(raw.replace(/:[^:@/]*@/, ":***@"))
+      }`,
+    );
+  }
+  return raw;
+}
 
 function readConfigFile(path: string, readTextFile: (p: string) => string): Record<string, unknown> {
   let text: string;
@@ -386,6 +420,8 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     ffmpegPath: env.FFMPEG_PATH || null,
     thumbnails: bool(env, "THUMBNAILS", true),
     storagePath,
+    recorderId: recorderId(env.RECORDER_ID),
+    indexUrl: indexUrl(env.INDEX_URL),
     chunkMs: SECOND * int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),
     idleMs: SECOND * int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),

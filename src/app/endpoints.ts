@@ -68,6 +68,8 @@ export async function openEndpoints(
     if (path !== "/healthz") return clips.handle(req);
     const { status, body } = healthReport({
       now: Date.now(),
+      recorder: index.recorder,
+      index: index.engine,
       actors: supervisor.health(),
       broker: brokerStatus,
       outbox: await index.outbox(),

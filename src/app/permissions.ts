@@ -10,7 +10,7 @@ export interface Need {
   descriptor:
     | { name: "net"; host: string }
     | { name: "read" | "write"; path: string }
-    | { name: "sys"; kind: "statfs" | "setPriority" }
+    | { name: "sys"; kind: "statfs" | "setPriority" | "hostname" }
     | { name: "run"; command: string };
 }
 
@@ -21,6 +21,8 @@ const DEFAULT_PORTS: Record<string, string> = {
   "https:": "443",
   "amqp:": "5672",
   "amqps:": "5671",
+  "postgres:": "5432",
+  "postgresql:": "5432",
 };
 
 function hostPort(url: URL): string {
@@ -33,8 +35,9 @@ function listenAddress(host: string, port: number): string {
 
 /**
  * Everything the configuration needs: the relays, HTTP cameras and the broker it connects to, the
- * addresses it listens on, its storage and upload folders (read and write), CONFIG_FILE (read),
- * statfs for the free-space figures, and ffmpeg (run) only when a camera or RTSP stream needs it
+ * addresses it listens on, a fleet's PostgreSQL index, its storage and upload folders (read and
+ * write), CONFIG_FILE (read), statfs for the free-space figures, the host name when it names the
+ * recorder (no RECORDER_ID), and ffmpeg (run) only when a camera or RTSP stream needs it
  * (and setPriority, to lower the encoder's, only for a camera)
  * (ffmpeg, not the recorder, connects to an RTSP camera). Nothing else: no other subprocess, no
  * other files. Paths go through `path`
@@ -83,6 +86,15 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
   }
   if (config.configFile) {
     needs.push({ variable: "CONFIG_FILE", descriptor: { name: "read", path: path(config.configFile) } });
+  }
+  if (config.indexUrl) {
+    needs.push({
+      variable: "INDEX_URL",
+      descriptor: { name: "net", host: hostPort(new URL(config.indexUrl)) },
+    });
+  }
+  if (config.recorderId === null) {
+    needs.push({ variable: "RECORDER_ID", descriptor: { name: "sys", kind: "hostname" } });
   }
   needs.push({ variable: "MIN_FREE_DISK_GB", descriptor: { name: "sys", kind: "statfs" } });
   return needs;

@@ -9,7 +9,7 @@ import { Leases } from "../store/leases.ts";
 import { OpenChunks } from "../store/open_chunks.ts";
 import { recover, type RecoveryOptions } from "../store/recovery.ts";
 import { type Queue, registerActors, type Shared } from "./actors.ts";
-import { type Config, ConfigError } from "./config.ts";
+import { type Config, ConfigError, RECORDER_NAME, StartupError } from "./config.ts";
 import { type Endpoints, openEndpoints } from "./endpoints.ts";
 
 export interface Service {
@@ -43,7 +43,7 @@ export async function startService(config: Config): Promise<Service> {
   } catch (e) {
     throw new ConfigError("STORAGE_PATH", `cannot create ${root}: ${e instanceof Error ? e.message : e}`);
   }
-  const index = await ChunkIndex.open(join(root, "index.db"));
+  const index = await openIndex(config, root);
   const metrics = new Metrics();
   const openChunks = new OpenChunks();
   const changes = new IndexChanges();
@@ -105,7 +105,12 @@ export async function startService(config: Config): Promise<Service> {
     log.info("stopped", { exitCode: code });
     return code;
   });
-  log.info("recording", { streams: config.streams.map((s) => s.name), storage: root });
+  log.info("recording", {
+    recorder: index.recorder,
+    streams: config.streams.map((s) => s.name),
+    storage: root,
+    index: index.engine,
+  });
   return {
     httpPort: endpoints.api.port,
     metricsPort: endpoints.metrics.port,
@@ -119,4 +124,28 @@ export async function startService(config: Config): Promise<Service> {
     },
     done,
   };
+}
+
+/** RECORDER_ID, or the host name when it is unset (refused, naming RECORDER_ID, if it cannot be one). */
+function recorderId(config: Config): string {
+  if (config.recorderId) return config.recorderId;
+  const host = Deno.hostname();
+  if (!RECORDER_NAME.test(host)) {
+    throw new ConfigError(
+      "RECORDER_ID",
+      `unset, and the host name ${JSON.stringify(host)} cannot name a recorder`,
+    );
+  }
+  return host;
+}
+
+/** The index: SQLite in STORAGE_PATH, or the fleet's PostgreSQL (unreachable: exit 69, naming INDEX_URL). */
+async function openIndex(config: Config, root: string): Promise<ChunkIndex> {
+  const recorder = recorderId(config);
+  if (!config.indexUrl) return await ChunkIndex.open(join(root, "index.db"), recorder);
+  try {
+    return await ChunkIndex.open(config.indexUrl, recorder);
+  } catch (e) {
+    throw new StartupError("INDEX_URL", `cannot open the index: ${e instanceof Error ? e.message : e}`);
+  }
 }

@@ -15,6 +15,8 @@ export interface StorageEvent {
   type: EventType;
   /** Epoch seconds, with milliseconds as the fraction. */
   timestamp: number;
+  /** The recorder that stored it: stamped by the index when the event enters the outbox. */
+  recorder?: string;
   stream: string;
   data: Record<string, unknown>;
 }

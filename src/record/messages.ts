@@ -88,6 +88,8 @@ export interface OpenSession {
   sessionId: string;
   dir: string;
   lastFrameMs: number;
+  /** The highest chunk number the index has for it, deleted chunks included: numbers are never reused. */
+  lastIdx: number;
 }
 
 /** What a chunk holds, as the writer reports it after each fragment and at its close. */

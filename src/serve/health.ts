@@ -63,6 +63,9 @@ export class Conditions {
 
 export interface HealthInput {
   now: number;
+  /** RECORDER_ID, and the index's engine: which recorder of a fleet answers, and where its index is. */
+  recorder: string;
+  index: "sqlite" | "postgres";
   actors: ActorHealth[];
   broker: BrokerStatus;
   outbox: { depth: number; oldestMs: number | null };
@@ -118,6 +121,8 @@ export function healthReport(h: HealthInput): { status: number; body: Record<str
     status: down ? 503 : 200,
     body: {
       status: down ? "down" : reasons.length > 0 ? "degraded" : "ok",
+      recorder: h.recorder,
+      index: h.index,
       reasons,
       actors: h.actors,
       streams,

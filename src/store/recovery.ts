@@ -98,12 +98,21 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
   for (const session of await o.index.openSessions()) {
     if (o.stream && session.stream !== o.stream) continue;
     const chunks = await o.index.chunks({ stream: session.stream, sessionId: session.session_id });
-    open.push({ session, lastFrameMs: Math.max(session.start_ms, ...chunks.map((c) => c.end_ms)) });
+    open.push({
+      session,
+      lastFrameMs: Math.max(session.start_ms, ...chunks.map((c) => c.end_ms)),
+      lastIdx: Math.max(0, ...chunks.map((c) => c.idx)),
+    });
   }
   open.sort((a, b) => b.lastFrameMs - a.lastFrameMs);
-  for (const { session, lastFrameMs } of open) {
+  for (const { session, lastFrameMs, lastIdx } of open) {
     if (!report.resumable.has(session.stream)) {
-      report.resumable.set(session.stream, { sessionId: session.session_id, dir: session.dir, lastFrameMs });
+      report.resumable.set(session.stream, {
+        sessionId: session.session_id,
+        dir: session.dir,
+        lastFrameMs,
+        lastIdx,
+      });
     } else {
       await o.index.endSession(session.stream, session.session_id, lastFrameMs);
       touched.add(`${session.stream}\0${session.session_id}`);
@@ -130,10 +139,7 @@ export async function recover(o: RecoveryOptions): Promise<RecoveryReport> {
  */
 export async function audit(index: ChunkIndex, root: string): Promise<AuditFindings> {
   const files = new Map<string, number>();
-  let onDiskBytes = 0;
-  for (const name of ["index.db", "index.db-wal"]) {
-    onDiskBytes += await fileSize(join(root, name)) ?? 0;
-  }
+  let onDiskBytes = await index.localBytes();
   for await (const rel of chunkFiles(root)) {
     const size = await fileSize(join(root, rel));
     if (size === null) continue;

@@ -218,14 +218,12 @@ export class ClipApi {
   async #storageState(body: Record<string, unknown>) {
     const ranges = await this.#rangesOf(this.#stream(body.stream));
     const all = (await this.#o.index.chunks()).filter(playable);
-    let indexBytes = 0;
-    for (const f of ["index.db", "index.db-wal"]) {
-      indexBytes += await Deno.stat(join(this.#o.storagePath, f)).then((s) => s.size, () => 0);
-    }
+    const indexBytes = await this.#o.index.localBytes();
     const fs = statfsSync(this.#o.storagePath);
     const round = (n: number) => Math.round(n * 1000) / 1000;
     return {
       command: "get-storage-state",
+      recorder: this.#o.index.recorder,
       stored_video: ranges.map((r) => ({ from: formatCompact(r.from), to: formatCompact(r.to) })),
       disk_usage: {
         storage_path: this.#o.storagePath,
@@ -240,6 +238,7 @@ export class ClipApi {
     const stream = this.#stream(params.get("stream") ?? undefined);
     const ranges = await this.#rangesOf(stream);
     return json({
+      recorder: this.#o.index.recorder,
       stream,
       ranges: ranges.map((r) => ({
         from: formatIso(r.from),
@@ -257,6 +256,7 @@ export class ClipApi {
   async #chunks(params: URLSearchParams): Promise<Response> {
     const stream = this.#stream(params.get("stream") ?? undefined);
     return json({
+      recorder: this.#o.index.recorder,
       stream,
       chunks: (await this.#rows(stream)).map((c) => ({
         path: c.path,

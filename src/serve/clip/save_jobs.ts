@@ -101,6 +101,7 @@ export class SaveJobs {
     }
     const now = Date.now();
     const row: SaveJobRow = {
+      recorder: this.#o.index.recorder,
       id: crypto.randomUUID(),
       request: JSON.stringify(request),
       state: "queued",

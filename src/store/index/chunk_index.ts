@@ -1,15 +1,36 @@
 import { Kysely, type Selectable } from "kysely";
 import type { StorageEvent } from "../../publish/envelope.ts";
-import type { ChunkStatus, ChunkTable, EventTable, SaveJobTable, Schema, SessionTable } from "./schema.ts";
+import type {
+  ChunkStatus,
+  ChunkTable,
+  Engine,
+  EventTable,
+  SaveJobTable,
+  Schema,
+  SessionTable,
+} from "./schema.ts";
 import { migrate } from "./schema.ts";
 import { nodeSqliteDialect } from "./sqlite_dialect.ts";
+import { postgresDialect } from "./postgres_dialect.ts";
 
 export type ChunkRow = Selectable<ChunkTable>;
 export type SessionRow = Selectable<SessionTable>;
-export type NewChunk = Omit<ChunkRow, "id" | "close_reason">;
-export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status">;
+export type NewChunk = Omit<ChunkRow, "id" | "close_reason" | "recorder">;
+export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status" | "recorder">;
 export type EventRow = Selectable<EventTable>;
 export type SaveJobRow = Selectable<SaveJobTable>;
+export type NewSaveJob = Omit<SaveJobRow, "recorder">;
+
+/** A stream as the fleet's index knows it: stream names are unique per recorder. */
+export interface StreamKey {
+  recorder: string;
+  stream: string;
+}
+
+/** INDEX_URL's schemes that select PostgreSQL; anything else is a SQLite file's path. */
+export function indexEngine(location: string): Engine {
+  return /^postgres(ql)?:\/\//.test(location) ? "postgres" : "sqlite";
+}
 
 const PLAYABLE = new Set<ChunkStatus>(["recording", "complete", "recovered"]);
 
@@ -28,19 +49,44 @@ export interface ChunkFacts {
 
 /**
  * The persisted index of sessions and chunks: the recorder's source of truth for what is on disk.
- * One connection, so one writer; callers are the indexer actor and recovery, never both at once.
+ * `location` is a SQLite file (one connection, so one writer) or a fleet's PostgreSQL URL. Every
+ * write and every read of recording state is this recorder's rows only (each recorder owns its
+ * own: docs/fleet.md); `chunks` and `streams` read other recorders' when asked.
  *
  * @example
- * const index = await ChunkIndex.open("recordings/index.db");
+ * const index = await ChunkIndex.open("recordings/index.db", "groundstation-1");
  * await index.insertChunk({ ...chunk, status: "recording" });
  */
 export class ChunkIndex {
-  private constructor(readonly db: Kysely<Schema>) {}
+  private constructor(
+    readonly db: Kysely<Schema>,
+    readonly engine: Engine,
+    readonly recorder: string,
+    readonly location: string,
+  ) {}
 
-  static async open(path: string): Promise<ChunkIndex> {
-    const db = new Kysely<Schema>({ dialect: nodeSqliteDialect(path) });
-    await migrate(db);
-    return new ChunkIndex(db);
+  static async open(location: string, recorder: string): Promise<ChunkIndex> {
+    const engine = indexEngine(location);
+    const db = new Kysely<Schema>({
+      dialect: engine === "postgres" ? postgresDialect(location) : nodeSqliteDialect(location),
+    });
+    try {
+      await migrate(db, engine, recorder);
+    } catch (e) {
+      await db.destroy();
+      throw e;
+    }
+    return new ChunkIndex(db, engine, recorder, location);
+  }
+
+  /** Bytes the index takes on this machine's disk (its SQLite file and log; none for PostgreSQL): part of the storage budget. */
+  async localBytes(): Promise<number> {
+    if (this.engine === "postgres") return 0;
+    let bytes = 0;
+    for (const f of [this.location, `${this.location}-wal`]) {
+      bytes += await Deno.stat(f).then((s) => s.size, () => 0);
+    }
+    return bytes;
   }
 
   close(): Promise<void> {
@@ -59,15 +105,15 @@ export class ChunkIndex {
     }
     await this.db.transaction().execute(async (trx) => {
       await change(trx);
-      for (const e of events) await insertEvent(trx, e);
+      for (const e of events) await this.#insertEvent(trx, e);
     });
   }
 
   async insertSession(s: NewSession, event?: StorageEvent): Promise<void> {
     await this.#withEvent(
       (db) =>
-        db.insertInto("sessions").values({ ...s, end_ms: null, status: "open" })
-          .onConflict((oc) => oc.columns(["stream", "session_id"]).doNothing()).execute(),
+        db.insertInto("sessions").values({ ...s, recorder: this.recorder, end_ms: null, status: "open" })
+          .onConflict((oc) => oc.columns(["recorder", "stream", "session_id"]).doNothing()).execute(),
       event,
     );
   }
@@ -76,64 +122,72 @@ export class ChunkIndex {
     await this.#withEvent(
       (db) =>
         db.updateTable("sessions").set({ end_ms: Math.round(endMs), status: "ended" })
-          .where("stream", "=", stream).where("session_id", "=", sessionId).execute(),
+          .where("recorder", "=", this.recorder).where("stream", "=", stream).where(
+            "session_id",
+            "=",
+            sessionId,
+          ).execute(),
       event,
     );
   }
 
   /** An event that reports no index change of its own (a connection state, a saved clip). */
   async appendEvent(event: StorageEvent): Promise<void> {
-    await insertEvent(this.db, event);
+    await this.#insertEvent(this.db, event);
   }
 
-  async insertJob(job: SaveJobRow): Promise<void> {
-    await this.db.insertInto("save_jobs").values(job).execute();
+  async insertJob(job: NewSaveJob): Promise<void> {
+    await this.db.insertInto("save_jobs").values({ ...job, recorder: this.recorder }).execute();
   }
 
-  async updateJob(id: string, change: Partial<Omit<SaveJobRow, "id">>): Promise<void> {
-    await this.db.updateTable("save_jobs").set({ ...change, updated_ms: Date.now() }).where("id", "=", id)
-      .execute();
+  async updateJob(id: string, change: Partial<Omit<SaveJobRow, "id" | "recorder">>): Promise<void> {
+    await this.db.updateTable("save_jobs").set({ ...change, updated_ms: Date.now() })
+      .where("recorder", "=", this.recorder).where("id", "=", id).execute();
   }
 
   job(id: string): Promise<SaveJobRow | undefined> {
-    return this.db.selectFrom("save_jobs").selectAll().where("id", "=", id).executeTakeFirst();
+    return this.db.selectFrom("save_jobs").selectAll().where("recorder", "=", this.recorder)
+      .where("id", "=", id).executeTakeFirst();
   }
 
   /** Removes jobs settled (done or failed) before `beforeMs`; returns how many. */
   async pruneJobs(beforeMs: number): Promise<number> {
-    const r = await this.db.deleteFrom("save_jobs").where("state", "in", ["done", "failed"])
+    const r = await this.db.deleteFrom("save_jobs").where("recorder", "=", this.recorder)
+      .where("state", "in", ["done", "failed"])
       .where("updated_ms", "<", beforeMs).executeTakeFirst();
     return Number(r.numDeletedRows);
   }
 
   /** Jobs queued or running, oldest first. */
   pendingJobs(): Promise<SaveJobRow[]> {
-    return this.db.selectFrom("save_jobs").selectAll().where("state", "in", ["queued", "running"])
+    return this.db.selectFrom("save_jobs").selectAll().where("recorder", "=", this.recorder)
+      .where("state", "in", ["queued", "running"])
       .orderBy("created_ms").execute();
   }
 
   /** The oldest unsent events, in the order they must be published. */
   unsentEvents(limit: number): Promise<EventRow[]> {
-    return this.db.selectFrom("events").selectAll().where("sent_ms", "is", null).orderBy("seq").limit(limit)
-      .execute();
+    return this.db.selectFrom("events").selectAll().where("recorder", "=", this.recorder)
+      .where("sent_ms", "is", null).orderBy("seq").limit(limit).execute();
   }
 
   /** Events after `seq` (sent or not), oldest first: the console's tail of the outbox. */
   eventsAfter(seq: number, limit: number): Promise<EventRow[]> {
-    return this.db.selectFrom("events").selectAll().where("seq", ">", seq).orderBy("seq").limit(limit)
-      .execute();
+    return this.db.selectFrom("events").selectAll().where("recorder", "=", this.recorder)
+      .where("seq", ">", seq).orderBy("seq").limit(limit).execute();
   }
 
   /** The last event's `seq` (0 with none). */
   async lastEventSeq(): Promise<number> {
     const row = await this.db.selectFrom("events").select((e) => e.fn.max("seq").as("seq"))
-      .executeTakeFirst();
+      .where("recorder", "=", this.recorder).executeTakeFirst();
     return Number(row?.seq ?? 0);
   }
 
   async markSent(seqs: number[], sentMs: number): Promise<void> {
     if (seqs.length > 0) {
-      await this.db.updateTable("events").set({ sent_ms: sentMs }).where("seq", "in", seqs).execute();
+      await this.db.updateTable("events").set({ sent_ms: sentMs }).where("recorder", "=", this.recorder)
+        .where("seq", "in", seqs).execute();
     }
   }
 
@@ -141,7 +195,7 @@ export class ChunkIndex {
   async outbox(): Promise<{ depth: number; oldestMs: number | null }> {
     const row = await this.db.selectFrom("events")
       .select((eb) => [eb.fn.countAll<number>().as("depth"), eb.fn.min("created_ms").as("oldest")])
-      .where("sent_ms", "is", null).executeTakeFirst();
+      .where("recorder", "=", this.recorder).where("sent_ms", "is", null).executeTakeFirst();
     return {
       depth: Number(row?.depth ?? 0),
       oldestMs: row?.oldest === null || row?.oldest === undefined ? null : Number(row.oldest),
@@ -150,60 +204,77 @@ export class ChunkIndex {
 
   /** Deletes events created before `beforeMs`: sent ones, or all of them when nothing publishes. */
   async pruneEvents(beforeMs: number, sentOnly: boolean): Promise<number> {
-    let q = this.db.deleteFrom("events").where("created_ms", "<", beforeMs);
+    let q = this.db.deleteFrom("events").where("recorder", "=", this.recorder)
+      .where("created_ms", "<", beforeMs);
     if (sentOnly) q = q.where("sent_ms", "is not", null);
     const r = await q.executeTakeFirst();
     return Number(r.numDeletedRows);
   }
 
   getSession(stream: string, sessionId: string): Promise<SessionRow | undefined> {
-    return this.db.selectFrom("sessions").selectAll().where("stream", "=", stream)
-      .where("session_id", "=", sessionId).executeTakeFirst();
+    return this.db.selectFrom("sessions").selectAll().where("recorder", "=", this.recorder)
+      .where("stream", "=", stream).where("session_id", "=", sessionId).executeTakeFirst();
   }
 
   sessions(): Promise<SessionRow[]> {
-    return this.db.selectFrom("sessions").selectAll().execute();
+    return this.db.selectFrom("sessions").selectAll().where("recorder", "=", this.recorder).execute();
   }
 
   /** Every chunk's path and status: what an audit compares the files with. */
   paths(): Promise<Pick<ChunkRow, "path" | "status">[]> {
-    return this.db.selectFrom("chunks").select(["path", "status"]).execute();
+    return this.db.selectFrom("chunks").select(["path", "status"]).where("recorder", "=", this.recorder)
+      .execute();
   }
 
   openSessions(): Promise<SessionRow[]> {
-    return this.db.selectFrom("sessions").selectAll().where("status", "=", "open").orderBy("start_ms")
-      .execute();
+    return this.db.selectFrom("sessions").selectAll().where("recorder", "=", this.recorder)
+      .where("status", "=", "open").orderBy("start_ms").execute();
   }
 
   /** A stream's newest open session and where its video ends: what a restarted recording continues. */
   async openSessionOf(
     stream: string,
-  ): Promise<{ sessionId: string; dir: string; lastFrameMs: number } | null> {
+  ): Promise<{ sessionId: string; dir: string; lastFrameMs: number; lastIdx: number } | null> {
     const row = await this.db.selectFrom("sessions as s")
       .leftJoin(
         "chunks as c",
-        (j) => j.onRef("c.stream", "=", "s.stream").onRef("c.session_id", "=", "s.session_id"),
+        (j) =>
+          j.onRef("c.recorder", "=", "s.recorder").onRef("c.stream", "=", "s.stream")
+            .onRef("c.session_id", "=", "s.session_id"),
       )
-      .select((eb) => ["s.session_id", "s.dir", "s.start_ms", eb.fn.max("c.end_ms").as("last_end")])
-      .where("s.stream", "=", stream).where("s.status", "=", "open")
+      .select((eb) => [
+        "s.session_id",
+        "s.dir",
+        "s.start_ms",
+        eb.fn.max("c.end_ms").as("last_end"),
+        eb.fn.max("c.idx").as("last_idx"),
+      ])
+      .where("s.recorder", "=", this.recorder).where("s.stream", "=", stream).where("s.status", "=", "open")
       .groupBy(["s.session_id", "s.dir", "s.start_ms"]).orderBy("s.start_ms", "desc").executeTakeFirst();
     if (!row) return null;
     return {
       sessionId: row.session_id,
       dir: row.dir,
       lastFrameMs: Math.max(row.start_ms, Number(row.last_end ?? 0)),
+      lastIdx: Number(row.last_idx ?? 0),
     };
   }
 
   async insertChunk(c: NewChunk, event?: StorageEvent): Promise<void> {
-    const row = { ...c, start_ms: Math.round(c.start_ms), end_ms: Math.round(c.end_ms) };
+    const row = {
+      ...c,
+      recorder: this.recorder,
+      start_ms: Math.round(c.start_ms),
+      end_ms: Math.round(c.end_ms),
+    };
     await this.#withEvent((db) => db.insertInto("chunks").values(row).execute(), event);
   }
 
   /** A fragment of an open chunk was written: the chunk is readable up to `end_ms`. */
   async progress(path: string, facts: Omit<ChunkFacts, "partial">): Promise<void> {
     await this.db.updateTable("chunks").set({ ...facts, end_ms: Math.round(facts.end_ms) })
-      .where("path", "=", path).where("status", "=", "recording").execute();
+      .where("recorder", "=", this.recorder).where("path", "=", path).where("status", "=", "recording")
+      .execute();
   }
 
   /** Completes a chunk row, and records `event` in the same transaction. */
@@ -222,55 +293,81 @@ export class ChunkIndex {
           status,
           close_reason: reason,
         })
-          .where("path", "=", path).execute(),
+          .where("recorder", "=", this.recorder).where("path", "=", path).execute(),
       event,
     );
   }
 
   async setStatus(path: string, status: ChunkStatus, event?: StorageEvent): Promise<void> {
     await this.#withEvent(
-      (db) => db.updateTable("chunks").set({ status }).where("path", "=", path).execute(),
+      (db) =>
+        db.updateTable("chunks").set({ status }).where("recorder", "=", this.recorder).where(
+          "path",
+          "=",
+          path,
+        )
+          .execute(),
       event,
     );
   }
 
   async deleteChunk(path: string): Promise<void> {
-    await this.db.deleteFrom("chunks").where("path", "=", path).execute();
+    await this.db.deleteFrom("chunks").where("recorder", "=", this.recorder).where("path", "=", path)
+      .execute();
   }
 
   /** Bytes of the chunk files on disk (anything not missing or deleted), summed by the database. */
   async usage(): Promise<number> {
     const row = await this.db.selectFrom("chunks").select((eb) => eb.fn.sum<number>("bytes").as("bytes"))
-      .where("status", "in", ["recording", "complete", "recovered", "deleting"]).executeTakeFirst();
+      .where("recorder", "=", this.recorder).where("status", "in", [
+        "recording",
+        "complete",
+        "recovered",
+        "deleting",
+      ])
+      .executeTakeFirst();
     return Number(row?.bytes ?? 0);
   }
 
   /** The oldest closed chunks (the ones retention may delete), oldest first across streams. */
   oldestClosed(limit: number): Promise<ChunkRow[]> {
-    return this.db.selectFrom("chunks").selectAll().where("status", "in", ["complete", "recovered"])
-      .orderBy("start_ms").limit(limit).execute();
+    return this.db.selectFrom("chunks").selectAll().where("recorder", "=", this.recorder)
+      .where("status", "in", ["complete", "recovered"]).orderBy("start_ms").limit(limit).execute();
   }
 
-  chunk(path: string): Promise<ChunkRow | undefined> {
-    return this.db.selectFrom("chunks").selectAll().where("path", "=", path).executeTakeFirst();
+  chunk(path: string, recorder = this.recorder): Promise<ChunkRow | undefined> {
+    return this.db.selectFrom("chunks").selectAll().where("recorder", "=", recorder).where("path", "=", path)
+      .executeTakeFirst();
   }
 
-  chunks(where: { status?: ChunkStatus; stream?: string; sessionId?: string } = {}): Promise<ChunkRow[]> {
-    let q = this.db.selectFrom("chunks").selectAll();
+  /** This recorder's chunks (or `recorder`'s), by stream and start. */
+  chunks(
+    where: { status?: ChunkStatus; stream?: string; sessionId?: string; recorder?: string } = {},
+  ): Promise<ChunkRow[]> {
+    let q = this.db.selectFrom("chunks").selectAll().where("recorder", "=", where.recorder ?? this.recorder);
     if (where.status) q = q.where("status", "=", where.status);
     if (where.stream) q = q.where("stream", "=", where.stream);
     if (where.sessionId) q = q.where("session_id", "=", where.sessionId);
     return q.orderBy("stream").orderBy("start_ms").orderBy("idx").execute();
   }
-}
 
-function insertEvent(db: Kysely<Schema>, e: StorageEvent) {
-  return db.insertInto("events").values({
-    id: e.id,
-    stream: e.stream,
-    type: e.type,
-    body: JSON.stringify(e),
-    created_ms: Math.round(e.timestamp * 1000),
-    sent_ms: null,
-  }).execute();
+  /** Every recorder's streams that have chunks, by recorder and name. */
+  async streams(): Promise<StreamKey[]> {
+    const rows = await this.db.selectFrom("chunks").select(["recorder", "stream"]).distinct()
+      .orderBy("recorder").orderBy("stream").execute();
+    return rows.map(({ recorder, stream }) => ({ recorder, stream }));
+  }
+
+  /** Writes `e` to the outbox, stamped with this recorder (the envelope's `recorder`). */
+  #insertEvent(db: Kysely<Schema>, e: StorageEvent) {
+    return db.insertInto("events").values({
+      id: e.id,
+      recorder: this.recorder,
+      stream: e.stream,
+      type: e.type,
+      body: JSON.stringify({ ...e, recorder: this.recorder }),
+      created_ms: Math.round(e.timestamp * 1000),
+      sent_ms: null,
+    }).execute();
+  }
 }
