@@ -35,7 +35,7 @@ export interface WriterOptions {
   /** Told to wait for a keyframe when a full disk ended the chunk (the next one retries). */
   segmenter: ActorRef<SegmenterMsg>;
   /** A session left open by a crash, which the recording may continue. */
-  resume?: { sessionId: string; dir: string } | null;
+  resume?: { sessionId: string; dir: string; lastIdx: number } | null;
   /** Holds "disk_full:<stream>" while chunks cannot be written; this writer is its owner. */
   conditions: Conditions;
   /** Wall-clock and monotonic time; the system's unless a test sets it. */
@@ -69,7 +69,7 @@ export class Writer implements Behavior<WriterMsg> {
   #labels;
   /** Observed once per frame: its labels are looked up once. */
   #latency;
-  #session: { id: string; dir: string } | null;
+  #session: { id: string; dir: string; lastIdx: number } | null;
   #chunk: OpenChunk | null = null;
   /** The timer that sends the next "tick", and the wall-clock ms it is for. */
   #due: { at: number; timer: ReturnType<typeof setTimeout> } | null = null;
@@ -85,7 +85,9 @@ export class Writer implements Behavior<WriterMsg> {
     this.#labels = { stream: o.stream };
     this.#latency = o.metrics.writeLatency.labels(this.#labels);
     this.#condition = `disk_full:${o.stream}`;
-    this.#session = o.resume ? { id: o.resume.sessionId, dir: o.resume.dir } : null;
+    this.#session = o.resume
+      ? { id: o.resume.sessionId, dir: o.resume.dir, lastIdx: o.resume.lastIdx }
+      : null;
   }
 
   async receive(msg: WriterMsg): Promise<void> {
@@ -164,7 +166,7 @@ export class Writer implements Behavior<WriterMsg> {
     for (let n = 2; await exists(join(layout.root, sessionDir(layout, stream, id))); n++) id = `${base}_${n}`;
     const dir = sessionDir(layout, stream, id);
     await Deno.mkdir(join(layout.root, chunksDir(dir)), { recursive: true });
-    this.#session = { id, dir };
+    this.#session = { id, dir, lastIdx: 0 };
     this.#log.info("session started", { sessionId: id });
     this.#o.indexer.send({
       type: "session-started",
@@ -193,7 +195,12 @@ export class Writer implements Behavior<WriterMsg> {
     const params = frame.params!;
     const zeroMs = carry[0]?.ts ?? frame.ts;
     const init = initSegment(params, toTicks(frame.ts - zeroMs));
-    let index = await nextChunkIndex(join(layout.root, chunksDir(session.dir)));
+    // Past the files on disk and every number the session used: the janitor may have deleted them
+    // all, and a deleted chunk's row keeps its path.
+    let index = Math.max(
+      await nextChunkIndex(join(layout.root, chunksDir(session.dir))),
+      session.lastIdx + 1,
+    );
     let file: Deno.FsFile;
     let path: string;
     for (;;) {
@@ -206,6 +213,7 @@ export class Writer implements Behavior<WriterMsg> {
         index++;
       }
     }
+    session.lastIdx = index;
     this.#o.openChunks.add(path);
     this.#chunk = {
       file,

@@ -214,7 +214,7 @@ for (const engine of ENGINES) {
   });
 }
 
-Deno.test("the writer alone: a session folder, a chunk that decodes with every frame sent, and the indexer told each step", async () => {
+Deno.test("the writer alone: a session folder, a chunk that decodes with every frame sent, the indexer told each step, and chunk numbers never reused", async () => {
   const frames = parsedFrames().slice(0, 90);
   const root = await Deno.makeTempDir();
   const told = new Mailbox<IndexerMsg>(10_000);
@@ -257,6 +257,24 @@ Deno.test("the writer alone: a session folder, a chunk that decodes with every f
     assert.equal(await decodeErrors(file), "");
     // Picture for picture the source's first 90.
     assert.deepEqual(await frameMd5s(file), (await frameMd5s(FIXTURE, true)).slice(0, 90));
+
+    // The janitor deleted the session's only chunk; its row keeps the path, so the next chunk
+    // takes a new number, as does one a restarted writer opens in the session it continues.
+    await Deno.remove(file);
+    await writer.receive({ type: "chunk-open", frame: at(0), carry: [] });
+    await writer.receive({ type: "chunk-close", reason: "shutdown", partial: true, endTs: T0 + 40 });
+    const restarted = new Writer({
+      ...options,
+      resume: { sessionId: SESSION, dir: SESSION, lastIdx: 5 },
+    });
+    await restarted.receive({ type: "chunk-open", frame: at(0), carry: [] });
+    await restarted.receive({ type: "chunk-close", reason: "shutdown", partial: true, endTs: T0 + 40 });
+    const opened: string[] = [];
+    while (told.size > 0) {
+      const m = (await told.take())!;
+      if (m.type === "chunk-opened") opened.push(m.chunk.path);
+    }
+    assert.deepEqual(opened, [2, 6].map((n) => `${SESSION}/video_segments/chunk_000${n}.mp4`));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
