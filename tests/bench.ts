@@ -21,9 +21,12 @@
  *    recorder with its ffmpeg (CPU per stream-hour, frames a CPU-second) against ffmpeg alone
  *    encoding the same JPEGs with the same arguments; then how many 640x480 cameras one machine
  *    records in real time with no frame lost.
+ * 10. The index on PostgreSQL (a fleet's) against SQLite (the default), side by side: what a chunk
+ *    (its row opened, closed with its event, the event marked sent) and a fragment (its row
+ *    updated) cost the indexer, in the order the recorder writes them.
  *
  * BENCH_STREAMS (4), BENCH_SPEED (8), BENCH_REALTIME_STREAMS ("20,100,200"), BENCH_REALTIME_SECONDS
- * (15), BENCH_ENCODE_SECONDS (15), BENCH_CAMERAS ("4,8,12,16"), BENCH_SECTIONS (all: "1,...,9").
+ * (15), BENCH_ENCODE_SECONDS (15), BENCH_CAMERAS ("4,8,12,16"), BENCH_SECTIONS (all: "1,...,10").
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -49,6 +52,8 @@ import { encoderArgs, encoderInput, type EncodeSettings } from "../src/ingest/ff
 import { testJpegs } from "../src/tools/ffmpeg.ts";
 import { serveCamera } from "../src/tools/mjpeg_camera.ts";
 import { ffmpegPath, FIXTURE, parsedFrames, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
+import { indexLocation } from "./postgres_helpers.ts";
+import type { Engine } from "../src/store/index/schema.ts";
 
 const env = Deno.env.toObject();
 const K = Number(env.BENCH_STREAMS ?? 4);
@@ -57,7 +62,7 @@ const RT_STREAMS = (env.BENCH_REALTIME_STREAMS ?? "20,100,200").split(",").map(N
 const RT_SECONDS = Number(env.BENCH_REALTIME_SECONDS ?? 15);
 /** Section 2 also counts late frames after this many seconds, when every stream is under way. */
 const SETTLE_SECONDS = 5;
-const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8,9").split(",").map(Number));
+const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8,9,10").split(",").map(Number));
 const FPS = 30;
 const CLOCK_TICKS = 100; // Linux USER_HZ
 /** Rows of the final report: section, figure, value, reference or target. */
@@ -497,7 +502,7 @@ if (SECTIONS.has(2)) {
 // 3. Storage events: throughput of the outbox through confirms, and what publishing costs the recorder.
 async function eventsPerSecond(n: number): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "skyreel-bench-events-" });
-  const index = await ChunkIndex.open(join(dir, "index.db"));
+  const index = await ChunkIndex.open(join(dir, "index.db"), "bench");
   const exchange = `skyreel_bench_${crypto.randomUUID().slice(0, 8)}`;
   for (let i = 0; i < n; i++) {
     await index.appendEvent(
@@ -555,10 +560,11 @@ if (SECTIONS.has(3)) {
 // 4. Retention: one janitor pass over an index of 100,000 chunks.
 async function janitorPass(chunks: number) {
   const dir = await Deno.makeTempDir({ prefix: "skyreel-bench-janitor-" });
-  const index = await ChunkIndex.open(join(dir, "index.db"));
+  const index = await ChunkIndex.open(join(dir, "index.db"), "bench");
   await index.db.transaction().execute(async (trx) => {
     for (let i = 0; i < chunks; i += 500) {
       await trx.insertInto("chunks").values(Array.from({ length: Math.min(500, chunks - i) }, (_, k) => ({
+        recorder: "bench",
         stream: "bench",
         session_id: `s${Math.floor((i + k) / 1000)}`,
         idx: (i + k) % 1000 + 1,
@@ -676,6 +682,7 @@ async function history(o: {
     if (c % o.perSession === 0) {
       await Deno.mkdir(join(o.root, dir, "video_segments"), { recursive: true });
       await o.db.insertInto("sessions").values({
+        recorder: "bench",
         stream: o.stream,
         session_id: sessionId,
         dir,
@@ -701,6 +708,7 @@ async function history(o: {
     } else await Deno.link(join(o.root, paths[c - c % LINKS_PER_FILE]), join(o.root, path));
     const bytes = (await Deno.stat(join(o.root, path))).size;
     await o.db.insertInto("chunks").values({
+      recorder: "bench",
       stream: o.stream,
       session_id: sessionId,
       idx: (c % o.perSession) + 1,
@@ -724,7 +732,7 @@ const source720 = parsedFrames(h264);
 
 /** `count` chunks of 60 s of the 720p pattern, one session, in a new index under `root`. */
 async function minutesOfVideo(root: string, stream: string, multiStream: boolean, count: number) {
-  const index = await ChunkIndex.open(join(root, "index.db"));
+  const index = await ChunkIndex.open(join(root, "index.db"), "bench");
   try {
     return await history({
       root,
@@ -746,7 +754,7 @@ if (SECTIONS.has(6)) {
   const startUp = async (chunks: number) => {
     const root = await Deno.makeTempDir({ prefix: "skyreel-bench-recovery-" });
     try {
-      const index = await ChunkIndex.open(join(root, "index.db"));
+      const index = await ChunkIndex.open(join(root, "index.db"), "bench");
       if (chunks > 0) {
         await index.db.transaction().execute((db) =>
           history({
@@ -1077,6 +1085,87 @@ if (SECTIONS.has(9)) {
     `${best} (of ${CAMERA_COUNTS.join(", ")} tried)`,
     "",
   ]);
+}
+
+// 10. The index on PostgreSQL against SQLite: the indexer's writes for `chunks` chunks of `fragments` fragments.
+async function indexCost(engine: Engine, chunks: number, fragments: number) {
+  const dir = await Deno.makeTempDir({ prefix: "skyreel-bench-index-" });
+  const where = await indexLocation(engine, dir);
+  const index = await ChunkIndex.open(where.location, "bench");
+  await index.insertSession({ stream: "bench", session_id: "s", dir: "s", start_ms: 0, video_url: "ws://x" });
+  let chunkMs = 0;
+  let fragmentMs = 0;
+  for (let c = 0; c < chunks; c++) {
+    const path = `s/video_segments/chunk_${c}.mp4`;
+    const start = c * 60_000;
+    let t0 = performance.now();
+    await index.insertChunk({
+      stream: "bench",
+      session_id: "s",
+      idx: c + 1,
+      path,
+      start_ms: start,
+      end_ms: start,
+      frames: 0,
+      bytes: 0,
+      partial: 0,
+      codec: "avc1.64001f",
+      width: 1280,
+      height: 720,
+      status: "recording",
+    });
+    chunkMs += performance.now() - t0;
+    for (let f = 1; f <= fragments; f++) {
+      t0 = performance.now();
+      await index.progress(path, { end_ms: start + f * 1000, frames: f * 30, bytes: f * 500_000 });
+      fragmentMs += performance.now() - t0;
+    }
+    t0 = performance.now();
+    const facts = {
+      end_ms: start + fragments * 1000,
+      frames: fragments * 30,
+      bytes: fragments * 500_000,
+      partial: 0,
+    };
+    await index.finish(path, facts, "complete", "duration", storageEvent("chunk_saved", "bench", { c }));
+    const [sent] = await index.unsentEvents(1);
+    await index.markSent([sent.seq], Date.now());
+    chunkMs += performance.now() - t0;
+  }
+  await index.close();
+  await where.drop();
+  await Deno.remove(dir, { recursive: true });
+  return { perChunk: chunkMs / chunks, perFragment: fragmentMs / (chunks * fragments) };
+}
+
+if (SECTIONS.has(10)) {
+  const CHUNKS = 300;
+  const FRAGMENTS = 20;
+  // Alternated, the least of two runs each.
+  const runs: Record<Engine, { perChunk: number; perFragment: number }[]> = { sqlite: [], postgres: [] };
+  for (const engine of ["sqlite", "postgres", "sqlite", "postgres"] as const) {
+    runs[engine].push(await indexCost(engine, CHUNKS, FRAGMENTS));
+  }
+  const best = (e: Engine, k: "perChunk" | "perFragment") => Math.min(...runs[e].map((r) => r[k]));
+  console.log(
+    `\n10. index: PostgreSQL (127.0.0.1, default settings) against SQLite (WAL, synchronous=NORMAL)`,
+  );
+  for (const k of ["perChunk", "perFragment"] as const) {
+    const what = k === "perChunk" ? "a chunk (open, close with event, mark sent)" : "a fragment (row update)";
+    console.log(
+      `   ${what}: SQLite ${fmt(best("sqlite", k), 3)} ms, PostgreSQL ${fmt(best("postgres", k), 3)} ms (${
+        fmt(best("postgres", k) / best("sqlite", k), 1)
+      }x)`,
+    );
+    report.push([
+      "10 index",
+      `${what}, PostgreSQL vs SQLite`,
+      `${fmt(best("postgres", k), 3)} vs ${fmt(best("sqlite", k), 3)} ms (${
+        fmt(best("postgres", k) / best("sqlite", k), 1)
+      }x)`,
+      "",
+    ]);
+  }
 }
 
 console.log(`\n| section | figure | this run | target or reference |\n| --- | --- | --- | --- |`);
