@@ -113,6 +113,12 @@ export class Janitor implements Behavior<JanitorMsg> {
           reason: d.reason,
         }),
       );
+      if (index.archive && !d.archived) {
+        // Its upload can never happen now: counted, and the queue told.
+        await index.uploadLost("chunk", d.path, `deleted (${d.reason}) before it was archived`);
+        metrics.archiveLosses.inc({ kind: "chunk" });
+        this.#log.warn("chunk deleted before it was archived", { path: d.path, reason: d.reason });
+      }
       metrics.chunksDeleted.inc({ reason: d.reason });
       metrics.bytesDeleted.inc({ reason: d.reason }, d.bytes);
       usage -= d.bytes;

@@ -187,7 +187,7 @@ for (const engine of ENGINES) {
         leases,
         root: w.root,
         // 4 MiB of chunks plus the index, against a budget of 2.5 MiB: two must go.
-        policy: { budgetBytes: 2.5 * MB, maxAgeMs: null, minFreeBytes: 0 },
+        policy: { budgetBytes: 2.5 * MB, maxAgeMs: null, minFreeBytes: 0, keepUntilArchived: false },
         intervalMs: 60_000,
         settings,
         metrics: new Metrics(),

@@ -591,7 +591,12 @@ async function janitorPass(chunks: number) {
     self: { send: () => true },
     indexer: { send: () => true },
     intervalMs: 30_000,
-    policy: { budgetBytes: chunks * 30_000_000 + 2 ** 30, maxAgeMs: null, minFreeBytes: 0 }, // within budget: a full scan
+    policy: {
+      budgetBytes: chunks * 30_000_000 + 2 ** 30,
+      maxAgeMs: null,
+      minFreeBytes: 0,
+      keepUntilArchived: false,
+    }, // within budget: a full scan
   });
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {

@@ -126,6 +126,8 @@ const BAD: [string, string][] = [
   ["GOP_CACHE_MB", "-1"],
   ["RECORDER_ID", "ground station"],
   ["INDEX_URL", "mysql://db.example/fleet"],
+  ["ARCHIVE_URL", "https://bucket.example/x"],
+  ["KEEP_LOCAL_UNTIL_ARCHIVED", "true"], // with no ARCHIVE_URL
 ];
 
 Deno.test("each bad value is refused with one line naming the variable, exit code 2", async () => {
@@ -203,6 +205,46 @@ Deno.test("an index that cannot be reached stops the start with one line naming 
   } finally {
     await Deno.remove(storage, { recursive: true });
   }
+});
+
+Deno.test("the archive: ARCHIVE_URL and the AWS SDK's variables, each refused by name", () => {
+  const keys = { AWS_ACCESS_KEY_ID: "AK", AWS_SECRET_ACCESS_KEY: "SK" };
+  const c = loadConfig({
+    ARCHIVE_URL: "s3://fleet-video/ground/",
+    AWS_ENDPOINT_URL: "http://127.0.0.1:9000/",
+    AWS_S3_FORCE_PATH_STYLE: "true",
+    ARCHIVE_BANDWIDTH_KBPS: "2000",
+    KEEP_LOCAL_UNTIL_ARCHIVED: "yes",
+    ...keys,
+  });
+  assert.deepEqual(c.archive, {
+    bucket: "fleet-video",
+    prefix: "ground/",
+    endpoint: "http://127.0.0.1:9000",
+    region: "us-east-1",
+    accessKeyId: "AK",
+    secretAccessKey: "SK",
+    sessionToken: null,
+    forcePathStyle: true,
+    bytesPerSecond: 250_000,
+  });
+  assert.equal(c.keepLocalUntilArchived, true);
+  assert.equal(loadConfig({}).archive, null);
+  const refused = (env: Record<string, string>) => {
+    try {
+      loadConfig({ ARCHIVE_URL: "s3://fleet-video", ...env });
+    } catch (e) {
+      return (e as ConfigError).variable;
+    }
+    return null;
+  };
+  assert.equal(refused({ AWS_SECRET_ACCESS_KEY: "SK" }), "AWS_ACCESS_KEY_ID");
+  assert.equal(refused({ AWS_ACCESS_KEY_ID: "AK" }), "AWS_SECRET_ACCESS_KEY");
+  assert.equal(refused({ ...keys, AWS_ENDPOINT_URL: "ftp://x" }), "AWS_ENDPOINT_URL");
+  assert.equal(refused({ ...keys, AWS_REGION: "Mars 1" }), "AWS_REGION");
+  assert.equal(refused({ ...keys, ARCHIVE_BANDWIDTH_KBPS: "fast" }), "ARCHIVE_BANDWIDTH_KBPS");
+  assert.equal(refused({ ...keys, AWS_S3_FORCE_PATH_STYLE: "maybe" }), "AWS_S3_FORCE_PATH_STYLE");
+  assert.equal(refused(keys), null);
 });
 
 Deno.test("CONFIG_FILE in the video-store module's shape: mapped onto the variables, the environment wins", () => {

@@ -58,6 +58,7 @@ const chunk: ChunkRow = {
   height: 720,
   status: "complete",
   close_reason: "duration",
+  archive_key: null,
 };
 
 Deno.test("docs/storage.md: the metadata.json example is what the recorder writes, in the seed's schema", () => {

@@ -17,6 +17,7 @@ function input(o: Partial<HealthInput> = {}): HealthInput {
     actors: [{ actor: "indexer", state: "running", restarts: 0, lastError: null }],
     broker: { state: "connected", lastError: null },
     outbox: { depth: 0, oldestMs: null },
+    archive: { state: "off", lastError: null, depth: 0, oldestMs: null },
     streams: new Map([["default", { ...streamStatus(NOW - 60_000), state: "connected", downSince: null }]]),
     conditions: new Conditions(),
     streamTimeoutMs: 15_000,

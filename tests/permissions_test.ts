@@ -81,6 +81,23 @@ Deno.test("the permissions follow the configuration: its hosts, its folders, sta
     "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005,db.example:5432",
     "--allow-sys=statfs",
   ]);
+  // The archive: its endpoint, or AWS's host for the bucket; the SDK reads the OS release for its User-Agent.
+  const keys = { AWS_ACCESS_KEY_ID: "AK", AWS_SECRET_ACCESS_KEY: "SK", AMQP_URL: "", RECORDER_ID: "gs-1" };
+  const archived = (env: Record<string, string>) =>
+    permissionFlags(permissionsNeeded(loadConfig({ ...keys, ARCHIVE_URL: "s3://fleet/x", ...env })))
+      .filter((f) => /net|sys/.test(f));
+  assert.deepEqual(archived({ AWS_ENDPOINT_URL: "http://minio:9000" }), [
+    "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005,minio:9000",
+    "--allow-sys=osRelease,statfs",
+  ]);
+  assert.equal(
+    archived({ AWS_REGION: "eu-west-1" })[0].split(",").at(-1),
+    "fleet.s3.eu-west-1.amazonaws.com:443",
+  );
+  assert.equal(
+    archived({ AWS_S3_FORCE_PATH_STYLE: "true" })[0].split(",").at(-1),
+    "s3.us-east-1.amazonaws.com:443",
+  );
   const noBroker = permissionFlags(permissionsNeeded(loadConfig({ AMQP_URL: "" })));
   assert.equal(noBroker[0], "--allow-net=127.0.0.1:5001,127.0.0.1:8080,127.0.0.1:8005");
   // The launcher makes paths absolute, so a compiled binary does not depend on its working folder.

@@ -2,12 +2,19 @@ import assert from "node:assert/strict";
 import { planDeletions, type RetainedChunk } from "../src/store/retention.ts";
 
 const MB = 1024 * 1024;
-const chunk = (path: string, start: number, bytes: number, status = "complete"): RetainedChunk => ({
+const chunk = (
+  path: string,
+  start: number,
+  bytes: number,
+  status = "complete",
+  archive_key: string | null = null,
+): RetainedChunk => ({
   path,
   start_ms: start,
   end_ms: start + 60_000,
   bytes,
   status,
+  archive_key,
 });
 const state = (o: Partial<Parameters<typeof planDeletions>[2]> = {}) => ({
   now: 10_000_000,
@@ -16,7 +23,7 @@ const state = (o: Partial<Parameters<typeof planDeletions>[2]> = {}) => ({
   leased: () => false,
   ...o,
 });
-const noLimits = { budgetBytes: null, maxAgeMs: null, minFreeBytes: 0 };
+const noLimits = { budgetBytes: null, maxAgeMs: null, minFreeBytes: 0, keepUntilArchived: false };
 
 Deno.test("size: the oldest closed chunks go until usage (index included) is under the budget", () => {
   const rows = [
@@ -79,4 +86,30 @@ Deno.test("a pass over 100,000 chunks over twice the budget picks exactly the ol
   assert.equal(plan.length, 50_000);
   assert.equal(plan[0].path, "c0");
   assert.equal(plan.at(-1)!.path, "c49999");
+});
+
+Deno.test("keep until archived: size and age delete only archived chunks, newer ones if need be; the disk floor deletes any, and says it was not archived", () => {
+  const rows = [
+    chunk("c1", 1000, 10 * MB),
+    chunk("c2", 2000, 10 * MB, "complete", "a/c2"),
+    chunk("c3", 3000, 10 * MB, "complete", "a/c3"),
+    chunk("c4", 4000, 10 * MB),
+  ];
+  const keep = { ...noLimits, keepUntilArchived: true };
+  const size = planDeletions(rows, { ...keep, budgetBytes: 25 * MB }, state({ usageBytes: 40 * MB }));
+  assert.deepEqual(size.map((d) => [d.path, d.reason, d.archived]), [["c2", "size", true], [
+    "c3",
+    "size",
+    true,
+  ]]);
+  const age = planDeletions(rows, { ...keep, maxAgeMs: 1 }, state());
+  assert.deepEqual(age.map((d) => d.path), ["c2", "c3"]);
+  const floor = planDeletions(rows, { ...keep, minFreeBytes: 15 * MB }, state({ freeBytes: 0 }));
+  assert.deepEqual(floor.map((d) => [d.path, d.reason, d.archived]), [
+    ["c1", "disk-floor", false],
+    ["c2", "disk-floor", true],
+  ]);
+  // Without the option, the oldest go whether archived or not.
+  const plain = planDeletions(rows, { ...noLimits, budgetBytes: 25 * MB }, state({ usageBytes: 40 * MB }));
+  assert.deepEqual(plain.map((d) => [d.path, d.archived]), [["c1", false], ["c2", true]]);
 });

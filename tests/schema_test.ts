@@ -86,23 +86,29 @@ for (const [from, ddl] of [[1, VERSION_1], [2, VERSION_2]] as const) {
   });
 }
 
-/** At a version from 1 to 4, a row of each table it has, written as that version's columns; none at 0 or 5. */
+/**
+ * A row of each table version `v` has (none at 0 or at SCHEMA_VERSION), written as that version's
+ * columns: from 5 on, rows name their recorder (gs-1, the one that upgrades them in these tests).
+ */
 function rowsAt(v: number): string[] {
-  if (v === 0 || v >= 5) return [];
+  if (v === 0 || v >= SCHEMA_VERSION) return [];
+  // From 5 on, as a recorder writes them: with its name, and ids from the table's own sequence.
+  const recorder = v >= 5;
+  const [col, val] = recorder ? ["recorder, ", "'gs-1', "] : ["id, ", "7, "];
   return [
-    `INSERT INTO sessions (id, stream, session_id, dir, start_ms, end_ms, video_url, status) VALUES
-      (7, 'default', '20261121_140210', '20261121_140210', 1795350130000, NULL, 'ws://relay', 'open')`,
-    `INSERT INTO chunks (id, stream, session_id, idx, path, start_ms, end_ms, frames, bytes, partial, codec,
-      width, height, status, close_reason) VALUES (7, 'default', '20261121_140210', 1,
+    `INSERT INTO sessions (${col}stream, session_id, dir, start_ms, end_ms, video_url, status) VALUES
+      (${val}'default', '20261121_140210', '20261121_140210', 1795350130000, NULL, 'ws://relay', 'open')`,
+    `INSERT INTO chunks (${col}stream, session_id, idx, path, start_ms, end_ms, frames, bytes, partial, codec,
+      width, height, status, close_reason) VALUES (${val}'default', '20261121_140210', 1,
       '20261121_140210/video_segments/chunk_0001.mp4', 1795350130000, 1795350190000, 1800, 5000000000, 0,
       'avc1.42c01e', 1280, 720, 'complete', 'duration')`,
     ...(v >= 2
-      ? [`INSERT INTO events (id, stream, type, body, created_ms, sent_ms) VALUES
-          ('e1', 'default', 'chunk_saved', '{}', 1795350190000, NULL)`]
+      ? [`INSERT INTO events (${recorder ? col : ""}id, stream, type, body, created_ms, sent_ms) VALUES
+          (${recorder ? val : ""}'e1', 'default', 'chunk_saved', '{}', 1795350190000, NULL)`]
       : []),
     ...(v >= 4
-      ? [`INSERT INTO save_jobs (id, request, state, created_ms, updated_ms) VALUES
-          ('j1', '{}', 'queued', 1795350190000, 1795350190000)`]
+      ? [`INSERT INTO save_jobs (${recorder ? col : ""}id, request, state, created_ms, updated_ms) VALUES
+          (${recorder ? val : ""}'j1', '{}', 'queued', 1795350190000, 1795350190000)`]
       : []),
   ];
 }
@@ -135,7 +141,13 @@ for (const engine of ENGINES) {
         const [chunk] = await index.chunks();
         assert.deepEqual(
           [chunk.id, chunk.recorder, chunk.path, chunk.bytes, chunk.end_ms],
-          [7, "gs-1", "20261121_140210/video_segments/chunk_0001.mp4", 5_000_000_000, 1795350190000],
+          [
+            from < 5 ? 7 : 1,
+            "gs-1",
+            "20261121_140210/video_segments/chunk_0001.mp4",
+            5_000_000_000,
+            1795350190000,
+          ],
         );
         assert.equal((await index.openSessionOf("default"))?.lastFrameMs, 1795350190000);
         assert.equal((await index.outbox()).depth, from >= 2 ? 1 : 0);
@@ -153,7 +165,7 @@ for (const engine of ENGINES) {
         });
         const { id: _id, recorder: _r, close_reason: _c, ...facts } = chunk;
         await index.insertChunk({ ...facts, idx: 2, path: "s2/chunk_0001.mp4", status: "recording" });
-        assert.ok((await index.chunk("s2/chunk_0001.mp4"))!.id > 7);
+        assert.ok((await index.chunk("s2/chunk_0001.mp4"))!.id > chunk.id);
         assert.equal(await schemaVersion(index.db, engine), SCHEMA_VERSION);
       } finally {
         await index.close();

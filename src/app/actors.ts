@@ -7,6 +7,8 @@ import { Janitor, type JanitorMsg } from "../../actors/janitor.ts";
 import { Publisher } from "../../actors/publisher.ts";
 import { Segmenter } from "../../actors/segmenter.ts";
 import { Writer } from "../../actors/writer.ts";
+import { type ArchiveStatus, Uploader } from "../../actors/uploader.ts";
+import type { ArchiveClient } from "../store/archive/s3.ts";
 import { Mailbox } from "../runtime/actor.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import type { Supervisor } from "../runtime/supervisor.ts";
@@ -39,6 +41,10 @@ export interface Shared {
   recovery: RecoveryOptions;
   /** Owner: the publisher. */
   brokerStatus: BrokerStatus;
+  /** The archive's client (ARCHIVE_URL), null without one: the uploader writes, clips read. */
+  archive: ArchiveClient | null;
+  /** Owner: the uploader. */
+  archiveStatus: ArchiveStatus;
   /** Owners: the writers and the indexer, each of its own conditions. */
   conditions: Conditions;
   /** Owner: each stream's connection. */
@@ -150,6 +156,25 @@ export function registerActors(
         status: brokerStatus,
       }),
   });
+  if (shared.archive) {
+    const archive = shared.archive;
+    supervisor.register({
+      name: "uploader",
+      mailbox: new Mailbox<never>(1),
+      create: () =>
+        new Uploader({
+          index,
+          changes,
+          leases,
+          archive,
+          storagePath: root,
+          uploadPath: config.uploadPath,
+          retryMaxMs: config.reconnectMaxMs,
+          metrics,
+          status: shared.archiveStatus,
+        }),
+    });
+  }
   const indexerBox = new Mailbox<IndexerMsg>(100_000);
   supervisor.register({
     name: "indexer",
@@ -186,6 +211,7 @@ export function registerActors(
           budgetBytes: config.storageBudgetBytes,
           maxAgeMs: config.retentionMaxAgeMs,
           minFreeBytes: config.minFreeDiskBytes,
+          keepUntilArchived: config.keepLocalUntilArchived,
         },
       }),
   });

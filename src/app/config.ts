@@ -2,6 +2,7 @@ import { FORMATS, type Level, LEVELS } from "../runtime/log.ts";
 import type { ChunkCut } from "../record/segment_machine.ts";
 import { TMP_DIR } from "../store/layout.ts";
 import { type EncodeSettings, PRESETS } from "../ingest/ffmpeg/args.ts";
+import { type ArchiveConfig, parseArchiveUrl } from "../store/archive/keys.ts";
 
 /** What reads a stream, by its URL's scheme (docs/cameras.md). */
 export type SourceKind = "relay" | "camera" | "rtsp";
@@ -36,6 +37,10 @@ export interface Config {
   recorderId: string | null;
   /** A fleet's PostgreSQL index (INDEX_URL); null: SQLite in STORAGE_PATH. */
   indexUrl: string | null;
+  /** ARCHIVE_URL and the AWS variables; null: no archive. */
+  archive: ArchiveConfig | null;
+  /** The janitor deletes only archived chunks, but for the disk floor. */
+  keepLocalUntilArchived: boolean;
   chunkMs: number;
   /** Roll over at the keyframe nearest the chunk duration, or exactly at it (a GOP carried, decode-only). */
   chunkCut: ChunkCut;
@@ -256,6 +261,53 @@ function recorderId(raw: string | undefined): string | null {
   return raw;
 }
 
+function archiveConfig(env: Env): ArchiveConfig | null {
+  const raw = env.ARCHIVE_URL;
+  if (raw === undefined || raw === "") return null;
+  const at = parseArchiveUrl(raw);
+  if (!at) {
+    throw new ConfigError(
+      "ARCHIVE_URL",
+      `expected s3://bucket[/prefix] (a valid bucket name), got ${JSON.stringify(raw)}`,
+    );
+  }
+  let endpoint: string | null = null;
+  if (env.AWS_ENDPOINT_URL) {
+    try {
+      const u = new URL(env.AWS_ENDPOINT_URL);
+      if (!["http:", "https:"].includes(u.protocol)) throw new Error();
+      endpoint = u.href.replace(/\/$/, "");
+    } catch {
+      throw new ConfigError(
+        "AWS_ENDPOINT_URL",
+        `expected an http(s):// URL, got ${JSON.stringify(env.AWS_ENDPOINT_URL)}`,
+      );
+    }
+  }
+  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1";
+  if (!/^[a-z0-9-]{1,32}$/.test(region)) {
+    throw new ConfigError(
+      "AWS_REGION",
+      `expected a region name such as eu-west-1, got ${JSON.stringify(region)}`,
+    );
+  }
+  // Keys from the environment only: the SDK's other sources read files and hosts not granted.
+  for (const name of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) {
+    if (!env[name]) throw new ConfigError(name, "must be set with ARCHIVE_URL");
+  }
+  const kbps = decimal(env, "ARCHIVE_BANDWIDTH_KBPS", null, 8, 100_000_000);
+  return {
+    ...at,
+    endpoint,
+    region,
+    accessKeyId: env.AWS_ACCESS_KEY_ID!,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
+    sessionToken: env.AWS_SESSION_TOKEN || null,
+    forcePathStyle: bool(env, "AWS_S3_FORCE_PATH_STYLE", false),
+    bytesPerSecond: kbps === null ? null : Math.round(kbps * 1000 / 8),
+  };
+}
+
 function indexUrl(raw: string | undefined): string | null {
   if (raw === undefined || raw === "") return null;
   let url: URL | null = null;
@@ -422,6 +474,8 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     storagePath,
     recorderId: recorderId(env.RECORDER_ID),
     indexUrl: indexUrl(env.INDEX_URL),
+    archive: archiveConfig(env),
+    keepLocalUntilArchived: bool(env, "KEEP_LOCAL_UNTIL_ARCHIVED", false),
     chunkMs: SECOND * int(env, "VIDEO_CHUNK_DURATION_SECONDS", 60, 1, 86_400),
     chunkCut: oneOf(env, "VIDEO_CHUNK_CUT", ["keyframe", "exact"] as const, "keyframe"),
     idleMs: SECOND * int(env, "VIDEO_IDLE_TIMEOUT_SECONDS", 10, 1, 86_400),
@@ -454,6 +508,9 @@ export function loadConfig(env: Env, readTextFile: (p: string) => string = Deno.
     eventsExchangeType: oneOf(env, "EVENTS_EXCHANGE_TYPE", ["fanout", "topic", "direct"] as const, "fanout"),
     eventsRetentionMs: HOUR * int(env, "EVENTS_RETENTION_HOURS", 24, 1, 24 * 365),
   };
+  if (config.keepLocalUntilArchived && !config.archive) {
+    throw new ConfigError("KEEP_LOCAL_UNTIL_ARCHIVED", "needs ARCHIVE_URL (there is no archive to wait for)");
+  }
   if (config.idleMs >= config.sessionIdleMs) {
     throw new ConfigError(
       "VIDEO_IDLE_TIMEOUT_SECONDS",

@@ -73,6 +73,7 @@ export async function openEndpoints(
       actors: supervisor.health(),
       broker: brokerStatus,
       outbox: await index.outbox(),
+      archive: { ...shared.archiveStatus, ...await index.uploadQueue() },
       streams,
       conditions,
       streamTimeoutMs: config.streamTimeoutMs,
@@ -85,6 +86,11 @@ export async function openEndpoints(
     const outbox = await index.outbox();
     metrics.outboxDepth.set(outbox.depth);
     metrics.outboxOldestAge.set(outbox.oldestMs === null ? 0 : (Date.now() - outbox.oldestMs) / 1000);
+    if (config.archive) {
+      const q = await index.uploadQueue();
+      metrics.archiveQueueDepth.set(q.depth);
+      metrics.archiveQueueOldestAge.set(q.oldestMs === null ? 0 : (Date.now() - q.oldestMs) / 1000);
+    }
     return new Response(await metrics.registry.metrics(), {
       headers: { "content-type": metrics.registry.contentType },
     });

@@ -3,6 +3,7 @@
  * `deno task compile` grant exactly this (src/app/launch.ts), and start-up refuses to run without it.
  */
 import type { Config } from "./config.ts";
+import type { ArchiveConfig } from "../store/archive/keys.ts";
 
 /** One permission, and the variable that asks for it (named when it is missing). */
 export interface Need {
@@ -10,7 +11,7 @@ export interface Need {
   descriptor:
     | { name: "net"; host: string }
     | { name: "read" | "write"; path: string }
-    | { name: "sys"; kind: "statfs" | "setPriority" | "hostname" }
+    | { name: "sys"; kind: "statfs" | "setPriority" | "hostname" | "osRelease" }
     | { name: "run"; command: string };
 }
 
@@ -27,6 +28,12 @@ const DEFAULT_PORTS: Record<string, string> = {
 
 function hostPort(url: URL): string {
   return `${url.hostname}:${url.port || DEFAULT_PORTS[url.protocol]}`;
+}
+
+/** The host the S3 client connects to: AWS_ENDPOINT_URL's, or AWS's for the region (the bucket's own name unless path style). */
+function archiveHost(a: ArchiveConfig): string {
+  if (a.endpoint) return hostPort(new URL(a.endpoint));
+  return `${a.forcePathStyle ? "" : `${a.bucket}.`}s3.${a.region}.amazonaws.com:443`;
 }
 
 function listenAddress(host: string, port: number): string {
@@ -92,6 +99,11 @@ export function permissionsNeeded(config: Config, path: (p: string) => string = 
       variable: "INDEX_URL",
       descriptor: { name: "net", host: hostPort(new URL(config.indexUrl)) },
     });
+  }
+  if (config.archive) {
+    needs.push({ variable: "ARCHIVE_URL", descriptor: { name: "net", host: archiveHost(config.archive) } });
+    // The AWS SDK names the OS release in its User-Agent.
+    needs.push({ variable: "ARCHIVE_URL", descriptor: { name: "sys", kind: "osRelease" } });
   }
   if (config.recorderId === null) {
     needs.push({ variable: "RECORDER_ID", descriptor: { name: "sys", kind: "hostname" } });

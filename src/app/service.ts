@@ -4,6 +4,9 @@ import { Metrics } from "../runtime/metrics.ts";
 import { Supervisor } from "../runtime/supervisor.ts";
 import { type BrokerStatus, Conditions, type StreamStatus, streamStatus } from "../serve/health.ts";
 import { ChunkIndex } from "../store/index/chunk_index.ts";
+import { archiveKeys } from "../store/archive/keys.ts";
+import { ArchiveClient } from "../store/archive/s3.ts";
+import type { ArchiveStatus } from "../../actors/uploader.ts";
 import { IndexChanges } from "../store/index/index_changes.ts";
 import { Leases } from "../store/leases.ts";
 import { OpenChunks } from "../store/open_chunks.ts";
@@ -67,6 +70,8 @@ export async function startService(config: Config): Promise<Service> {
     onRestart: (actor, stream) => metrics.actorRestarts.inc({ actor, stream: stream ?? "" }),
   });
   const brokerStatus: BrokerStatus = { state: "off", lastError: null };
+  const archiveStatus: ArchiveStatus = { state: config.archive ? "ok" : "off", lastError: null };
+  const archive = config.archive ? new ArchiveClient(config.archive) : null;
   const conditions = new Conditions();
   const streams = new Map<string, StreamStatus>(
     config.streams.map((s) => [s.name, streamStatus(Date.now())]),
@@ -81,6 +86,8 @@ export async function startService(config: Config): Promise<Service> {
     settings,
     recovery,
     brokerStatus,
+    archive,
+    archiveStatus,
     conditions,
     streams,
   };
@@ -89,6 +96,7 @@ export async function startService(config: Config): Promise<Service> {
   try {
     endpoints = await openEndpoints(config, shared, supervisor, queues);
   } catch (e) {
+    archive?.destroy();
     await index.close();
     throw e;
   }
@@ -101,6 +109,7 @@ export async function startService(config: Config): Promise<Service> {
   const done = supervisor.done.then(async (code) => {
     await clips.stop();
     await endpoints.close();
+    archive?.destroy();
     await index.close();
     log.info("stopped", { exitCode: code });
     return code;
@@ -142,9 +151,10 @@ function recorderId(config: Config): string {
 /** The index: SQLite in STORAGE_PATH, or the fleet's PostgreSQL (unreachable: exit 69, naming INDEX_URL). */
 async function openIndex(config: Config, root: string): Promise<ChunkIndex> {
   const recorder = recorderId(config);
-  if (!config.indexUrl) return await ChunkIndex.open(join(root, "index.db"), recorder);
+  const keys = config.archive ? archiveKeys(config.archive) : null;
+  if (!config.indexUrl) return await ChunkIndex.open(join(root, "index.db"), recorder, keys);
   try {
-    return await ChunkIndex.open(config.indexUrl, recorder);
+    return await ChunkIndex.open(config.indexUrl, recorder, keys);
   } catch (e) {
     throw new StartupError("INDEX_URL", `cannot open the index: ${e instanceof Error ? e.message : e}`);
   }

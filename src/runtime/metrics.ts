@@ -36,6 +36,12 @@ export class Metrics {
   readonly publishFailures;
   readonly brokerReconnects;
   readonly outboxDepth;
+  readonly archiveBytes;
+  readonly archiveObjects;
+  readonly archiveQueueDepth;
+  readonly archiveQueueOldestAge;
+  readonly archiveFailures;
+  readonly archiveLosses;
   readonly outboxOldestAge;
   readonly chunksDeleted;
   readonly bytesDeleted;
@@ -155,6 +161,28 @@ export class Metrics {
       "storage_outbox_oldest_event_age_seconds",
       "Age of the oldest unsent event (0: none)",
       [],
+    );
+    this.archiveBytes = counter("storage_archive_bytes_uploaded_total", "Bytes sent to the archive", []);
+    this.archiveObjects = counter(
+      "storage_archive_objects_uploaded_total",
+      "Files uploaded to the archive and verified there, by kind (chunk, clip)",
+      ["kind"],
+    );
+    this.archiveQueueDepth = gauge("storage_archive_queue_depth", "Files waiting to be archived", []);
+    this.archiveQueueOldestAge = gauge(
+      "storage_archive_queue_oldest_age_seconds",
+      "Age of the oldest file waiting to be archived (0: none)",
+      [],
+    );
+    this.archiveFailures = counter(
+      "storage_archive_failures_total",
+      "Failed upload attempts, by reason: unreachable, timeout, http_<status>, checksum, size, other",
+      ["reason"],
+    );
+    this.archiveLosses = counter(
+      "storage_archive_losses_total",
+      "Files gone before they were archived (deleted under the disk floor, or by hand), by kind",
+      ["kind"],
     );
     this.chunksDeleted = counter("storage_chunks_deleted_total", "Chunks deleted by retention", ["reason"]);
     this.bytesDeleted = counter("storage_bytes_deleted_total", "Bytes freed by retention", ["reason"]);

@@ -69,6 +69,13 @@ export interface HealthInput {
   actors: ActorHealth[];
   broker: BrokerStatus;
   outbox: { depth: number; oldestMs: number | null };
+  /** The archive's state and upload queue (state "off": no ARCHIVE_URL). */
+  archive: {
+    state: "off" | "ok" | "failing";
+    lastError: string | null;
+    depth: number;
+    oldestMs: number | null;
+  };
   streams: Map<string, StreamStatus>;
   conditions: Conditions;
   /** A stream down longer than this is a fault (STREAM_TIMEOUT_SECONDS): shorter is a reconnect. */
@@ -77,6 +84,8 @@ export interface HealthInput {
 
 /** An event unsent for this long is a fault, while a broker is configured. */
 export const OUTBOX_AGE_DEGRADED_S = 60;
+/** A file waiting this long for the archive is a fault (a small uplink takes minutes, not this). */
+export const ARCHIVE_AGE_DEGRADED_S = 900;
 
 /**
  * The /healthz answer: "down" (503) when an actor is not running; "degraded" (200) with every
@@ -98,6 +107,14 @@ export function healthReport(h: HealthInput): { status: number; body: Record<str
     if (outboxAge > OUTBOX_AGE_DEGRADED_S) {
       reasons.push(`oldest unsent event is ${Math.round(outboxAge)} s old`);
     }
+  }
+  const archiveAge = age(h.archive.oldestMs) ?? 0;
+  if (h.archive.state !== "off" && archiveAge > ARCHIVE_AGE_DEGRADED_S) {
+    reasons.push(
+      `oldest file waiting for the archive is ${Math.round(archiveAge)} s old${
+        h.archive.lastError ? ` (last error: ${h.archive.lastError})` : ""
+      }`,
+    );
   }
   const streams = [...h.streams].map(([stream, s]) => {
     if (s.downSince !== null && h.now - s.downSince > h.streamTimeoutMs) {
@@ -129,6 +146,11 @@ export function healthReport(h: HealthInput): { status: number; body: Record<str
       conditions,
       broker: h.broker,
       outbox: { depth: h.outbox.depth, oldest_age_seconds: outboxAge },
+      archive: {
+        state: h.archive.state,
+        last_error: h.archive.lastError,
+        queue: { depth: h.archive.depth, oldest_age_seconds: archiveAge },
+      },
     },
   };
 }

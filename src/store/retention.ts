@@ -5,6 +5,8 @@ export interface RetainedChunk {
   end_ms: number;
   bytes: number;
   status: string;
+  /** Where the archive holds its copy; null: not archived (yet). */
+  archive_key: string | null;
 }
 
 export type DeletionReason = "age" | "disk-floor" | "size";
@@ -16,6 +18,8 @@ export interface RetentionPolicy {
   maxAgeMs: number | null;
   /** Below this much free space on the device, the oldest chunks go whatever the budget. */
   minFreeBytes: number;
+  /** KEEP_LOCAL_UNTIL_ARCHIVED: size and age delete only archived chunks; the disk floor any. */
+  keepUntilArchived: boolean;
 }
 
 export interface RetentionState {
@@ -34,20 +38,22 @@ const DELETABLE = new Set(["complete", "recovered"]);
 /**
  * Chooses the chunks to delete from `oldest` (chunks sorted oldest first across streams): those past
  * the age limit, then as many as bring free space back over the floor, then as many as bring usage
- * under the budget. Pure; the caller sums usage and fetches the oldest chunks (the index does both).
+ * under the budget; with `keepUntilArchived`, only archived ones but for the disk floor (each result
+ * says whether it was archived: one that was not is a loss). Pure; the caller sums usage and
+ * fetches the oldest chunks (the index does both).
  *
  * @example
- * const doomed = planDeletions(oldest, { budgetBytes: 20 * 2 ** 30, maxAgeMs: null, minFreeBytes: 2 ** 30 }, state);
+ * const doomed = planDeletions(oldest, { budgetBytes: 20 * 2 ** 30, maxAgeMs: null, minFreeBytes: 2 ** 30, keepUntilArchived: false }, state);
  */
 export function planDeletions(
   oldest: RetainedChunk[],
   policy: RetentionPolicy,
   state: RetentionState,
-): { path: string; reason: DeletionReason; bytes: number }[] {
+): { path: string; reason: DeletionReason; bytes: number; archived: boolean }[] {
   const sorted = [...oldest].sort((a, b) => a.start_ms - b.start_ms);
   let usage = state.usageBytes;
   let free = state.freeBytes;
-  const out: { path: string; reason: DeletionReason; bytes: number }[] = [];
+  const out: { path: string; reason: DeletionReason; bytes: number; archived: boolean }[] = [];
   for (const c of sorted) {
     if (!DELETABLE.has(c.status) || state.leased(c.path)) continue;
     const reason: DeletionReason | null = policy.maxAgeMs !== null && c.end_ms < state.now - policy.maxAgeMs
@@ -62,7 +68,9 @@ export function planDeletions(
       if (policy.maxAgeMs === null) break;
       continue;
     }
-    out.push({ path: c.path, reason, bytes: c.bytes });
+    const archived = c.archive_key !== null;
+    if (policy.keepUntilArchived && !archived && reason !== "disk-floor") continue;
+    out.push({ path: c.path, reason, bytes: c.bytes, archived });
     usage -= c.bytes;
     free += c.bytes;
   }

@@ -489,14 +489,18 @@ export class ClipApi {
     }
     const filename = relative(this.#o.uploadPath, join(dir, name));
     this.#log.info("clip saved", { filename, frames: summary.frames, bytes: summary.bytes });
-    await this.#o.index.appendEvent(storageEvent("clip_saved", stream, {
+    await this.#o.index.clipSaved(
       filename,
-      from: formatIso(summary.startMs),
-      to: formatIso(summary.endMs),
-      size_bytes: summary.bytes,
-      metadata,
-      tags,
-    }));
+      summary.bytes,
+      storageEvent("clip_saved", stream, {
+        filename,
+        from: formatIso(summary.startMs),
+        to: formatIso(summary.endMs),
+        size_bytes: summary.bytes,
+        metadata,
+        tags,
+      }),
+    );
     this.#o.changes.changed(stream);
     return { filename, plan, summary };
   }

@@ -8,6 +8,7 @@ import type {
   SaveJobTable,
   Schema,
   SessionTable,
+  UploadTable,
 } from "./schema.ts";
 import { migrate } from "./schema.ts";
 import { nodeSqliteDialect } from "./sqlite_dialect.ts";
@@ -15,7 +16,8 @@ import { postgresDialect } from "./postgres_dialect.ts";
 
 export type ChunkRow = Selectable<ChunkTable>;
 export type SessionRow = Selectable<SessionTable>;
-export type NewChunk = Omit<ChunkRow, "id" | "close_reason" | "recorder">;
+export type NewChunk = Omit<ChunkRow, "id" | "close_reason" | "recorder" | "archive_key">;
+export type UploadRow = Selectable<UploadTable>;
 export type NewSession = Omit<SessionRow, "id" | "end_ms" | "status" | "recorder">;
 export type EventRow = Selectable<EventTable>;
 export type SaveJobRow = Selectable<SaveJobTable>;
@@ -33,6 +35,13 @@ export function indexEngine(location: string): Engine {
 }
 
 const PLAYABLE = new Set<ChunkStatus>(["recording", "complete", "recovered"]);
+/** A chunk closed for good: the archive takes a copy of it. */
+const archivable = (s: ChunkStatus) => s === "complete" || s === "recovered";
+
+/** Where the archive keeps each file (src/store/archive/keys.ts makes one). */
+export interface ArchiveKeys {
+  keyOf(recorder: string, kind: "chunk" | "clip", path: string): string;
+}
 
 /** A chunk whose file is on disk and readable (not missing, not being or already deleted). */
 export function playable(c: { status: ChunkStatus }): boolean {
@@ -63,9 +72,15 @@ export class ChunkIndex {
     readonly engine: Engine,
     readonly recorder: string,
     readonly location: string,
+    readonly archive: ArchiveKeys | null,
   ) {}
 
-  static async open(location: string, recorder: string): Promise<ChunkIndex> {
+  /** `archive`: where completed chunks and saved clips go (ARCHIVE_URL); each is queued for upload with the change that made it. */
+  static async open(
+    location: string,
+    recorder: string,
+    archive: ArchiveKeys | null = null,
+  ): Promise<ChunkIndex> {
     const engine = indexEngine(location);
     const db = new Kysely<Schema>({
       dialect: engine === "postgres" ? postgresDialect(location) : nodeSqliteDialect(location),
@@ -76,7 +91,7 @@ export class ChunkIndex {
       await db.destroy();
       throw e;
     }
-    return new ChunkIndex(db, engine, recorder, location);
+    return new ChunkIndex(db, engine, recorder, location, archive);
   }
 
   /** Bytes the index takes on this machine's disk (its SQLite file and log; none for PostgreSQL): part of the storage budget. */
@@ -93,19 +108,38 @@ export class ChunkIndex {
     return this.db.destroy();
   }
 
-  /** Runs `change`, and records `event` in the outbox in the same transaction. */
+  /**
+   * Runs `change`, and records `event` in the outbox and `upload` in the archive's queue in the
+   * same transaction.
+   */
   async #withEvent(
     change: (db: Kysely<Schema>) => Promise<unknown>,
     event?: StorageEvent | StorageEvent[],
+    upload?: { kind: UploadRow["kind"]; path: string; bytes: number },
   ): Promise<void> {
     const events = event === undefined ? [] : Array.isArray(event) ? event : [event];
-    if (events.length === 0) {
+    const enqueue = upload && this.archive;
+    if (events.length === 0 && !enqueue) {
       await change(this.db);
       return;
     }
     await this.db.transaction().execute(async (trx) => {
       await change(trx);
       for (const e of events) await this.#insertEvent(trx, e);
+      if (enqueue) {
+        const now = Date.now();
+        await trx.insertInto("uploads").values({
+          recorder: this.recorder,
+          ...upload,
+          key: this.archive!.keyOf(this.recorder, upload.kind, upload.path),
+          state: "queued",
+          attempts: 0,
+          next_ms: now,
+          last_error: null,
+          created_ms: now,
+          done_ms: null,
+        }).execute();
+      }
     });
   }
 
@@ -131,9 +165,68 @@ export class ChunkIndex {
     );
   }
 
-  /** An event that reports no index change of its own (a connection state, a saved clip). */
+  /** An event that reports no index change of its own (a connection state). */
   async appendEvent(event: StorageEvent): Promise<void> {
     await this.#insertEvent(this.db, event);
+  }
+
+  /** A clip saved under UPLOAD_PATH (`filename` relative to it): its event, and its upload when archiving. */
+  async clipSaved(filename: string, bytes: number, event: StorageEvent): Promise<void> {
+    await this.#withEvent(() => Promise.resolve(), event, { kind: "clip", path: filename, bytes });
+  }
+
+  /** The oldest upload due by `now`, or none. */
+  nextUpload(now: number): Promise<UploadRow | undefined> {
+    return this.db.selectFrom("uploads").selectAll().where("recorder", "=", this.recorder)
+      .where("state", "=", "queued").where("next_ms", "<=", now).orderBy("id").limit(1).executeTakeFirst();
+  }
+
+  /** When the next queued upload is due (null: none queued). */
+  async nextUploadDue(): Promise<number | null> {
+    const row = await this.db.selectFrom("uploads").select((eb) => eb.fn.min("next_ms").as("due"))
+      .where("recorder", "=", this.recorder).where("state", "=", "queued").executeTakeFirst();
+    return row?.due === null || row?.due === undefined ? null : Number(row.due);
+  }
+
+  /** Queued uploads, and the creation time of the oldest (null when none). */
+  async uploadQueue(): Promise<{ depth: number; oldestMs: number | null }> {
+    const row = await this.db.selectFrom("uploads")
+      .select((eb) => [eb.fn.countAll<number>().as("depth"), eb.fn.min("created_ms").as("oldest")])
+      .where("recorder", "=", this.recorder).where("state", "=", "queued").executeTakeFirst();
+    return {
+      depth: Number(row?.depth ?? 0),
+      oldestMs: row?.oldest === null || row?.oldest === undefined ? null : Number(row.oldest),
+    };
+  }
+
+  /** The upload is in the bucket and verified: a chunk's row says where, in the same transaction. */
+  async uploadDone(u: UploadRow, now: number): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      await trx.updateTable("uploads").set({ state: "done", done_ms: now, last_error: null })
+        .where("id", "=", u.id).execute();
+      if (u.kind === "chunk") {
+        await trx.updateTable("chunks").set({ archive_key: u.key }).where("recorder", "=", this.recorder)
+          .where("path", "=", u.path).execute();
+      }
+    });
+  }
+
+  /** A failed attempt: tried again at `nextMs`. */
+  async uploadFailed(u: UploadRow, error: string, nextMs: number): Promise<void> {
+    await this.db.updateTable("uploads").set({ attempts: u.attempts + 1, last_error: error, next_ms: nextMs })
+      .where("id", "=", u.id).execute();
+  }
+
+  /** The file went before it was uploaded (deleted by retention under the disk floor, or by hand): it never will be. */
+  async uploadLost(kind: UploadRow["kind"], path: string, reason: string): Promise<void> {
+    await this.db.updateTable("uploads").set({ state: "lost", last_error: reason })
+      .where("recorder", "=", this.recorder).where("kind", "=", kind).where("path", "=", path)
+      .where("state", "=", "queued").execute();
+  }
+
+  uploads(): Promise<UploadRow[]> {
+    return this.db.selectFrom("uploads").selectAll().where("recorder", "=", this.recorder).orderBy("id")
+      .execute();
   }
 
   async insertJob(job: NewSaveJob): Promise<void> {
@@ -267,7 +360,11 @@ export class ChunkIndex {
       start_ms: Math.round(c.start_ms),
       end_ms: Math.round(c.end_ms),
     };
-    await this.#withEvent((db) => db.insertInto("chunks").values(row).execute(), event);
+    await this.#withEvent(
+      (db) => db.insertInto("chunks").values({ ...row, archive_key: null }).execute(),
+      event,
+      archivable(c.status) ? { kind: "chunk", path: c.path, bytes: c.bytes } : undefined,
+    );
   }
 
   /** A fragment of an open chunk was written: the chunk is readable up to `end_ms`. */
@@ -295,6 +392,7 @@ export class ChunkIndex {
         })
           .where("recorder", "=", this.recorder).where("path", "=", path).execute(),
       event,
+      archivable(status) ? { kind: "chunk", path, bytes: facts.bytes } : undefined,
     );
   }
 

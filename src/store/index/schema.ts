@@ -43,6 +43,8 @@ export interface ChunkTable {
   height: number;
   status: ChunkStatus;
   close_reason: string | null;
+  /** The archived copy's object key (ARCHIVE_URL), once its upload is verified; null before. */
+  archive_key: string | null;
 }
 
 /** The transactional outbox: events written with the state change they report, sent in `seq` order. */
@@ -75,11 +77,32 @@ export interface SaveJobTable {
   gaps: string | null;
 }
 
+/** The archive's durable queue: a row per file to upload, written with the change that made it (docs/fleet.md). */
+export interface UploadTable {
+  id: Generated<number>;
+  recorder: string;
+  kind: "chunk" | "clip";
+  /** A chunk's path relative to STORAGE_PATH, or a clip's relative to UPLOAD_PATH. */
+  path: string;
+  /** Where it goes in the bucket. */
+  key: string;
+  bytes: number;
+  /** queued, then done (verified in the bucket) or lost (the file went before it could be uploaded). */
+  state: "queued" | "done" | "lost";
+  attempts: number;
+  /** Not tried again before this (a failure's backoff). */
+  next_ms: number;
+  last_error: string | null;
+  created_ms: number;
+  done_ms: number | null;
+}
+
 export interface Schema {
   sessions: SessionTable;
   chunks: ChunkTable;
   events: EventTable;
   save_jobs: SaveJobTable;
+  uploads: UploadTable;
 }
 
 /** Which database holds the index: SQLite in STORAGE_PATH, or a fleet's PostgreSQL (INDEX_URL). */
@@ -280,6 +303,30 @@ const UPGRADES: Upgrade[] = [
     await db.schema.dropIndex("events_unsent").execute();
     await db.schema.createIndex("events_recorder_unsent").on("events").columns(["recorder", "sent_ms", "seq"])
       .execute();
+  },
+  // 6: the archive: its upload queue, and where a chunk's archived copy is.
+  async (db, c) => {
+    await db.schema.createTable("uploads")
+      .addColumn("id", serialType(c), serial(c))
+      .addColumn("recorder", "text", (col) => col.notNull())
+      .addColumn("kind", "text", (col) => col.notNull())
+      .addColumn("path", "text", (col) => col.notNull())
+      .addColumn("key", "text", (col) => col.notNull())
+      .addColumn("bytes", big(c), (col) => col.notNull())
+      .addColumn("state", "text", (col) => col.notNull())
+      .addColumn("attempts", "integer", (col) => col.notNull())
+      .addColumn("next_ms", big(c), (col) => col.notNull())
+      .addColumn("last_error", "text")
+      .addColumn("created_ms", big(c), (col) => col.notNull())
+      .addColumn("done_ms", big(c))
+      .execute();
+    await db.schema.createIndex("uploads_recorder_state").on("uploads").columns([
+      "recorder",
+      "state",
+      "next_ms",
+    ])
+      .execute();
+    await db.schema.alterTable("chunks").addColumn("archive_key", "text").execute();
   },
 ];
 
