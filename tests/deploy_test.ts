@@ -14,14 +14,25 @@ const interpolate = (env: Record<string, string>) =>
 /** The variables src/app/config.ts reads. */
 function configVariables(): string[] {
   const config = read("src/app/config.ts");
-  const names = [...config.matchAll(/env\.([A-Z_]+)|\(env, "([A-Z_]+)"/g)].map((m) => m[1] ?? m[2]);
+  const names = [...config.matchAll(/env\.([A-Z0-9_]+)|\(env, "([A-Z0-9_]+)"/g)].map((m) => m[1] ?? m[2]);
   return [...new Set(names)].sort();
 }
 
 Deno.test("compose.yaml: the stack, its ports and volumes, and only variables the service reads", () => {
-  const compose = parse(read("compose.yaml"));
+  const compose = parse(read("compose.yaml"), { merge: true });
   const services = compose.services;
-  assert.deepEqual(Object.keys(services).sort(), ["demo-source", "prometheus", "rabbitmq", "recorder"]);
+  assert.deepEqual(Object.keys(services).sort(), [
+    "demo-source",
+    "minio",
+    "minio-bucket",
+    "postgres",
+    "prometheus",
+    "rabbitmq",
+    "recorder",
+    "recorder-a",
+    "recorder-b",
+    "viewer",
+  ]);
   const recorder = services.recorder;
   assert.equal(recorder.image, "denoland/deno:2.9.6");
   assert.deepEqual(recorder.command, ["task", "start"]);
@@ -34,7 +45,7 @@ Deno.test("compose.yaml: the stack, its ports and volumes, and only variables th
   assert.ok(recorder.ports.includes(`${env.HTTP_PORT}:${env.HTTP_PORT}`));
   assert.ok(recorder.ports.includes(`${env.METRICS_PORT}:${env.METRICS_PORT}`));
   assert.ok(services.rabbitmq.ports.includes("15672:15672"), "the management UI");
-  assert.deepEqual(services["demo-source"].profiles, ["demo"]);
+  assert.deepEqual(services["demo-source"].profiles, ["demo", "fleet"]);
   // Every variable set in the stack is one the code reads.
   const demo = read("src/tools/demo.ts");
   for (const name of Object.keys(env)) assert.ok(configVariables().includes(name), `${name} is not read`);
@@ -48,6 +59,30 @@ Deno.test("compose.yaml: the stack, its ports and volumes, and only variables th
     flags.join(" "),
   );
   assert.ok(flags.includes("--allow-write=/recordings,/uploads"));
+
+  // The fleet profile: two recorders and a viewer on one index and one bucket, each its own name and port.
+  const fleet = ["recorder-a", "recorder-b", "viewer"].map((name) => services[name]);
+  assert.deepEqual(fleet.map((s) => s.environment.RECORDER_ID), ["station-a", "station-b", "viewer"]);
+  assert.deepEqual(fleet.map((s) => s.ports), [["8081:8080"], ["8082:8080"], ["8083:8080"]]);
+  for (const s of fleet) {
+    assert.deepEqual(s.profiles, ["fleet"]);
+    for (const name of Object.keys(s.environment)) {
+      assert.ok(configVariables().includes(name), `${name} is not read`);
+    }
+    const env = interpolate(s.environment);
+    const config = loadConfig(env, (p) => p === env.CONFIG_FILE ? read("docs/fleet-viewer.json") : read(p));
+    const args = launchArgs("start", config).join(" ");
+    assert.match(args, /--allow-net=[^ ]*postgres:5432/);
+    assert.match(args, /--allow-net=[^ ]*minio:9000/);
+    assert.equal(config.streams.length, s === services.viewer ? 0 : 1);
+  }
+  assert.equal(
+    services["minio-bucket"].entrypoint.at(-1).includes(
+      `fleet/${new URL(fleet[0].environment.ARCHIVE_URL).host}`,
+    ),
+    true,
+    "the bucket the recorders archive to is made",
+  );
 });
 
 Deno.test("promtool: the Prometheus config and rules are valid, and each alert fires on its condition only", async () => {
@@ -81,7 +116,7 @@ Deno.test("promtool: the Prometheus config and rules are valid, and each alert f
 
 Deno.test("docs/operations.md documents every variable the service reads and every metric it exports", () => {
   const ops = read("docs/operations.md");
-  const table = [...ops.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
+  const table = [...ops.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]).sort();
   assert.deepEqual(table, configVariables());
   for (const file of ["src/runtime/metrics.ts", "src/runtime/process_metrics.ts"]) {
     for (const [, name] of read(file).matchAll(/"((?:storage|process|nodejs)_[a-z_]+)"/g)) {
@@ -120,7 +155,7 @@ Deno.test("the systemd unit and its environment file: a valid unit, a configurat
 });
 
 Deno.test("Prometheus scrapes the recorder's metrics port; every alert names a metric the service exports", () => {
-  const compose = parse(read("compose.yaml"));
+  const compose = parse(read("compose.yaml"), { merge: true });
   const prometheus = parse(read("docs/prometheus/prometheus.yml"));
   assert.deepEqual(prometheus.scrape_configs[0].static_configs[0].targets, [
     `recorder:${compose.services.recorder.environment.METRICS_PORT}`,
