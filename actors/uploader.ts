@@ -74,7 +74,8 @@ export class Uploader implements Behavior<never> {
       while (!signal.aborted) {
         const u = await this.#o.index.nextUpload(this.#clock.now());
         if (u) {
-          await this.#attempt(u, signal);
+          // After a failure the whole queue waits out its backoff: an outage fails every file alike.
+          await sleep(await this.#attempt(u, signal), signal);
           continue;
         }
         const due = await this.#o.index.nextUploadDue();
@@ -94,7 +95,8 @@ export class Uploader implements Behavior<never> {
     }
   }
 
-  async #attempt(u: UploadRow, signal: AbortSignal): Promise<void> {
+  /** Uploads `u`; returns how long to wait before the next attempt (0 unless it failed). */
+  async #attempt(u: UploadRow, signal: AbortSignal): Promise<number> {
     const { index, metrics, status } = this.#o;
     const path = join(u.kind === "chunk" ? this.#o.storagePath : this.#o.uploadPath, u.path);
     const release = u.kind === "chunk" ? this.#o.leases.take([u.path]) : () => {};
@@ -107,7 +109,7 @@ export class Uploader implements Behavior<never> {
         await index.uploadLost(u.kind, u.path, "the file was gone before it was uploaded");
         metrics.archiveLosses.inc({ kind: u.kind });
         this.#log.warn("not archived: the file was gone before its upload", { kind: u.kind, path: u.path });
-        return;
+        return 0;
       }
       const started = this.#clock.monotonic();
       const { etag, bytes } = await this.#o.archive.upload(
@@ -132,8 +134,9 @@ export class Uploader implements Behavior<never> {
         etag,
         ms: Math.round(this.#clock.monotonic() - started),
       });
+      return 0;
     } catch (e) {
-      if (signal.aborted) return; // stopping: the row stays queued for the next start
+      if (signal.aborted) return 0; // stopping: the row stays queued for the next start
       const message = e instanceof Error ? e.message : String(e);
       const reason = failureReason(e);
       metrics.archiveFailures.inc({ reason });
@@ -151,6 +154,7 @@ export class Uploader implements Behavior<never> {
         this.#log.debug("upload failed again", { key: u.key, reason, error: message, waitMs });
       }
       await index.uploadFailed(u, status.lastError, this.#clock.now() + waitMs);
+      return waitMs;
     } finally {
       release();
     }
