@@ -24,9 +24,12 @@
  * 10. The index on PostgreSQL (a fleet's) against SQLite (the default), side by side: what a chunk
  *    (its row opened, closed with its event, the event marked sent) and a fragment (its row
  *    updated) cost the indexer, in the order the recorder writes them.
+ * 11. The archive against a local S3 server (s3rver): the uploader's client (streamed, hashed,
+ *    verified, multipart above 8 MiB) against the SDK's plain PutObject of the same bytes from
+ *    memory; and with ARCHIVE_BANDWIDTH_KBPS set, the rate reached against the limit.
  *
  * BENCH_STREAMS (4), BENCH_SPEED (8), BENCH_REALTIME_STREAMS ("20,100,200"), BENCH_REALTIME_SECONDS
- * (15), BENCH_ENCODE_SECONDS (15), BENCH_CAMERAS ("4,8,12,16"), BENCH_SECTIONS (all: "1,...,10").
+ * (15), BENCH_ENCODE_SECONDS (15), BENCH_CAMERAS ("4,8,12,16"), BENCH_SECTIONS (all: "1,...,11").
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -53,6 +56,10 @@ import { testJpegs } from "../src/tools/ffmpeg.ts";
 import { serveCamera } from "../src/tools/mjpeg_camera.ts";
 import { ffmpegPath, FIXTURE, parsedFrames, pattern, ServiceProcess, sumMetric, until } from "./helpers.ts";
 import { indexLocation } from "./postgres_helpers.ts";
+import { archiveEnv, BUCKET, S3Server } from "./s3_helpers.ts";
+import { loadConfig } from "../src/app/config.ts";
+import { ArchiveClient } from "../src/store/archive/s3.ts";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import type { Engine } from "../src/store/index/schema.ts";
 
 const env = Deno.env.toObject();
@@ -62,7 +69,7 @@ const RT_STREAMS = (env.BENCH_REALTIME_STREAMS ?? "20,100,200").split(",").map(N
 const RT_SECONDS = Number(env.BENCH_REALTIME_SECONDS ?? 15);
 /** Section 2 also counts late frames after this many seconds, when every stream is under way. */
 const SETTLE_SECONDS = 5;
-const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8,9,10").split(",").map(Number));
+const SECTIONS = new Set((env.BENCH_SECTIONS ?? "1,2,3,4,5,6,7,8,9,10,11").split(",").map(Number));
 const FPS = 30;
 const CLOCK_TICKS = 100; // Linux USER_HZ
 /** Rows of the final report: section, figure, value, reference or target. */
@@ -1171,6 +1178,72 @@ if (SECTIONS.has(10)) {
       "",
     ]);
   }
+}
+
+// 11. The archive: uploads to s3rver, unthrottled against the SDK's own PutObject, and throttled against the limit.
+if (SECTIONS.has(11)) {
+  const s3 = await S3Server.start();
+  const file = await Deno.makeTempFile({ prefix: "skyreel-bench-archive-" });
+  const MB = 1_000_000;
+  const bytes = new Uint8Array(64 * 2 ** 20);
+  for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+  await Deno.writeFile(file, bytes);
+  const config = loadConfig(archiveEnv(s3.port)).archive!;
+  const ours = new ArchiveClient(config);
+  const sdk = new S3Client({
+    region: config.region,
+    endpoint: config.endpoint!,
+    forcePathStyle: true,
+    credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+  });
+  const timed = async (run: () => Promise<unknown>) => {
+    const t0 = performance.now();
+    await run();
+    return (performance.now() - t0) / 1000;
+  };
+  // Alternated, the least of three each.
+  const plain: number[] = [];
+  const uploader: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    plain.push(
+      await timed(() => sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: `plain/${i}`, Body: bytes }))),
+    );
+    uploader.push(await timed(() => ours.upload(`ours/${i}`, file, new AbortController().signal)));
+  }
+  const limitKbps = 40_000;
+  const limited = new ArchiveClient({ ...config, bytesPerSecond: limitKbps * 1000 / 8 });
+  const part = 24 * 2 ** 20;
+  await Deno.truncate(file, part);
+  const throttledS = await timed(() => limited.upload("limited", file, new AbortController().signal));
+  const rateKbps = part * 8 / 1000 / throttledS;
+  [ours, limited].forEach((c) => c.destroy());
+  sdk.destroy();
+  await s3.kill();
+  await s3.remove();
+  await Deno.remove(file);
+  const mbps = (s: number) => bytes.length / MB / s;
+  console.log(`\n11. archive to s3rver on 127.0.0.1 (64 MiB, least of 3)`);
+  console.log(
+    `   uploader (streamed, MD5, multipart, verified): ${fmt(mbps(Math.min(...uploader)))} MB/s; ` +
+      `SDK PutObject from memory: ${fmt(mbps(Math.min(...plain)))} MB/s (${
+        fmt(Math.min(...uploader) / Math.min(...plain), 2)
+      }x the time)`,
+  );
+  console.log(
+    `   ARCHIVE_BANDWIDTH_KBPS=${limitKbps}: ${fmt(rateKbps, 0)} kbit/s over 24 MiB (${
+      fmt(rateKbps / limitKbps, 3)
+    } of the limit)`,
+  );
+  report.push(
+    [
+      "11 archive",
+      "upload time, uploader vs SDK PutObject",
+      `${fmt(Math.min(...uploader) / Math.min(...plain), 2)}x`,
+      "",
+    ],
+    ["11 archive", "throttled rate vs ARCHIVE_BANDWIDTH_KBPS", `${fmt(rateKbps / limitKbps, 3)}`, "<= 1"],
+  );
 }
 
 console.log(`\n| section | figure | this run | target or reference |\n| --- | --- | --- | --- |`);

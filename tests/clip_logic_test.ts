@@ -87,6 +87,7 @@ Deno.test("clip plan: overlapping chunks in order, gaps inside the range, a stop
     codec: "avc1.42c01f",
     width,
     height: 720,
+    bytes: 1000,
   });
   const rows = [
     c("c3", 20_000, 30_000, 640),

@@ -1,3 +1,4 @@
+import { chunkFile } from "../src/serve/clip/chunk_bytes.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { faststartClip, fragmentedClip } from "../src/serve/clip/mux.ts";
@@ -35,7 +36,7 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
 
     const saved = join(storage, "clip.mp4");
     const file = await Deno.open(saved, { write: true, createNew: true });
-    const summary = await faststartClip(storage, plan, from, to, file);
+    const summary = await faststartClip((c) => chunkFile(storage, c.path), plan, from, to, file);
     file.close();
     assert.equal(await decodeErrors(saved), "");
     // [from, to), from the start of the picture on screen at `from` (it may have lasted two steps).
@@ -67,7 +68,7 @@ Deno.test("clips across a chunk boundary: exact length, keyframe start, clean de
 
     const fmp4 = join(storage, "clip_f.mp4");
     const parts: Uint8Array[] = [];
-    const clip = await fragmentedClip(storage, plan, from, to);
+    const clip = await fragmentedClip((c) => chunkFile(storage, c.path), plan, from, to);
     assert.ok(
       clip.startMs <= from && from - clip.startMs < 30 * frameMs,
       "starts at the keyframe before from",

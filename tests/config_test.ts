@@ -26,7 +26,9 @@ Deno.test("several streams from CONFIG_FILE", () => {
   const c = loadConfig({ CONFIG_FILE: "f.json" }, () => file);
   assert.deepEqual(c.streams.map((s) => s.name), ["cam1", "cam2"]);
   const bad = (doc: unknown) => () => loadConfig({ CONFIG_FILE: "f.json" }, () => JSON.stringify(doc));
-  assert.throws(bad({ streams: [] }), /CONFIG_FILE: streams must be a non-empty array/);
+  assert.throws(bad({ streams: {} }), /CONFIG_FILE: streams must be an array/);
+  // No streams: a node that serves the fleet's history and records nothing.
+  assert.deepEqual(loadConfig({ CONFIG_FILE: "f.json" }, () => JSON.stringify({ streams: [] })).streams, []);
   assert.throws(bad({ streams: [{ name: "a/b", url: "ws://x" }] }), /streams\[0\]\.name/);
   assert.throws(bad({ streams: [{ name: "a", url: "ws://x" }, { name: "a", url: "ws://y" }] }), /used twice/);
   // STORAGE_PATH/tmp is emptied at every start: a stream there would lose its recordings.

@@ -2,14 +2,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
-import { decodeErrors, frameMd5s, pattern, ServiceProcess, SMALL_PATTERN } from "./helpers.ts";
+import { decodeErrors, frameMd5s, pattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
+import { archiveEnv, S3Server } from "./s3_helpers.ts";
 import { freshSchema, pgQuery } from "./postgres_helpers.ts";
 
-Deno.test("two recorders on one PostgreSQL index record the same stream name side by side, each its own rows, every picture kept", async () => {
+Deno.test("two recorders on one PostgreSQL index and one bucket record the same stream name side by side, every picture kept; a third node with no streams lists both and serves their clips byte for byte as their recorders do", async () => {
   const h264 = await pattern(SMALL_PATTERN);
   const frames = sourceFrames(h264);
   const relay = await startRelay({ frames, intervalMs: () => 25, startAfterClients: 2 });
   const db = await freshSchema();
+  const s3 = await S3Server.start();
   const names = ["gs-a", "gs-b"];
   const storages = await Promise.all(names.map(() => Deno.makeTempDir()));
   const services = names.map((name, i) =>
@@ -20,21 +22,81 @@ Deno.test("two recorders on one PostgreSQL index record the same stream name sid
       INDEX_URL: db.url,
       AMQP_URL: "",
       VIDEO_CHUNK_DURATION_SECONDS: "1",
+      VIDEO_IDLE_TIMEOUT_SECONDS: "1",
+      ...archiveEnv(s3.port),
     })
   );
+  const viewerStorage = await Deno.makeTempDir();
+  let viewer: ServiceProcess | null = null;
   try {
     await relay.finished;
     await relay.close();
-    for (const s of services) await s.waitForLog((l) => l.msg === "disconnected", "the relay's close");
+    for (const s of services) {
+      await s.waitForLog(
+        (l) => l.msg === "chunk closed" && l.reason === "idle",
+        "the last chunk's idle close",
+      );
+    }
     for (const [i, s] of services.entries()) {
       const base = `http://127.0.0.1:${await s.port("http")}`;
       const health = await (await fetch(`${base}/healthz`)).json();
       assert.deepEqual([health.recorder, health.index], [names[i], "postgres"]);
       const ranges = await (await fetch(`${base}/api/ranges`)).json();
       assert.equal(ranges.recorder, names[i]);
-      // The open chunk counts up to its last written fragment: the whole is checked after the stop.
       assert.equal(ranges.ranges.length, 1);
+      await until(
+        async () => (await (await fetch(`${base}/healthz`)).json()).archive.queue.depth === 0,
+        "archived",
+      );
     }
+
+    // A node that records nothing, with its own empty disk, on the same index and bucket.
+    const config = join(viewerStorage, "streams.json");
+    await Deno.writeTextFile(config, JSON.stringify({ streams: [] }));
+    viewer = new ServiceProcess({
+      CONFIG_FILE: config,
+      STORAGE_PATH: join(viewerStorage, "rec"),
+      UPLOAD_PATH: join(viewerStorage, "up"),
+      RECORDER_ID: "gs-view",
+      INDEX_URL: db.url,
+      AMQP_URL: "",
+      ...archiveEnv(s3.port),
+    });
+    const viewerBase = `http://127.0.0.1:${await viewer.port("http")}`;
+    const fleet = await (await fetch(`${viewerBase}/api/ranges`)).json();
+    assert.deepEqual(
+      fleet.streams.map((
+        s: { recorder: string; stream: string; ranges: unknown[] },
+      ) => [s.recorder, s.stream, s.ranges.length]),
+      [["gs-a", "default", 1], ["gs-b", "default", 1]],
+    );
+    for (const [i, name] of names.entries()) {
+      const own = await pgQuery<{ start_ms: number; end_ms: number }>(
+        db.schema,
+        `SELECT start_ms, end_ms FROM chunks WHERE recorder = '${name}' ORDER BY start_ms`,
+      );
+      // Across the boundary of its second and third chunks.
+      const from = new Date(Number(own[1].end_ms) - 400).toISOString();
+      const to = new Date(Number(own[2].start_ms) + 400).toISOString();
+      const holder = await fetch(
+        `http://127.0.0.1:${await services[i].port("http")}/api/clip?from=${from}&to=${to}`,
+      );
+      const viewed = await fetch(
+        `${viewerBase}/api/clip?recorder=${name}&stream=default&from=${from}&to=${to}`,
+      );
+      assert.deepEqual([holder.status, viewed.status], [200, 200]);
+      const [a, b] = [new Uint8Array(await holder.arrayBuffer()), new Uint8Array(await viewed.arrayBuffer())];
+      assert.ok(a.length > 10_000);
+      assert.deepEqual(b, a, `${name}: the archive's clip is the recorder's, byte for byte`);
+      assert.equal(viewed.headers.get("x-clip-from"), holder.headers.get("x-clip-from"));
+    }
+    // Without a stream named, a recorder with one stream is understood; an unknown one is refused by name.
+    const bad = await fetch(`${viewerBase}/api/ranges?recorder=gs-nobody`);
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).error, /unknown "recorder": "gs-nobody"/);
+    assert.equal((await (await fetch(`${viewerBase}/api/ranges?recorder=gs-a`)).json()).ranges.length, 1);
+    viewer.signal("SIGTERM");
+    assert.equal((await viewer.exit()).code, 0, viewer.stderr.join("\n"));
     for (const s of services) s.signal("SIGTERM");
     for (const s of services) assert.equal((await s.exit()).code, 0, s.stderr.join("\n"));
 
@@ -72,11 +134,14 @@ Deno.test("two recorders on one PostgreSQL index record the same stream name sid
     assert.ok(events.length > 0);
     assert.ok(events.every((e) => JSON.parse(e.body).recorder === e.recorder && names.includes(e.recorder)));
   } finally {
-    for (const s of services) {
+    for (const s of [...services, ...(viewer ? [viewer] : [])]) {
       s.signal("SIGKILL");
       await s.exit();
     }
     await relay.close();
+    await s3.kill();
+    await s3.remove();
+    await Deno.remove(viewerStorage, { recursive: true });
     await db.drop();
     for (const dir of storages) await Deno.remove(dir, { recursive: true });
   }

@@ -5,6 +5,7 @@
  * then decodes every chunk on its own and compares it with the source picture by picture.
  */
 import assert from "node:assert/strict";
+import { chunkFile } from "../src/serve/clip/chunk_bytes.ts";
 import { join } from "node:path";
 import type { TestPatternOptions } from "../src/tools/ffmpeg.ts";
 import { faststartClip } from "../src/serve/clip/mux.ts";
@@ -117,7 +118,7 @@ async function assertClip(storage: string, from: number, ms: number, expected: s
   const path = await Deno.makeTempFile({ suffix: ".mp4" });
   try {
     const file = await Deno.open(path, { write: true });
-    const summary = await faststartClip(storage, plan, from, from + ms, file);
+    const summary = await faststartClip((c) => chunkFile(storage, c.path), plan, from, from + ms, file);
     file.close();
     assert.equal(await decodeErrors(path), "", "the clip decodes");
     assert.ok(Math.abs(summary.startMs - from) < 1, "it starts with the picture on screen at `from`");

@@ -3,6 +3,7 @@ import type { ChunkCut } from "../record/segment_machine.ts";
 import { TMP_DIR } from "../store/layout.ts";
 import { type EncodeSettings, PRESETS } from "../ingest/ffmpeg/args.ts";
 import { type ArchiveConfig, parseArchiveUrl } from "../store/archive/keys.ts";
+import { RECORDER_NAME } from "../store/index/chunk_index.ts";
 
 /** What reads a stream, by its URL's scheme (docs/cameras.md). */
 export type SourceKind = "relay" | "camera" | "rtsp";
@@ -247,8 +248,6 @@ function amqpUrl(raw: string | undefined): string {
 const DEFAULT_ENCODE: EncodeSettings = { fps: 20, bitrateKbps: 1000, preset: "veryfast" };
 
 const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-/** A recorder's id: a stream name that may hold dots, as host names do. */
-export const RECORDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 function recorderId(raw: string | undefined): string | null {
   if (raw === undefined || raw === "") return null;
@@ -380,8 +379,9 @@ function storageSettings(doc: Record<string, unknown>): Env {
 function streamsOf(doc: Record<string, unknown>, base: EncodeSettings): StreamConfig[] | null {
   const streams = doc.streams;
   if (streams === undefined) return null;
-  if (!Array.isArray(streams) || streams.length === 0) {
-    throw new ConfigError("CONFIG_FILE", `streams must be a non-empty array of {name, url}`);
+  // Empty: a node that records nothing and serves the fleet's history (docs/fleet.md).
+  if (!Array.isArray(streams)) {
+    throw new ConfigError("CONFIG_FILE", `streams must be an array of {name, url}`);
   }
   const seen = new Set<string>();
   return streams.map((s, i) => {

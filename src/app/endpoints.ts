@@ -52,6 +52,7 @@ export async function openEndpoints(
     storagePath: root,
     uploadPath: config.uploadPath,
     streams: config.streams.map((s) => s.name),
+    archive: shared.archive,
     fetchMaxBytes: config.fetchMaxBytes,
     clipMaxConcurrent: config.clipMaxConcurrent,
     rangeGapMs: config.rangeGapMs,

@@ -3,7 +3,7 @@ import { logger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { Supervisor } from "../runtime/supervisor.ts";
 import { type BrokerStatus, Conditions, type StreamStatus, streamStatus } from "../serve/health.ts";
-import { ChunkIndex } from "../store/index/chunk_index.ts";
+import { ChunkIndex, RECORDER_NAME } from "../store/index/chunk_index.ts";
 import { archiveKeys } from "../store/archive/keys.ts";
 import { ArchiveClient } from "../store/archive/s3.ts";
 import type { ArchiveStatus } from "../../actors/uploader.ts";
@@ -12,7 +12,7 @@ import { Leases } from "../store/leases.ts";
 import { OpenChunks } from "../store/open_chunks.ts";
 import { recover, type RecoveryOptions } from "../store/recovery.ts";
 import { type Queue, registerActors, type Shared } from "./actors.ts";
-import { type Config, ConfigError, RECORDER_NAME, StartupError } from "./config.ts";
+import { type Config, ConfigError, StartupError } from "./config.ts";
 import { type Endpoints, openEndpoints } from "./endpoints.ts";
 
 export interface Service {
@@ -59,7 +59,7 @@ export async function startService(config: Config): Promise<Service> {
     settings,
     metrics,
     openChunks,
-    defaultStream: config.streams[0].name,
+    defaultStream: config.streams[0]?.name ?? "default",
     videoUrlOf: (name) => config.streams.find((s) => s.name === name)?.shownUrl ?? "",
   };
   const initial = await recover(recovery);

@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { statfsSync } from "node:fs";
 import { join, relative } from "node:path";
-import { type ChunkIndex, type ChunkRow, playable } from "../../store/index/chunk_index.ts";
+import { type ChunkIndex, type ChunkRow, playable, RECORDER_NAME } from "../../store/index/chunk_index.ts";
 import type { IndexChanges } from "../../store/index/index_changes.ts";
 import { json } from "../http.ts";
 import { storageEvent } from "../../publish/envelope.ts";
@@ -17,15 +17,25 @@ import { type ClipPlan, planClip } from "./plan.ts";
 import { mergeRanges, nearestRanges, type Range } from "./ranges.ts";
 import { ApiError, clipRange, saveLabels } from "./request.ts";
 import { SaveJobs } from "./save_jobs.ts";
+import { archivedChunk, type ArchiveReader, chunkFile, type OpenChunk } from "./chunk_bytes.ts";
 import { formatCompact, formatIso } from "./timestamps.ts";
+
+/** The recorder and stream a request is about; `own`: this recorder's. */
+interface Target {
+  recorder: string;
+  stream: string;
+  own: boolean;
+}
 
 export interface ClipApiOptions {
   index: ChunkIndex;
   changes: IndexChanges;
   storagePath: string;
   uploadPath: string;
-  /** Stream names; the first is the default. */
+  /** This recorder's stream names; the first is the default (none: a node that only serves the fleet's history). */
   streams: string[];
+  /** The archive's reader (ARCHIVE_URL): chunks not on this disk are read from there; null: none. */
+  archive: ArchiveReader | null;
   fetchMaxBytes: number;
   /** Clips (`fetch`, `GET /api/clip`) read at once; more get 503 (CLIP_MAX_CONCURRENT). */
   clipMaxConcurrent: number;
@@ -63,9 +73,9 @@ export class ClipApi {
       index: o.index,
       metrics: o.metrics,
       save: async (request, onProgress, signal, placing) => {
-        const stream = this.#stream(request.stream);
+        const target = await this.#target(request);
         const { from, to } = clipRange(request);
-        await this.#waitForVideo(stream, to);
+        if (target.own) await this.#waitForVideo(target.stream, to);
         const gaps = (plan: ClipPlan) => describe(plan, from, to).gaps;
         const { filename, plan } = await this.#writeClip(
           request,
@@ -166,9 +176,9 @@ export class ClipApi {
     }
   }
 
-  /** Keeps the janitor off the clip's chunks until the returned release is called. */
-  #lease(plan: ClipPlan): () => void {
-    return this.#o.leases.take(plan.chunks.map((c) => c.path));
+  /** Keeps the janitor off the clip's chunks (this recorder's) until the returned release is called. */
+  #lease(plan: ClipPlan, target: Target): () => void {
+    return target.own ? this.#o.leases.take(plan.chunks.map((c) => c.path)) : () => {};
   }
 
   /**
@@ -176,7 +186,7 @@ export class ClipApi {
    * until the returned release is called. Beyond that many clips being read, 503 and Retry-After:
    * each holds a read buffer and disk bandwidth that recording needs too.
    */
-  #leaseRead(plan: ClipPlan): () => void {
+  #leaseRead(plan: ClipPlan, target: Target): () => void {
     if (this.#serving >= this.#o.clipMaxConcurrent) {
       this.#o.metrics.clipsRefused.inc();
       throw new ApiError(
@@ -186,7 +196,7 @@ export class ClipApi {
       );
     }
     this.#serving++;
-    const release = this.#lease(plan);
+    const release = this.#lease(plan, target);
     let done = false;
     return () => {
       if (done) return;
@@ -196,27 +206,77 @@ export class ClipApi {
     };
   }
 
-  #stream(value: unknown): string {
-    if (value === undefined || value === null) return this.#o.streams[0];
-    if (typeof value !== "string" || !this.#o.streams.includes(value)) {
+  /**
+   * The recorder and stream a request names (`recorder`, `stream`): by default this recorder and
+   * its first stream, or another recorder's only stream. A recorder or stream the index does not
+   * know is refused by name.
+   */
+  async #target(fields: Record<string, unknown>): Promise<Target> {
+    const own = this.#o.index.recorder;
+    const recorder = fields.recorder ?? own;
+    if (typeof recorder !== "string" || !RECORDER_NAME.test(recorder)) {
+      throw new ApiError(400, `"recorder" must be a recorder's id, got ${JSON.stringify(recorder)}`);
+    }
+    if (recorder === own && this.#o.streams.length > 0) {
+      const stream = fields.stream ?? this.#o.streams[0];
+      if (typeof stream !== "string" || !this.#o.streams.includes(stream)) {
+        throw new ApiError(
+          400,
+          `unknown "stream": ${JSON.stringify(stream)}; streams: ${this.#o.streams.join(", ")}`,
+        );
+      }
+      return { recorder, stream, own: true };
+    }
+    const known = (await this.#o.index.streams()).filter((k) => k.recorder === recorder).map((k) => k.stream);
+    if (known.length === 0) {
+      throw new ApiError(400, `unknown "recorder": ${JSON.stringify(recorder)} has no chunks in the index`);
+    }
+    const stream = fields.stream ?? (known.length === 1 ? known[0] : undefined);
+    if (typeof stream !== "string" || !known.includes(stream)) {
       throw new ApiError(
         400,
-        `unknown "stream": ${JSON.stringify(value)}; streams: ${this.#o.streams.join(", ")}`,
+        `${fields.stream === undefined ? "missing" : "unknown"} "stream" of recorder ${recorder}: ${
+          JSON.stringify(fields.stream ?? null)
+        }; streams: ${known.join(", ")}`,
       );
     }
-    return value;
+    return { recorder, stream, own: recorder === own };
   }
 
-  async #rows(stream: string): Promise<ChunkRow[]> {
-    return (await this.#o.index.chunks({ stream })).filter((c) => playable(c) && c.frames > 0);
+  /**
+   * The chunks of `target` this node can serve: this recorder's on its disk, and any recorder's
+   * archived ones (with ARCHIVE_URL).
+   */
+  async #rows(target: Target): Promise<ChunkRow[]> {
+    const archived = (c: ChunkRow) => this.#o.archive !== null && c.archive_key !== null;
+    return (await this.#o.index.chunks({ recorder: target.recorder, stream: target.stream }))
+      .filter((c) => c.frames > 0 && ((target.own && playable(c)) || archived(c)));
   }
 
-  async #rangesOf(stream: string): Promise<Range[]> {
-    return mergeRanges(await this.#rows(stream), this.#o.rangeGapMs);
+  /** Where each planned chunk's bytes are read: this recorder's file when it is here, else the archive. */
+  #opener(target: Target): OpenChunk {
+    const { archive, storagePath } = this.#o;
+    return async (c) => {
+      if (target.own) {
+        try {
+          return await chunkFile(storagePath, c.path);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound) || !c.archive_key || !archive) throw e;
+        }
+      }
+      if (!c.archive_key || !archive) {
+        throw new Error(`${target.recorder} ${c.path} is neither here nor archived`);
+      }
+      return archivedChunk(archive, c.archive_key, c.bytes);
+    };
+  }
+
+  async #rangesOf(target: Target): Promise<Range[]> {
+    return mergeRanges(await this.#rows(target), this.#o.rangeGapMs);
   }
 
   async #storageState(body: Record<string, unknown>) {
-    const ranges = await this.#rangesOf(this.#stream(body.stream));
+    const ranges = await this.#rangesOf(await this.#target(body));
     const all = (await this.#o.index.chunks()).filter(playable);
     const indexBytes = await this.#o.index.localBytes();
     const fs = statfsSync(this.#o.storagePath);
@@ -234,13 +294,16 @@ export class ClipApi {
     };
   }
 
+  /**
+   * One stream's ranges (`recorder`, `stream`); with neither, also `streams`: every recorder's
+   * streams with the ranges this node can serve of them.
+   */
   async #ranges(params: URLSearchParams): Promise<Response> {
-    const stream = this.#stream(params.get("stream") ?? undefined);
-    const ranges = await this.#rangesOf(stream);
-    return json({
-      recorder: this.#o.index.recorder,
-      stream,
-      ranges: ranges.map((r) => ({
+    const fields = Object.fromEntries(params);
+    const listed = async (t: Target) => ({
+      recorder: t.recorder,
+      stream: t.stream,
+      ranges: (await this.#rangesOf(t)).map((r) => ({
         from: formatIso(r.from),
         to: formatIso(r.to),
         from_compact: formatCompact(r.from),
@@ -250,15 +313,29 @@ export class ClipApi {
         chunks: r.chunks,
       })),
     });
+    if (fields.recorder !== undefined || fields.stream !== undefined) {
+      return json(await listed(await this.#target(fields)));
+    }
+    const own = this.#o.index.recorder;
+    const keys = new Map<string, Target>();
+    for (const stream of this.#o.streams) keys.set(`${own}\0${stream}`, { recorder: own, stream, own: true });
+    for (const k of await this.#o.index.streams()) {
+      const key = `${k.recorder}\0${k.stream}`;
+      if (!keys.has(key)) keys.set(key, { ...k, own: k.recorder === own });
+    }
+    const streams = [];
+    for (const t of keys.values()) streams.push(await listed(t));
+    const first = this.#o.streams.length > 0 ? streams[0] : { recorder: own, stream: null, ranges: [] };
+    return json({ ...first, streams });
   }
 
-  /** A stream's playable chunks, each with what the timeline shows: partial, recovered, recording. */
+  /** A stream's servable chunks, each with what the timeline shows: partial, recovered, recording. */
   async #chunks(params: URLSearchParams): Promise<Response> {
-    const stream = this.#stream(params.get("stream") ?? undefined);
+    const target = await this.#target(Object.fromEntries(params));
     return json({
-      recorder: this.#o.index.recorder,
-      stream,
-      chunks: (await this.#rows(stream)).map((c) => ({
+      recorder: target.recorder,
+      stream: target.stream,
+      chunks: (await this.#rows(target)).map((c) => ({
         path: c.path,
         from: formatIso(c.start_ms),
         to: formatIso(c.end_ms),
@@ -274,14 +351,18 @@ export class ClipApi {
     });
   }
 
-  /** A chunk's thumbnail (`chunk`: its path as /api/chunks gives it), made on the first request. */
+  /** A chunk's thumbnail (`chunk`: its path as /api/chunks gives it), made on the first request; this recorder's chunks only. */
   async #thumbnail(params: URLSearchParams): Promise<Response> {
-    const stream = this.#stream(params.get("stream") ?? undefined);
+    const target = await this.#target(Object.fromEntries(params));
     const path = params.get("chunk");
     if (!path) throw new ApiError(400, "chunk: missing (a chunk's path, as /api/chunks gives it)");
     // Only a chunk of the index, never a path from the request, is read.
-    const row = (await this.#rows(stream)).find((c) => c.path === path);
-    if (!row) throw new ApiError(404, `chunk: no chunk ${path} of stream ${stream}`);
+    const row = target.own
+      ? (await this.#rows(target)).find((c) => c.path === path && playable(c))
+      : undefined;
+    if (!row) {
+      throw new ApiError(404, `chunk: no chunk ${path} of stream ${target.stream} on this node's disk`);
+    }
     if (!this.#o.thumbnails) {
       throw new ApiError(404, "thumbnails are off: no ffmpeg runs here (or THUMBNAILS=false)");
     }
@@ -311,28 +392,31 @@ export class ClipApi {
 
   /** The clip's plan, or a 404 naming the nearest recorded ranges. */
   async #plan(fields: Record<string, unknown>) {
-    const stream = this.#stream(fields.stream);
+    const target = await this.#target(fields);
+    const { stream } = target;
     const { from, to } = clipRange(fields);
-    const rows = await this.#rows(stream);
+    const rows = await this.#rows(target);
     const plan = planClip(rows, from, to, this.#o.rangeGapMs);
     if (plan.chunks.length === 0) {
       const nearest = nearestRanges(mergeRanges(rows, this.#o.rangeGapMs), from, to);
       throw new ApiError(
         404,
-        `no recorded video of "${stream}" between ${formatCompact(from)} and ${formatCompact(to)}`,
+        `no recorded video of "${stream}"${
+          target.own ? "" : ` of recorder ${target.recorder}`
+        } on this node or in its archive between ${formatCompact(from)} and ${formatCompact(to)}`,
         {
           nearest: nearest.map((r) => ({ from: formatCompact(r.from), to: formatCompact(r.to) })),
         },
       );
     }
-    return { stream, from, to, plan };
+    return { target, stream, from, to, plan };
   }
 
   async #fetch(body: Record<string, unknown>): Promise<Response> {
-    const { from, to, plan } = await this.#plan(body);
-    const release = this.#leaseRead(plan);
+    const { target, from, to, plan } = await this.#plan(body);
+    const release = this.#leaseRead(plan, target);
     try {
-      return await this.#fetchLeased(body, from, to, plan);
+      return await this.#fetchLeased(body, target, from, to, plan);
     } finally {
       release();
     }
@@ -340,11 +424,12 @@ export class ClipApi {
 
   async #fetchLeased(
     body: Record<string, unknown>,
+    target: Target,
     from: number,
     to: number,
     plan: ClipPlan,
   ): Promise<Response> {
-    const clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+    const clip = await fragmentedClip(this.#opener(target), plan, from, to);
     const parts: Uint8Array[] = [];
     let size = 0;
     for await (const part of clip.pieces) {
@@ -369,11 +454,11 @@ export class ClipApi {
 
   async #streamClip(params: URLSearchParams): Promise<Response> {
     const fields = Object.fromEntries(params);
-    const { from, to, plan } = await this.#plan(fields);
-    const release = this.#leaseRead(plan);
+    const { target, from, to, plan } = await this.#plan(fields);
+    const release = this.#leaseRead(plan, target);
     let clip;
     try {
-      clip = await fragmentedClip(this.#o.storagePath, plan, from, to);
+      clip = await fragmentedClip(this.#opener(target), plan, from, to);
     } catch (e) {
       release();
       throw e;
@@ -400,7 +485,7 @@ export class ClipApi {
   }
 
   async #save(body: Record<string, unknown>): Promise<Response> {
-    const stream = this.#stream(body.stream);
+    const target = await this.#target(body);
     const { from, to } = clipRange(body);
     if (to > Date.now()) throw new ApiError(400, `"to" is in the future: ${formatCompact(to)}`);
     const { metadata, tags } = saveLabels(body);
@@ -409,7 +494,14 @@ export class ClipApi {
     }
     if (body.async) {
       await this.#plan(body); // a range with no video at all is refused now, not later
-      const job = await this.#jobs.submit({ stream, from: body.from, to: body.to, metadata, tags });
+      const job = await this.#jobs.submit({
+        recorder: target.recorder,
+        stream: target.stream,
+        from: body.from,
+        to: body.to,
+        metadata,
+        tags,
+      });
       return json({ command: "save", status: "async", job_id: job.id, job_url: `/api/jobs/${job.id}` });
     }
     const { filename, plan } = await this.#writeClip(body, () => {});
@@ -453,10 +545,12 @@ export class ClipApi {
     signal?: AbortSignal,
     placing?: (filename: string, plan: ClipPlan) => Promise<void>,
   ) {
-    const { stream, from, to, plan } = await this.#plan(body);
+    const { target, stream, from, to, plan } = await this.#plan(body);
     const { metadata, tags } = saveLabels(body);
     const dir = join(this.#o.uploadPath, ...tags.map((t) => `tag=${t}`));
-    const base = `${stream}_${formatCompact(from).slice(0, -1)}${metadata ? `_${metadata}` : ""}`;
+    // Another recorder's clip is named by its recorder too: stream names are unique per recorder.
+    const source = target.own ? stream : `${target.recorder}_${stream}`;
+    const base = `${source}_${formatCompact(from).slice(0, -1)}${metadata ? `_${metadata}` : ""}`;
     const tmpDir = join(this.#o.storagePath, TMP_DIR);
     await Deno.mkdir(tmpDir, { recursive: true });
     await Deno.mkdir(dir, { recursive: true });
@@ -467,9 +561,9 @@ export class ClipApi {
       const file = await Deno.open(tmp, { write: true, createNew: true });
       try {
         // Saves are bounded by their own queue (MAX_PENDING_JOBS), not CLIP_MAX_CONCURRENT.
-        const release = this.#lease(plan);
+        const release = this.#lease(plan, target);
         try {
-          summary = await faststartClip(this.#o.storagePath, plan, from, to, file, onProgress);
+          summary = await faststartClip(this.#opener(target), plan, from, to, file, onProgress);
         } finally {
           release();
         }

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import { u32, u64 } from "../../store/mp4/boxes.ts";
 import { concat } from "../../runtime/bytes.ts";
 import { fragmentHeader } from "../../store/mp4/fragment.ts";
@@ -6,7 +5,8 @@ import { type SampleRef, scanChunk } from "../../store/mp4/fragment_reader.ts";
 import { ftyp, movie, type SampleTables } from "../../store/mp4/init_segment.ts";
 import { toMs, toTicks } from "../../store/mp4/timing.ts";
 import { writeAll } from "../../store/layout.ts";
-import type { ClipPlan } from "./plan.ts";
+import type { ClipChunk, ClipPlan } from "./plan.ts";
+import type { ChunkBytes, OpenChunk } from "./chunk_bytes.ts";
 
 /** A planned chunk as read back: its samples in the clip, with their wall-clock start times. */
 interface ReadChunk {
@@ -37,13 +37,20 @@ const FRAGMENT_MS = 1000;
  * sample that starts before `to`. A later chunk's lead is left out: the clip holds those frames.
  */
 async function readChunk(
-  root: string,
-  path: string,
+  open: OpenChunk,
+  chunk: ClipChunk,
   from: number,
   to: number,
   first: boolean,
 ): Promise<ReadChunk> {
-  const { bytes, size } = await readBoxes(join(root, path));
+  const path = chunk.path;
+  const source = await open(chunk);
+  let bytes: Uint8Array, size: number;
+  try {
+    ({ bytes, size } = await readBoxes(source));
+  } finally {
+    source.close();
+  }
   const scan = scanChunk(bytes, size);
   if (scan.startMs === null || !scan.stsd) throw new Error(`${path} has no readable fragments`);
   const startMs = scan.startMs;
@@ -98,16 +105,16 @@ function edit(from: number, to: number, first: ReadChunk, lastEnd: number) {
  * spacing (gaps stay gaps).
  *
  * @example
- * const clip = await fragmentedClip(root, plan, from, to);
+ * const clip = await fragmentedClip((c) => chunkFile(root, c.path), plan, from, to);
  * return new Response(ReadableStream.from(clip.pieces), { headers: { "x-clip-from": iso(clip.startMs) } });
  */
 export async function fragmentedClip(
-  root: string,
+  open: OpenChunk,
   plan: ClipPlan,
   from: number,
   to: number,
 ): Promise<{ startMs: number; pieces: AsyncGenerator<Uint8Array> }> {
-  const first = await readChunk(root, plan.chunks[0].path, from, to, true);
+  const first = await readChunk(open, plan.chunks[0], from, to, true);
   if (first.samples.length === 0) throw new Error(`${plan.chunks[0].path} has no frames before ${to}`);
   const clipStart = first.wall[0];
   async function* pieces(): AsyncGenerator<Uint8Array> {
@@ -117,7 +124,7 @@ export async function fragmentedClip(
     ]);
     let sequence = 0;
     for (let i = 0; i < plan.chunks.length; i++) {
-      const chunk = i === 0 ? first : await readChunk(root, plan.chunks[i].path, from, to, false);
+      const chunk = i === 0 ? first : await readChunk(open, plan.chunks[i], from, to, false);
       // Runs of up to a second, each under a header made here, its samples' bytes passed through
       // from the file as they are (a run's samples are contiguous there: it never spans two fragments).
       const runs: Run[] = [];
@@ -134,7 +141,7 @@ export async function fragmentedClip(
           to: run.at(-1)!.offset + run.at(-1)!.size,
         });
       }
-      yield* passThrough(join(root, chunk.path), runs);
+      yield* passThrough(open, plan.chunks[i], runs);
     }
   }
   return { startMs: clipStart, pieces: pieces() };
@@ -146,22 +153,22 @@ export async function fragmentedClip(
  * of up to 1 MB.
  *
  * @example
- * const summary = await faststartClip(root, plan, from, to, file);
+ * const summary = await faststartClip((c) => chunkFile(root, c.path), plan, from, to, file);
  */
 export async function faststartClip(
-  root: string,
+  open: OpenChunk,
   plan: ClipPlan,
   from: number,
   to: number,
   file: Deno.FsFile,
   onProgress: (fraction: number) => void = () => {},
 ): Promise<ClipSummary> {
-  const parts: { path: string; refs: SampleRef[] }[] = [];
+  const parts: { chunk: ClipChunk; refs: SampleRef[] }[] = [];
   const tables: SampleTables = { durations: [], sizes: [], sync: [], chunks: [] };
   let entry: Uint8Array | null = null, width = 0, height = 0, first: ReadChunk | null = null;
   let lastWall = 0, lastEnd = 0;
   for (const [i, c] of plan.chunks.entries()) {
-    const chunk = await readChunk(root, c.path, from, to, i === 0);
+    const chunk = await readChunk(open, c, from, to, i === 0);
     if (chunk.samples.length === 0) continue;
     if (!entry) {
       entry = chunk.sampleEntry.slice();
@@ -180,7 +187,7 @@ export async function faststartClip(
     tables.chunks.push({ offset: 0, samples: chunk.samples.length });
     lastWall = chunk.wall.at(-1)!;
     lastEnd = lastWall + toMs(chunk.samples.at(-1)!.duration);
-    parts.push({ path: c.path, refs: chunk.samples });
+    parts.push({ chunk: c, refs: chunk.samples });
   }
   if (!entry || !first) throw new Error("no frames in the range");
   const payload = tables.sizes.reduce((a, b) => a + b, 0);
@@ -209,7 +216,7 @@ export async function faststartClip(
       from: p.refs[a].offset,
       to: p.refs[b - 1].offset + p.refs[b - 1].size,
     }));
-    for await (const piece of passThrough(join(root, p.path), runs)) await writeAll(file, piece);
+    for await (const piece of passThrough(open, p.chunk, runs)) await writeAll(file, piece);
     onProgress((k + 1) / parts.length);
   }
   const e = options.edit;
@@ -252,54 +259,48 @@ function* sampleRuns(
 }
 
 /**
- * Each run's head, then its bytes of the file at `path`. The file is read forward in blocks of
- * READ_BYTES (the boxes between runs are read over, not sought past: a few hundred bytes), and
- * each run goes out as slices of those blocks, not copies.
+ * Each run's head, then its bytes of the chunk. The chunk is read forward in blocks of READ_BYTES
+ * (the boxes between runs are read over, not sought past: a few hundred bytes), and each run goes
+ * out as slices of those blocks, not copies.
  */
-async function* passThrough(path: string, runs: Run[]): AsyncGenerator<Uint8Array> {
+async function* passThrough(open: OpenChunk, chunk: ClipChunk, runs: Run[]): AsyncGenerator<Uint8Array> {
   if (runs.length === 0) return;
-  using file = await Deno.open(path);
-  const last = runs.at(-1)!.to;
-  const block = new FileWindow(file, last);
-  for (const run of runs) {
-    if (run.head) yield run.head;
-    for (let at = run.from; at < run.to;) {
-      if (!await block.cover(at, at + 1, READ_BYTES)) {
-        throw new Error(`unexpected end of file at ${at}, expected ${last}`);
+  const source = await open(chunk);
+  try {
+    const last = runs.at(-1)!.to;
+    const block = new Window(source, last);
+    for (const run of runs) {
+      if (run.head) yield run.head;
+      for (let at = run.from; at < run.to;) {
+        if (!await block.cover(at, at + 1, READ_BYTES)) {
+          throw new Error(`unexpected end of ${chunk.path} at ${at}, expected ${last}`);
+        }
+        const end = Math.min(run.to, block.start + block.bytes.length);
+        yield block.bytes.subarray(at - block.start, end - block.start);
+        at = end;
       }
-      const end = Math.min(run.to, block.start + block.bytes.length);
-      yield block.bytes.subarray(at - block.start, end - block.start);
-      at = end;
     }
+  } finally {
+    source.close();
   }
 }
 
-/**
- * A window over a file read forward: each read is a buffer of its own (slices of an earlier one
- * stay valid), and the file is sought only where a read does not follow the last one.
- */
-class FileWindow {
-  bytes = new Uint8Array(0);
-  /** The file's offset of `bytes[0]`. */
+/** A window over a chunk read forward: each read is a buffer of its own (slices of an earlier one stay valid). */
+class Window {
+  bytes: Uint8Array = new Uint8Array(0);
+  /** The chunk's offset of `bytes[0]`. */
   start = 0;
-  #position = 0;
 
-  /** `end`: where reads stop (the file's size, or the last byte wanted). */
-  constructor(readonly file: Deno.FsFile, readonly end: number) {}
+  /** `end`: where reads stop (the chunk's size, or the last byte wanted). */
+  constructor(readonly source: ChunkBytes, readonly end: number) {}
 
-  /** Makes the window hold [from, to), with one read of at least `min` bytes (up to `end`) if it does not. False at the end of the file. */
+  /** Makes the window hold [from, to), with one read of at least `min` bytes (up to `end`) if it does not. False at the end of the chunk. */
   async cover(from: number, to: number, min: number): Promise<boolean> {
     if (from >= this.start && to <= this.start + this.bytes.length) return true;
-    if (from !== this.#position) await this.file.seek(from, Deno.SeekMode.Start);
-    this.bytes = new Uint8Array(Math.min(this.end, Math.max(to, from + min)) - from);
+    const want = Math.min(this.end, Math.max(to, from + min));
+    this.bytes = await this.source.read(from, want);
     this.start = from;
-    for (let got = 0; got < this.bytes.length;) {
-      const n = await this.file.read(this.bytes.subarray(got));
-      if (n === null) return false;
-      got += n;
-      this.#position = from + got;
-    }
-    return true;
+    return this.bytes.length === want - from;
   }
 }
 
@@ -307,13 +308,12 @@ class FileWindow {
 const BOX_WINDOW = 4096;
 
 /**
- * A chunk file's boxes, each mdat with its header only (for `scanChunk(bytes, size)`): a few
- * hundred bytes a fragment in memory, one read a fragment.
+ * A chunk's boxes, each mdat with its header only (for `scanChunk(bytes, size)`): a few hundred
+ * bytes a fragment in memory, one read a fragment.
  */
-async function readBoxes(path: string): Promise<{ bytes: Uint8Array; size: number }> {
-  using file = await Deno.open(path);
-  const size = (await file.stat()).size;
-  const window = new FileWindow(file, size);
+async function readBoxes(source: ChunkBytes): Promise<{ bytes: Uint8Array; size: number }> {
+  const size = source.size;
+  const window = new Window(source, size);
   const parts: Uint8Array[] = [];
   for (let at = 0; at + 8 <= size;) {
     if (!await window.cover(at, Math.min(size, at + 16), BOX_WINDOW)) break;

@@ -7,6 +7,9 @@ export interface ClipChunk {
   codec: string;
   width: number;
   height: number;
+  bytes: number;
+  /** Where the archive holds a copy (docs/fleet.md); null or absent: none. */
+  archive_key?: string | null;
 }
 
 export interface ClipPlan {

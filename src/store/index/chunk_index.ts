@@ -23,6 +23,9 @@ export type EventRow = Selectable<EventTable>;
 export type SaveJobRow = Selectable<SaveJobTable>;
 export type NewSaveJob = Omit<SaveJobRow, "recorder">;
 
+/** A recorder's id (RECORDER_ID): a stream name that may hold dots, as host names do. */
+export const RECORDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 /** A stream as the fleet's index knows it: stream names are unique per recorder. */
 export interface StreamKey {
   recorder: string;
