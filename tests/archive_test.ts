@@ -14,6 +14,8 @@ import {
   until,
 } from "./helpers.ts";
 import { archiveEnv, S3Server } from "./s3_helpers.ts";
+import { loadConfig } from "../src/app/config.ts";
+import { ArchiveClient, PART_BYTES } from "../src/store/archive/s3.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 
 /** 2 s chunks of about 750 kB (grain keeps the pattern at its bitrate). */
@@ -263,4 +265,35 @@ Deno.test({
       if (run) await Deno.remove(run.uploads, { recursive: true });
     }
   },
+});
+
+Deno.test("the archive client: a file over 8 MiB goes in parts and is verified; ranged reads return exactly the bytes asked for, across a part's edge", async () => {
+  const s3 = await S3Server.start();
+  const client = new ArchiveClient(loadConfig(archiveEnv(s3.port)).archive!);
+  const file = await Deno.makeTempFile();
+  try {
+    const bytes = new Uint8Array(2 * PART_BYTES + 123_457);
+    for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+    await Deno.writeFile(file, bytes);
+    let counted = 0;
+    const { etag, bytes: sent } = await client.upload(
+      "fleet/t/big.mp4",
+      file,
+      new AbortController().signal,
+      (n) => {
+        counted += n;
+      },
+    );
+    assert.deepEqual([sent, counted], [bytes.length, bytes.length]);
+    assert.match(etag, /^[0-9a-f]{32}(-3)?$/, "the MD5 of the bytes, or of the 3 parts'");
+    assert.deepEqual(await s3.object("fleet/t/big.mp4"), bytes);
+    const [from, to] = [PART_BYTES - 1000, PART_BYTES + 1000];
+    assert.deepEqual(await client.read("fleet/t/big.mp4", from, to), bytes.subarray(from, to));
+    assert.equal(await client.size("fleet/t/big.mp4"), bytes.length);
+  } finally {
+    client.destroy();
+    await Deno.remove(file);
+    await s3.kill();
+    await s3.remove();
+  }
 });
