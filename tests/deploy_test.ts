@@ -85,6 +85,18 @@ Deno.test("compose.yaml: the stack, its ports and volumes, and only variables th
   );
 });
 
+Deno.test("docker-compose accepts compose.yaml under each profile: keys, conditions and references as compose reads them", async () => {
+  for (const profile of [[], ["--profile", "demo"], ["--profile", "fleet"]]) {
+    const { code, stderr } = await new Deno.Command("docker-compose", {
+      args: [...profile, "config", "--quiet"],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, `docker-compose ${profile.join(" ")} config: ${new TextDecoder().decode(stderr)}`);
+  }
+});
+
 Deno.test("promtool: the Prometheus config and rules are valid, and each alert fires on its condition only", async () => {
   const promtool = async (...args: string[]) => {
     const { code, stdout, stderr } = await new Deno.Command("promtool", {

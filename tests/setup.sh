@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need beyond Deno: ffmpeg/ffprobe, promtool (checks the alert
-# rules), systemd-analyze (verifies the unit file), GStreamer's RTSP server with Python bindings
+# rules), systemd-analyze (verifies the unit file), docker-compose (checks compose.yaml against
+# compose's schema; no Docker engine needed), GStreamer's RTSP server with Python bindings
 # (tests/rtsp_server.py), Debian's chromium (the console's browser test), and RabbitMQ on
 # 127.0.0.1:5672, and PostgreSQL on 127.0.0.1:5432.
 set -euo pipefail
@@ -18,6 +19,7 @@ fi
 
 command -v promtool >/dev/null || install prometheus
 command -v systemd-analyze >/dev/null || install systemd
+command -v docker-compose >/dev/null || install docker-compose
 
 [ -x /usr/bin/chromium ] || install chromium
 
