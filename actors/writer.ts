@@ -194,7 +194,8 @@ export class Writer implements Behavior<WriterMsg> {
     const session = this.#session!;
     const params = frame.params!;
     const zeroMs = carry[0]?.ts ?? frame.ts;
-    const init = initSegment(params, toTicks(frame.ts - zeroMs));
+    // A camera's or RTSP chunk has no grid (gridTicks 0): its intervals are its own.
+    const init = initSegment(params, toTicks(frame.ts - zeroMs), frame.gridTicks || undefined);
     // Past the files on disk and every number the session used: the janitor may have deleted them
     // all, and a deleted chunk's row keeps its path.
     let index = Math.max(

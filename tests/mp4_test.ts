@@ -8,12 +8,12 @@ import { decodeErrors, jitter, parsedFrames, probeFrames } from "./helpers.ts";
 
 const frames = parsedFrames();
 
-/** The fixture's frames at jittered arrival times, through the fragmenter, into one file. */
-function mux(fragmentMs: number, times: number[]) {
+/** The fixture's first `times.length` frames at those times, through the fragmenter, into one file. */
+function mux(fragmentMs: number, times: number[], stepTicks?: number) {
   const f = new Fragmenter({ startMs: times[0], fragmentMs });
-  const parts = [initSegment(frames[0].params!)];
+  const parts = [initSegment(frames[0].params!, undefined, stepTicks)];
   const fragmentFrames: number[] = [];
-  frames.forEach((fr, i) => {
+  frames.slice(0, times.length).forEach((fr, i) => {
     const out = f.add({ ...fr, ts: times[i] });
     if (out) (parts.push(out.bytes), fragmentFrames.push(out.frames));
   });
@@ -113,6 +113,31 @@ Deno.test("a pause longer than the gap limit starts a new fragment instead of st
   assert.equal(fragmentFrames.reduce((a, b) => a + b), 144);
   const scan = scanChunk(bytes);
   assert.ok(Math.abs(scan.endMs - (times[143] - times[0]) - (times[143] - times[142])) < 0.05);
+});
+
+Deno.test("a chunk of few pictures on a grid, a pause among them, carries its step: ffmpeg's output times stay apart", async () => {
+  // As recorded across a stall: 3 pictures, 5.6 s of silence (whole steps), 12 more. ffmpeg
+  // guesses a frame rate from 16 intervals or more; with fewer it falls back on a nominal one.
+  const step = 2848;
+  const times = Array.from(
+    { length: 15 },
+    (_, i) => 1_795_000_000_000 + (i + (i >= 3 ? 176 : 0)) * step / 90,
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    const [bare, stepped] = [join(dir, "bare.mp4"), join(dir, "stepped.mp4")];
+    await Deno.writeFile(bare, mux(1000, times).bytes);
+    await Deno.writeFile(stepped, mux(1000, times, step).bytes);
+    assert.match(await decodeErrors(bare), /non monotonically increasing dts/, "the fault this prevents");
+    assert.equal(await decodeErrors(stepped), "");
+    const probed = await probeFrames(stepped);
+    assert.deepEqual(
+      probed.map((p) => Math.round(p.ptsMs * 90)),
+      times.map((t) => Math.round((t - times[0]) * 90)),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("on its timer a fragment goes FRAGMENT_DURATION_MS after its first frame arrived, its last sample ending exactly at the next frame", async () => {

@@ -39,6 +39,13 @@ export interface MovieOptions {
   tables?: SampleTables;
   /** Show only [mediaTime, mediaTime + durationMs): frames before are decoded, not shown. */
   edit?: { mediaTime: number; durationMs: number };
+  /**
+   * A fragmented file's frame step, ticks: stts gets one entry of no samples with that duration,
+   * where ffmpeg reads a fragmented file's frame rate. Without it ffmpeg guesses the rate from the
+   * first 16 intervals, and a file with fewer gets the SPS's nominal rate: pictures on a finer grid
+   * then round to one output time (docs/time.md).
+   */
+  stepTicks?: number;
 }
 
 /** ftyp for everything we write. */
@@ -104,7 +111,7 @@ export function movie(o: MovieOptions): Uint8Array {
   const stbl = box(
     "stbl",
     fullBox("stsd", 0, 0, u32(1), o.sampleEntry),
-    ...(t ? sampleTables(t) : emptyTables()),
+    ...(t ? sampleTables(t) : emptyTables(o.stepTicks)),
   );
   const minf = box(
     "minf",
@@ -117,9 +124,9 @@ export function movie(o: MovieOptions): Uint8Array {
   return box("moov", mvhd, trak, ...mvex);
 }
 
-function emptyTables(): Uint8Array[] {
+function emptyTables(stepTicks?: number): Uint8Array[] {
   return [
-    fullBox("stts", 0, 0, u32(0)),
+    stepTicks ? fullBox("stts", 0, 0, u32(1), u32(0), u32(stepTicks)) : fullBox("stts", 0, 0, u32(0)),
     fullBox("stsc", 0, 0, u32(0)),
     fullBox("stsz", 0, 0, u32(0), u32(0)),
     fullBox("stco", 0, 0, u32(0)),
@@ -153,15 +160,16 @@ function sampleTables(t: SampleTables): Uint8Array[] {
 /**
  * ftyp + moov of a chunk: fragmented MP4 with one H.264 track; the samples follow in moof+mdat pairs.
  * `shownFrom` (media ticks) makes the samples before it decode-only: an edit list starts
- * presentation there (segment_duration 0: to the end of the fragmented track).
+ * presentation there (segment_duration 0: to the end of the fragmented track). `stepTicks`: the
+ * chunk's frame grid step, if it has one (MovieOptions).
  *
  * @example
  * await file.write(initSegment(frame.params));
  */
-export function initSegment(params: ParamSets, shownFrom?: number): Uint8Array {
+export function initSegment(params: ParamSets, shownFrom?: number, stepTicks?: number): Uint8Array {
   const { width, height } = params.info;
   const edit = shownFrom ? { mediaTime: shownFrom, durationMs: 0 } : undefined;
-  return concat([ftyp(), movie({ width, height, sampleEntry: avc1(params), edit })]);
+  return concat([ftyp(), movie({ width, height, sampleEntry: avc1(params), edit, stepTicks })]);
 }
 
 /** The avc1 sample entry with its AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1). */
