@@ -6,7 +6,7 @@ import { decodeErrors, frameMd5s, pattern, ServiceProcess, SMALL_PATTERN, until 
 import { archiveEnv, S3Server } from "./s3_helpers.ts";
 import { freshSchema, pgQuery } from "./postgres_helpers.ts";
 
-Deno.test("two recorders on one PostgreSQL index and one bucket record the same stream name side by side, every picture kept; a third node with no streams lists both and serves their clips byte for byte as their recorders do", async () => {
+Deno.test("two recorders on one PostgreSQL index and one bucket record the same stream name side by side, every picture kept; a third node with no streams lists both and serves their clips (/api/clip, fetch, save) byte for byte as their recorders do", async () => {
   const h264 = await pattern(SMALL_PATTERN);
   const frames = sourceFrames(h264);
   const relay = await startRelay({ frames, intervalMs: () => 25, startAfterClients: 2 });
@@ -14,10 +14,12 @@ Deno.test("two recorders on one PostgreSQL index and one bucket record the same 
   const s3 = await S3Server.start();
   const names = ["gs-a", "gs-b"];
   const storages = await Promise.all(names.map(() => Deno.makeTempDir()));
+  const uploads = await Promise.all(names.map(() => Deno.makeTempDir()));
   const services = names.map((name, i) =>
     new ServiceProcess({
       VIDEO_STREAM_URL: relay.url,
       STORAGE_PATH: storages[i],
+      UPLOAD_PATH: uploads[i],
       RECORDER_ID: name,
       INDEX_URL: db.url,
       AMQP_URL: "",
@@ -89,6 +91,41 @@ Deno.test("two recorders on one PostgreSQL index and one bucket record the same 
       assert.ok(a.length > 10_000);
       assert.deepEqual(b, a, `${name}: the archive's clip is the recorder's, byte for byte`);
       assert.equal(viewed.headers.get("x-clip-from"), holder.headers.get("x-clip-from"));
+
+      // The video-store camera's commands name the recorder and stream the same way.
+      const command = (base: string, body: Record<string, unknown>) =>
+        fetch(`${base}/command`, { method: "POST", body: JSON.stringify(body) }).then(async (r) => {
+          const answer = await r.json();
+          assert.equal(r.status, 200, JSON.stringify(answer));
+          return answer;
+        });
+      const holderBase = `http://127.0.0.1:${await services[i].port("http")}`;
+      const asked = { from, to };
+      const named = { ...asked, recorder: name, stream: "default" };
+      const [ownFetch, farFetch] = [
+        await command(holderBase, { command: "fetch", ...asked }),
+        await command(viewerBase, { command: "fetch", ...named }),
+      ];
+      assert.ok(ownFetch.video.length > 10_000);
+      assert.equal(farFetch.video, ownFetch.video, `${name}: fetch from the archive, byte for byte`);
+      const [ownState, farState] = [
+        await command(holderBase, { command: "get-storage-state" }),
+        await command(viewerBase, { command: "get-storage-state", recorder: name }),
+      ];
+      assert.deepEqual(farState.stored_video, ownState.stored_video);
+      assert.equal(farState.recorder, "gs-view", "the answering node says who it is");
+      const [ownSave, farSave] = [
+        await command(holderBase, { command: "save", ...asked }),
+        await command(viewerBase, { command: "save", ...named }),
+      ];
+      // Named by its recorder too: stream names are unique per recorder, not in the fleet.
+      assert.match(ownSave.filename, /^default_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.mp4$/);
+      assert.equal(farSave.filename, `${name}_${ownSave.filename}`);
+      assert.deepEqual(
+        await Deno.readFile(join(viewerStorage, "up", farSave.filename)),
+        await Deno.readFile(join(uploads[i], ownSave.filename)),
+        `${name}: a saved clip from the archive is the recorder's own`,
+      );
     }
     // Without a stream named, a recorder with one stream is understood; an unknown one is refused by name.
     const bad = await fetch(`${viewerBase}/api/ranges?recorder=gs-nobody`);
@@ -129,10 +166,17 @@ Deno.test("two recorders on one PostgreSQL index and one bucket record the same 
     assert.deepEqual(sessions.map((s) => [s.recorder, s.status]), [["gs-a", "ended"], ["gs-b", "ended"]]);
     const events = await pgQuery<{ recorder: string; body: string }>(
       db.schema,
-      "SELECT recorder, body FROM events",
+      "SELECT recorder, body FROM events ORDER BY seq",
     );
     assert.ok(events.length > 0);
-    assert.ok(events.every((e) => JSON.parse(e.body).recorder === e.recorder && names.includes(e.recorder)));
+    assert.ok(events.every((e) => JSON.parse(e.body).recorder === e.recorder));
+    // The viewer stored only the clips it saved, each saying whose video it is.
+    const saved = events.filter((e) => e.recorder === "gs-view").map((e) => JSON.parse(e.body));
+    assert.deepEqual(saved.map((e) => [e.type, e.stream, e.data.source_recorder]), [
+      ["clip_saved", "default", "gs-a"],
+      ["clip_saved", "default", "gs-b"],
+    ]);
+    assert.ok(events.every((e) => [...names, "gs-view"].includes(e.recorder)));
   } finally {
     for (const s of [...services, ...(viewer ? [viewer] : [])]) {
       s.signal("SIGKILL");
@@ -143,6 +187,6 @@ Deno.test("two recorders on one PostgreSQL index and one bucket record the same 
     await s3.remove();
     await Deno.remove(viewerStorage, { recursive: true });
     await db.drop();
-    for (const dir of storages) await Deno.remove(dir, { recursive: true });
+    for (const dir of [...storages, ...uploads]) await Deno.remove(dir, { recursive: true });
   }
 });

@@ -588,6 +588,8 @@ export class ClipApi {
       summary.bytes,
       storageEvent("clip_saved", stream, {
         filename,
+        // Whose video it is: a fleet's node may save another recorder's stream.
+        source_recorder: target.recorder,
         from: formatIso(summary.startMs),
         to: formatIso(summary.endMs),
         size_bytes: summary.bytes,
