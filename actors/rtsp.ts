@@ -128,7 +128,9 @@ export class Rtsp implements Behavior<never> {
       clearInterval(watch);
       signal.removeEventListener("abort", onAbort);
     }
-    for (const frame of parser.unit([], NaN)) this.#forward(frame); // the last picture is whole
+    // ffmpeg writes what it has when its input is cut, slice by slice: a picture still in progress
+    // (not completed by its slice layout or a later time) may lack slices, and is dropped as such.
+    for (const frame of parser.end()) this.#forward(frame);
     const status = await child.status;
     this.#chain.break();
     const reason = stopping

@@ -291,6 +291,27 @@ Deno.test("a connection that opens mid-picture: the tail of that picture is inco
   assert.equal(joined.length, 144 - 40);
 });
 
+Deno.test("slices a container gave one by one (RTSP through ffmpeg): the picture the stream ends in is incomplete, a whole one is not", () => {
+  const raw = (n: Uint8Array) => n.subarray(n[2] === 1 ? 3 : 4);
+  const pictures = sourceFrames(fixture).map((f) => f.nals.map(raw));
+  const run = (cut: number) => {
+    const parser = new FrameParser();
+    const frames: Frame[] = [];
+    pictures.slice(0, 51).forEach((nals, k) => {
+      for (const nal of k === 50 ? nals.slice(0, cut) : nals) frames.push(...parser.unit([nal], k, false));
+    });
+    return frames.concat(parser.end());
+  };
+  const slices = pictures[50].length;
+  const cutShort = run(slices - 3);
+  assert.equal(cutShort.length, 51);
+  assert.ok(cutShort.slice(0, 50).every((f) => !f.incomplete && !f.corrupt));
+  assert.equal(cutShort[50].incomplete, true, "cut off in its slices: a decoder would conceal the rest");
+  const whole = run(slices);
+  assert.equal(whole.length, 51);
+  assert.ok(whole.every((f) => !f.incomplete && !f.corrupt), "completed by its layout, before the end");
+});
+
 Deno.test("a picture completed by its layout whose last slice turns out split is dropped as corrupt", () => {
   const { messages } = splitNal(10 + 29 * 7 + 6); // the last slice of picture 30
   const { frames, parser } = parseAll(messages);
