@@ -4,6 +4,9 @@ import { scanChunk } from "../src/store/mp4/fragment_reader.ts";
 import { type ClockedFrame, FrameClock } from "../src/ingest/frame_clock.ts";
 import { Fragmenter } from "../src/store/mp4/fragmenter.ts";
 import { initSegment } from "../src/store/mp4/init_segment.ts";
+import { fragmentedClip } from "../src/serve/clip/mux.ts";
+import { chunkFile } from "../src/serve/clip/chunk_bytes.ts";
+import { concat } from "../src/runtime/bytes.ts";
 import { decodeErrors, jitter, parsedFrames, probeFrames } from "./helpers.ts";
 
 const frames = parsedFrames();
@@ -135,6 +138,20 @@ Deno.test("a chunk of few pictures on a grid, a pause among them, carries its st
       probed.map((p) => Math.round(p.ptsMs * 90)),
       times.map((t) => Math.round((t - times[0]) * 90)),
     );
+    assert.equal(scanChunk(await Deno.readFile(stepped)).stepTicks, step);
+    assert.equal(scanChunk(await Deno.readFile(bare)).stepTicks, null);
+    // A fragmented clip of it carries the step on.
+    const chunk = { path: "stepped.mp4", start_ms: times[0], end_ms: times[14] + 31.6, frames: 15 };
+    const clip = await fragmentedClip(
+      () => chunkFile(dir, chunk.path),
+      { chunks: [{ ...chunk, codec: "avc1", width: 854, height: 480, bytes: 0 }], gaps: [], stopped: null },
+      times[0],
+      times[14] + 1,
+    );
+    const clipPath = join(dir, "clip.mp4");
+    await Deno.writeFile(clipPath, concat(await Array.fromAsync(clip.pieces)));
+    assert.equal(await decodeErrors(clipPath), "");
+    assert.equal((await probeFrames(clipPath)).length, 15);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -19,6 +19,7 @@ interface ReadChunk {
   width: number;
   height: number;
   sampleEntry: Uint8Array;
+  stepTicks: number | null;
 }
 
 /** Where the clip's playback starts and ends, and how many frames it shows. */
@@ -76,6 +77,7 @@ async function readChunk(
     width: scan.width,
     height: scan.height,
     sampleEntry,
+    stepTicks: scan.stepTicks,
   };
 }
 
@@ -120,7 +122,13 @@ export async function fragmentedClip(
   async function* pieces(): AsyncGenerator<Uint8Array> {
     yield concat([
       ftyp(),
-      movie({ width: first.width, height: first.height, sampleEntry: first.sampleEntry }),
+      // The first chunk's step, as its file names it: ffmpeg's frame rate for a clip of few frames.
+      movie({
+        width: first.width,
+        height: first.height,
+        sampleEntry: first.sampleEntry,
+        stepTicks: first.stepTicks ?? undefined,
+      }),
     ]);
     let sequence = 0;
     for (let i = 0; i < plan.chunks.length; i++) {

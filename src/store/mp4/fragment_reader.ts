@@ -39,6 +39,8 @@ export interface ChunkScan {
   /** End of ftyp+moov (the init segment), and the stsd box's offset and size within it (-1 if none). */
   initEnd: number;
   stsd: { offset: number; size: number } | null;
+  /** The frame grid's step the moov's empty stts names (docs/storage.md), ticks; null if none. */
+  stepTicks: number | null;
 }
 
 /**
@@ -69,6 +71,7 @@ export function scanChunk(bytes: Uint8Array, fileSize = bytes.length): ChunkScan
     samples: [],
     initEnd: 0,
     stsd: null,
+    stepTicks: null,
   };
   let at = 0;
   /** The file's offset of `bytes[at]`: ahead of `at` by the mdat payloads left out. */
@@ -99,6 +102,11 @@ export function scanChunk(bytes: Uint8Array, fileSize = bytes.length): ChunkScan
       }
       const stsd = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stsd"]);
       if (stsd >= 0) result.stsd = { offset: stsd, size: view.getUint32(stsd) };
+      const stts = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stts"]);
+      // One entry of no samples: the step (a file with sample tables is not a chunk).
+      if (stts >= 0 && view.getUint32(stts + 12) === 1 && view.getUint32(stts + 16) === 0) {
+        result.stepTicks = view.getUint32(stts + 20);
+      }
       const elst = findBox(bytes, body, at + size, ["trak", "edts", "elst"]);
       if (elst >= 0) result.editTicks = firstEditMediaTime(view, elst);
       // stsd: full box header, entry count, then avc1 (8-byte header, 78 bytes of visual entry), then avcC.
