@@ -10,6 +10,7 @@ import { applyAudit, audit, recover } from "../src/store/recovery.ts";
 import {
   decodeErrors,
   indexRows,
+  type LogLine,
   parsedFrames,
   recordPattern,
   ServiceProcess,
@@ -21,7 +22,7 @@ import { ENGINES, indexLocation } from "./postgres_helpers.ts";
  * Starts the service on existing storage (no relay) and stops it once recovery has run (and, with
  * `audited`, once the janitor's walk has been applied by the indexer).
  */
-async function restart(storage: string, audited = false): Promise<void> {
+async function restart(storage: string, audited = false): Promise<LogLine[]> {
   const service = new ServiceProcess({
     VIDEO_STREAM_URL: "ws://127.0.0.1:9/ws/video/consume",
     STORAGE_PATH: storage,
@@ -30,13 +31,14 @@ async function restart(storage: string, audited = false): Promise<void> {
   if (audited) await service.waitForLog((l) => l.msg === "audit applied", "the audit");
   service.signal("SIGTERM");
   assert.equal((await service.exit()).code, 0);
+  return service.logs;
 }
 
 const facts = (
   c: Record<string, unknown>,
 ) => [c.path, c.start_ms, c.end_ms, c.frames, c.bytes, c.width, c.height, c.codec];
 
-Deno.test("a deleted index is rebuilt from the chunk files; a closed chunk's file deleted by hand becomes missing in the background audit", async () => {
+Deno.test("a deleted index is rebuilt from the chunk files; a closed chunk's file, or a whole session folder, deleted by hand becomes missing in the background audit", async () => {
   const { storage } = await recordPattern({
     ...SMALL_PATTERN,
     intervalMs: 25,
@@ -68,6 +70,14 @@ Deno.test("a deleted index is rebuilt from the chunk files; a closed chunk's fil
     const meta = JSON.parse(await Deno.readTextFile(join(storage, after.sessions[0].dir, "metadata.json")));
     assert.equal(meta.chunks[1].status, "missing");
     assert.equal(meta.total_frames, before.chunks.reduce((n, c) => n + c.frames, 0) - gone.frames);
+
+    // Whole session folders deleted by hand (or a new disk under a shared index): every chunk is
+    // missing, and no actor fails over a metadata.json there is no folder for.
+    for (const session of after.sessions) await Deno.remove(join(storage, session.dir), { recursive: true });
+    const logs = await restart(storage, true);
+    assert.ok(indexRows(storage).chunks.every((c) => c.status === "missing"));
+    assert.deepEqual(logs.filter((l) => l.msg === "actor failed, restarting"), []);
+    assert.equal(await Deno.stat(join(storage, after.sessions[0].dir)).then(() => true, () => false), false);
   } finally {
     await Deno.remove(storage, { recursive: true });
   }

@@ -67,7 +67,9 @@ export function buildMetadata(
 }
 
 /**
- * Rewrites a session's metadata.json from the index, atomically.
+ * Rewrites a session's metadata.json from the index, atomically. A session whose folder is gone
+ * (deleted by hand, or a new disk under a shared index's RECORDER_ID) has no file to keep: its
+ * chunks are `missing` in the index, and nothing is written.
  *
  * @example
  * await writeSessionMetadata(index, "recordings", "default", "20261121_140210", settings, Date.now());
@@ -84,5 +86,9 @@ export async function writeSessionMetadata(
   if (!session) return;
   const chunks = await index.chunks({ stream, sessionId });
   const meta = buildMetadata(session, chunks, settings, now);
-  await writeFileAtomic(join(root, session.dir, "metadata.json"), JSON.stringify(meta, null, 2) + "\n");
+  try {
+    await writeFileAtomic(join(root, session.dir, "metadata.json"), JSON.stringify(meta, null, 2) + "\n");
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
 }
