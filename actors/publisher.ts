@@ -49,8 +49,8 @@ export function withHeartbeat(url: string): string {
  * Sends the outbox to RabbitMQ in order, on a confirm channel: an event is marked sent only after
  * the broker confirmed it, so a crash or a broker outage loses nothing (a resend after a crash, or
  * of a batch whose confirms a cut connection lost, may duplicate an event; its message_id lets
- * subscribers drop it). Reconnects with capped backoff on
- * `close` as well as `error`. Recording never waits on it.
+ * subscribers drop it). Reconnects with capped backoff on `close` as well as `error`. Recording
+ * never waits on it.
  */
 export class Publisher implements Behavior<never> {
   #clock: Clock;

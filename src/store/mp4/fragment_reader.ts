@@ -104,7 +104,10 @@ export function scanChunk(bytes: Uint8Array, fileSize = bytes.length): ChunkScan
       if (stsd >= 0) result.stsd = { offset: stsd, size: view.getUint32(stsd) };
       const stts = findBox(bytes, body, at + size, ["trak", "mdia", "minf", "stbl", "stts"]);
       // One entry of no samples: the step (a file with sample tables is not a chunk).
-      if (stts >= 0 && view.getUint32(stts + 12) === 1 && view.getUint32(stts + 16) === 0) {
+      if (
+        stts >= 0 && stts + 24 <= at + size && view.getUint32(stts + 12) === 1 &&
+        view.getUint32(stts + 16) === 0
+      ) {
         result.stepTicks = view.getUint32(stts + 20);
       }
       const elst = findBox(bytes, body, at + size, ["trak", "edts", "elst"]);
