@@ -252,7 +252,8 @@ const broker: FaultClass = {
       r.injected++;
       if (r.variant === "pause") world.brokerProxy.pause();
       else if (r.variant === "refuse") world.brokerProxy.refuse();
-      world.brokerCut = r.variant !== "refuse";
+      // Every variant cuts the connection the publisher holds (a refusing port drops it too).
+      world.brokerCut = true;
       if (r.variant === "reset") {
         // Resets for the whole outage: every connection the publisher makes is cut at once.
         while (nowMs() - start < outageMs) {

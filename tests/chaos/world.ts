@@ -51,9 +51,9 @@ export class World {
   /** True once a process of the round was killed: events may then repeat (at-least-once). */
   killed = false;
   /**
-   * True once the broker connection was cut with publishes in flight (reset, or silenced until the
-   * heartbeat gives up): a confirm may be lost after the broker routed the event, which is then
-   * sent again.
+   * True once the broker connection was cut with publishes in flight (reset, refused, or silenced
+   * until the heartbeat gives up): a confirm may be lost after the broker routed the event, which
+   * is then sent again.
    */
   brokerCut = false;
   #subscriber: Awaited<ReturnType<typeof subscribe>> | null = null;
