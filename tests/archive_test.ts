@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import {
+  command,
   decodeErrors,
   frameMd5s,
   indexRows,
@@ -106,16 +107,11 @@ async function assertArchived(run: Run, s3: S3Server, logs: LogLine[]) {
 /** Saves the whole recording as a clip and waits until the archive holds it. */
 async function saveClip(run: Run, s3: S3Server): Promise<void> {
   const { chunks } = indexRows(run.storage);
-  const res = await fetch(`${run.base}/command`, {
-    method: "POST",
-    body: JSON.stringify({
-      command: "save",
-      from: new Date(chunks[0].start_ms).toISOString(),
-      to: new Date(chunks.at(-1)!.end_ms).toISOString(),
-    }),
+  const { filename } = await command(run.base, {
+    command: "save",
+    from: new Date(chunks[0].start_ms).toISOString(),
+    to: new Date(chunks.at(-1)!.end_ms).toISOString(),
   });
-  assert.equal(res.status, 200);
-  const { filename } = await res.json();
   const key = `fleet/gs-1/clips/${filename}`;
   await until(
     async () => (await s3.object(key)) !== null && (await health(run.base)).archive.queue.depth === 0,

@@ -2,7 +2,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
-import { decodeErrors, frameMd5s, pattern, ServiceProcess, SMALL_PATTERN, until } from "./helpers.ts";
+import {
+  command,
+  decodeErrors,
+  frameMd5s,
+  pattern,
+  ServiceProcess,
+  SMALL_PATTERN,
+  until,
+} from "./helpers.ts";
 import { archiveEnv, S3Server } from "./s3_helpers.ts";
 import { freshSchema, pgQuery } from "./postgres_helpers.ts";
 
@@ -93,12 +101,6 @@ Deno.test("two recorders on one PostgreSQL index and one bucket record the same 
       assert.equal(viewed.headers.get("x-clip-from"), holder.headers.get("x-clip-from"));
 
       // The video-store camera's commands name the recorder and stream the same way.
-      const command = (base: string, body: Record<string, unknown>) =>
-        fetch(`${base}/command`, { method: "POST", body: JSON.stringify(body) }).then(async (r) => {
-          const answer = await r.json();
-          assert.equal(r.status, 200, JSON.stringify(answer));
-          return answer;
-        });
       const holderBase = `http://127.0.0.1:${await services[i].port("http")}`;
       const asked = { from, to };
       const named = { ...asked, recorder: name, stream: "default" };

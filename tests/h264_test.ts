@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AnnexBSplitter, splitAnnexB } from "../src/ingest/h264/annexb.ts";
+import { AnnexBSplitter, splitAnnexB, startCodeLength } from "../src/ingest/h264/annexb.ts";
 import { BitReader } from "../src/ingest/h264/bits.ts";
 import { type Frame, FrameParser } from "../src/ingest/h264/frame_parser.ts";
 import { nalDefect } from "../src/ingest/h264/nal_check.ts";
@@ -292,7 +292,7 @@ Deno.test("a connection that opens mid-picture: the tail of that picture is inco
 });
 
 Deno.test("slices a container gave one by one (RTSP through ffmpeg): the picture the stream ends in is incomplete, a whole one is not", () => {
-  const raw = (n: Uint8Array) => n.subarray(n[2] === 1 ? 3 : 4);
+  const raw = (n: Uint8Array) => n.subarray(startCodeLength(n, 0));
   const pictures = sourceFrames(fixture).map((f) => f.nals.map(raw));
   const run = (cut: number) => {
     const parser = new FrameParser();

@@ -330,6 +330,22 @@ export async function until(
   }
 }
 
+/** Whether `path` exists now. */
+export function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
+}
+
+/**
+ * Sends a video-store camera command to the recorder at `base` (`http://127.0.0.1:PORT`) and returns
+ * its answer, which must come with a 200 (the answer is in the failure message).
+ */
+export async function command(base: string, body: Record<string, unknown>) {
+  const res = await fetch(`${base}/command`, { method: "POST", body: JSON.stringify(body) });
+  const answer = await res.json();
+  if (res.status !== 200) throw new Error(`${body.command}: ${res.status} ${JSON.stringify(answer)}`);
+  return answer;
+}
+
 /** Wall-clock now with sub-millisecond resolution. */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { tcpProxy } from "./tcp_proxy.ts";
 import {
+  command,
   decodeErrors,
+  exists,
   indexRows,
   pattern,
   recordPattern,
@@ -78,10 +80,9 @@ Deno.test("a 20 MB budget: usage stays within budget + one chunk, the newest vid
     const ranges = await fetch(`http://127.0.0.1:${await service.port("http")}/api/ranges`).then((r) =>
       r.json()
     );
-    const state = await fetch(`http://127.0.0.1:${await service.port("http")}/command`, {
-      method: "POST",
-      body: JSON.stringify({ command: "get-storage-state" }),
-    }).then((r) => r.json());
+    const state = await command(`http://127.0.0.1:${await service.port("http")}`, {
+      command: "get-storage-state",
+    });
     assert.equal(state.disk_usage.storage_limit_gb, budget / 2 ** 30);
     // The first pass walked the files: the index's count agreed with them (only the open chunk's tail differs).
     const drift = await service.metric("storage_usage_drift_bytes");
@@ -101,7 +102,7 @@ Deno.test("a 20 MB budget: usage stays within budget + one chunk, the newest vid
     assert.ok(Math.max(...deleted.map((c) => c.start_ms)) < Math.min(...kept.map((c) => c.start_ms)));
     assert.equal(kept.at(-1)!.idx, Math.max(...chunks.map((c) => c.idx)));
     for (const c of deleted) {
-      assert.equal(await Deno.stat(join(storage, c.path)).then(() => true, () => false), false);
+      assert.equal(await exists(join(storage, c.path)), false);
     }
     // The ranges start at the oldest chunk kept at that moment, not at the deleted ones.
     assert.ok(Date.parse(ranges.ranges[0].from) > Math.max(...deleted.slice(0, -1).map((c) => c.start_ms)));
@@ -154,8 +155,7 @@ Deno.test("a deletion interrupted by a crash (before or after the unlink) is fin
     const after = indexRows(storage).chunks;
     assert.deepEqual(after.map((c) => c.status), before.map((_c, i) => (i < 2 ? "deleted" : "complete")));
     for (const c of after) {
-      const exists = await Deno.stat(join(storage, c.path)).then(() => true, () => false);
-      assert.equal(exists, c.status === "complete", `${c.path} ${c.status}`); // no orphan, no dangling row
+      assert.equal(await exists(join(storage, c.path)), c.status === "complete", `${c.path} ${c.status}`); // no orphan, no dangling row
     }
   } finally {
     await Deno.remove(storage, { recursive: true });

@@ -7,6 +7,7 @@ import { firstMissing, permissionFlags, permissionsNeeded } from "../src/app/per
 import { sourceFrames, startRelay } from "../src/tools/relay.ts";
 import { subscribe } from "./broker_helpers.ts";
 import {
+  command,
   indexRows,
   pattern,
   probeFrames,
@@ -212,10 +213,7 @@ Deno.test("`deno task start` runs the recorder with exactly the computed flags, 
     const http = await service.port("http");
     const ranges = await (await fetch(`http://127.0.0.1:${http}/api/ranges`)).json();
     const { from, to } = ranges.ranges[0];
-    const saved = await (await fetch(`http://127.0.0.1:${http}/command`, {
-      method: "POST",
-      body: JSON.stringify({ command: "save", from, to }),
-    })).json();
+    const saved = await command(`http://127.0.0.1:${http}`, { command: "save", from, to });
     assert.ok(saved.filename, JSON.stringify(saved));
     const clip = await probeFrames(join(dir, "up", saved.filename));
     assert.ok(clip.length >= 100, `${clip.length} frames in the saved clip`);

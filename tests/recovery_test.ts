@@ -9,6 +9,7 @@ import { OpenChunks } from "../src/store/open_chunks.ts";
 import { applyAudit, audit, recover } from "../src/store/recovery.ts";
 import {
   decodeErrors,
+  exists,
   indexRows,
   type LogLine,
   parsedFrames,
@@ -77,7 +78,7 @@ Deno.test("a deleted index is rebuilt from the chunk files; a closed chunk's fil
     const logs = await restart(storage, true);
     assert.ok(indexRows(storage).chunks.every((c) => c.status === "missing"));
     assert.deepEqual(logs.filter((l) => l.msg === "actor failed, restarting"), []);
-    assert.equal(await Deno.stat(join(storage, after.sessions[0].dir)).then(() => true, () => false), false);
+    assert.equal(await exists(join(storage, after.sessions[0].dir)), false);
   } finally {
     await Deno.remove(storage, { recursive: true });
   }
