@@ -33,11 +33,20 @@ class RtspServer {
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    const { value } = await reader.read();
-    assert.match(value ?? "", /ready/, "the RTSP server did not start");
-    reader.releaseLock();
-    this.#child.stdout.cancel().catch(() => {});
+    // The server prints one line, then nothing. Once the whole line is read, cancelling the reader
+    // closes the pipe: piped through a decoder, stdout stayed locked and closed only when the pipe
+    // read its end, which a kill did not always bring before the test ended (the sanitizer's leak).
+    // Cut before the line's end, the server would fail writing the rest.
+    const reader = this.#child.stdout.getReader();
+    const decoder = new TextDecoder();
+    let line = "";
+    while (!line.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      line += decoder.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    assert.match(line, /ready/, "the RTSP server did not start");
   }
 
   async kill(): Promise<void> {
